@@ -1,0 +1,145 @@
+"""The ``probe`` command line. Sub-commands import their implementation lazily (``probe --help`` is fast).
+
+Errors from bad input (:class:`probe.errors.ProbeError`) print one line and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from probe import __version__
+from probe.errors import ProbeError, one_line
+
+
+def _handler(target: str):
+    def run(args: argparse.Namespace) -> int | None:
+        module, _, attr = target.partition(":")
+        return getattr(import_module(module), attr)(args)
+
+    return run
+
+
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    # Sub-commands accept the flags too; SUPPRESS keeps their default from overriding the top-level one.
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument("--quiet", "-q", action="store_true", default=default, help="no progress bars")
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probe",
+        description="Shortcut-learning diagnostics for image-restoration networks "
+        "(synthesise degradations, train grids, probe models, draw reports).",
+    )
+    parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="synthesise degraded pairs and draw a contact sheet")
+    _common(p)
+    p.add_argument("--background", default="natural", help="background source (see `probe list`)")
+    p.add_argument("--background-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the background source, e.g. complexity=0.5 or root=/data/div2k")
+    p.add_argument("--degradation", default="rain", help="degradation type (see `probe list`)")
+    p.add_argument("--preset", default=None, help="degradation preset (rain: small, medium, large, random)")
+    p.add_argument("--n", type=int, default=8, help="number of images")
+    p.add_argument("--patch", type=int, default=128, help="patch size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/synth", help="output directory")
+    p.set_defaults(func=_handler("probe.data.synth:run_cli"))
+
+    p = sub.add_parser("train", help="train one model from a TOML config")
+    _common(p)
+    p.add_argument("config", help="train config (TOML)")
+    p.add_argument("--out", default=None, help="run directory (default: trained_models/<name>)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 (overrides the config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.iterations=50")
+    p.set_defaults(func=_handler("probe.train.cli:run_cli"))
+
+    p = sub.add_parser("grid", help="run or inspect a study grid")
+    _common(p)
+    gsub = p.add_subparsers(dest="grid_command", metavar="ACTION")
+    g = gsub.add_parser("run", help="train every cell of a study (resumable)")
+    _common(g)
+    g.add_argument("spec", help="study spec, e.g. analyses/derain_complexity.toml")
+    g.add_argument("--out", default=None, help="output directory (default: trained_models/<study>)")
+    g.add_argument("--executor", choices=["local", "dask"], default="local")
+    g.add_argument("--workers", type=int, default=None, help="parallel workers (default: machine-sized)")
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
+    g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
+    g.set_defaults(func=_handler("probe.grid.cli:run_cli"))
+    g = gsub.add_parser("status", help="done / running / failed / pending cells of a grid")
+    _common(g)
+    g.add_argument("out", help="grid output directory, e.g. trained_models/derain_complexity")
+    g.set_defaults(func=_handler("probe.grid.cli:status_cli"))
+
+    p = sub.add_parser("measure", help="run probes on a checkpoint or on every run of a catalog")
+    _common(p)
+    p.add_argument("path", help="a run directory or a directory of runs")
+    p.add_argument("--probes", default=None, help="comma-separated probe names (default: the study's)")
+    p.add_argument("--splits", default=None, help="comma-separated split names (default: all)")
+    p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
+    p.add_argument("--force", action="store_true", help="recompute results already in the store")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_handler("probe.probes.measure:run_cli"))
+
+    p = sub.add_parser("report", help="draw figures and the HTML report from result stores")
+    _common(p)
+    p.add_argument("path", help="report directory holding results.h5, e.g. reports/derain_complexity")
+    p.set_defaults(func=_handler("probe.report.cli:run_cli"))
+
+    p = sub.add_parser("demo", help="the default study end to end: grid, measure, report")
+    _common(p)
+    p.add_argument("--spec", default=None, help="study spec (default: the bundled derain_complexity)")
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=_handler("probe.demo:run_cli"))
+
+    p = sub.add_parser("list", help="list registered families, backgrounds, degradations and probes")
+    _common(p)
+    p.set_defaults(func=_list)
+    return parser
+
+
+def _list(args: argparse.Namespace) -> int:
+    from probe.data.backgrounds import BACKGROUNDS
+    from probe.data.degradations import DEGRADATIONS
+    from probe.models import FAMILIES
+    from probe.probes import PROBES
+
+    for title, registry in [("model families", FAMILIES), ("background sources", BACKGROUNDS),
+                            ("degradations", DEGRADATIONS), ("probes", PROBES)]:
+        print(f"{title}: {', '.join(registry.names())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None or not hasattr(args, "func"):
+        parser.print_help()
+        return 0 if getattr(args, "command", None) is None else 2
+    from probe.progress import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        code = args.func(args)
+    except ProbeError as exc:
+        if args.debug:
+            raise
+        print(f"probe: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("probe: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Model families: a registry of image-to-image networks with named probe points.
+
+Add a family with one file and one line in ``FAMILIES`` below (or ``@FAMILIES.register("name")`` in user
+code)::
+
+    from probe.models import build
+    model = build("resnet", size="tiny", global_residual=False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probe.models.base import HookPoint, RestorationModel
+from probe.registry import Registry
+
+FAMILIES = Registry(
+    "model family",
+    lazy={
+        "resnet": "probe.models.resnet:ResNet",
+        "unet": "probe.models.unet:UNet",
+        "swinir": "probe.models.swinir:SwinIR",
+        "nafnet": "probe.models.nafnet:NAFNet",
+    },
+)
+
+
+def build(family: str, size: str = "tiny", **kwargs: Any) -> RestorationModel:
+    """Build a model of a registered ``family`` with a size preset and keyword overrides."""
+    cls = FAMILIES.get(family)
+    return cls(size=size, **kwargs)
+
+
+__all__ = ["FAMILIES", "HookPoint", "RestorationModel", "build"]

@@ -1,0 +1,107 @@
+"""The probe contract: ``Probe(**params).run(model, data) -> ProbeResult``.
+
+A probe is one file holding one :class:`Probe` subclass, registered with one line in
+:data:`probe.probes.PROBES`. Parameters are validated in ``__init__`` (scikit-learn style) and recorded
+with every stored result; ``run`` returns arrays with *named dimensions* (xarray) plus tidy scalar
+metrics::
+
+    from probe.probes import PROBES
+    result = PROBES.get("generalization")().run(model, data)
+    result.metrics            # [{"split": "ood", "metric": "psnr", "value": 24.1}, ...]
+    result.arrays["psnr"]     # xarray.DataArray with dims ("split", "image")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from probe.data.types import DegradedBatch
+
+
+@dataclass
+class EvalData:
+    """A fixed, seeded evaluation set: the same held-out backgrounds under every declared split.
+
+    ``splits`` maps a split name (``id``, ``ood``, …) to a batch whose ``clean`` images are identical across
+    splits. ``degradations`` maps the same names to the degradation objects that made them, so probes can
+    re-synthesise (e.g. the same rain on other backgrounds, ``alt_clean``). ``info`` is JSON metadata
+    (background source, seed, patch, split specs) stored with every result.
+    """
+
+    splits: dict[str, DegradedBatch]
+    degradations: dict[str, Any] = field(default_factory=dict)
+    alt_clean: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def clean(self) -> torch.Tensor:
+        return next(iter(self.splits.values())).clean
+
+    def select(self, names: list[str] | None) -> EvalData:
+        if not names:
+            return self
+        from probe.errors import ConfigError
+
+        unknown = [n for n in names if n not in self.splits]
+        if unknown:
+            raise ConfigError(f"unknown split {unknown[0]!r}; available: {', '.join(self.splits)}")
+        return EvalData({n: self.splits[n] for n in names}, {n: self.degradations.get(n) for n in names},
+                        self.alt_clean, self.info, self.seed)
+
+
+@dataclass
+class ProbeResult:
+    """What a probe returns: named arrays (``xarray.DataArray``) and tidy scalar metric rows.
+
+    Every metric row has ``split``, ``metric`` and ``value``; extra keys (``layer``, ``mask``, …) become
+    columns of :func:`probe.store.read_metrics`.
+    """
+
+    arrays: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_metric(self, split: str, metric: str, value: float, **extra: Any) -> None:
+        self.metrics.append({"split": split, "metric": metric, "value": float(value), **extra})
+
+
+class Probe:
+    """Base class. Subclasses set ``name``, ``description`` and ``defaults``, and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any):
+        from probe.errors import ConfigError
+
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"unknown parameter {unknown[0]!r} for probe {self.name!r}; "
+                              f"allowed: {', '.join(sorted(self.defaults)) or 'none'}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.validate()
+
+    def validate(self) -> None:
+        """Check ``self.params``; raise :class:`probe.errors.ConfigError` naming the bad one."""
+
+    def params_key(self) -> str:
+        return json.dumps(self.params, sort_keys=True, default=str)
+
+    def run(self, model: nn.Module, data: EvalData) -> ProbeResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Run ``model`` over ``images`` in batches without gradients, on the model's device, output on CPU."""
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else images.device
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            outputs.append(model(images[start:start + batch_size].to(device)).float().cpu())
+    return torch.cat(outputs) if outputs else images[:0].clone()

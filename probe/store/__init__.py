@@ -1,0 +1,1 @@
+"""HDF5 result stores: writers, schema and tidy readers (see docs/store.md)."""
