@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
     p.add_argument("--force", action="store_true", help="recompute results already in the store")
     p.add_argument("--device", default=None)
-    p.set_defaults(func=_handler("probe.probes.measure:run_cli"))
+    p.set_defaults(func=_handler("probe.measure:run_cli"))
 
     p = sub.add_parser("report", help="draw figures and the HTML report from result stores")
     _common(p)

@@ -1,0 +1,1 @@
+"""Study grids: declarative specs (``analyses/*.toml``), resumable runs, local and Dask executors."""

@@ -51,8 +51,11 @@ class EvalData:
         unknown = [n for n in names if n not in self.splits]
         if unknown:
             raise ConfigError(f"unknown split {unknown[0]!r}; available: {', '.join(self.splits)}")
+        info = dict(self.info)
+        if isinstance(info.get("splits"), dict):
+            info["splits"] = {n: info["splits"].get(n) for n in names}
         return EvalData({n: self.splits[n] for n in names}, {n: self.degradations.get(n) for n in names},
-                        self.alt_clean, self.info, self.seed)
+                        self.alt_clean, info, self.seed)
 
 
 @dataclass

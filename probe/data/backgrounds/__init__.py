@@ -15,3 +15,23 @@ BACKGROUNDS = Registry(
         "folder": "probe.data.backgrounds.folder:Folder",
     },
 )
+
+
+def make_background(name: str, patch: int, seed: int = 0, **options):
+    """Build the background source registered as ``name`` (options validated by the source).
+
+    >>> make_background("dead_leaves", patch=32, seed=1, complexity=0.5).images(2).shape
+    torch.Size([2, 3, 64, 64])
+    """
+    return BACKGROUNDS.get(name)(patch, seed=seed, **options)
+
+
+def __getattr__(attr: str):  # lazy re-exports: importing the registry never imports torch
+    if attr in ("BackgroundSource", "BackgroundPool"):
+        from probe.data.backgrounds import base
+
+        return getattr(base, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+__all__ = ["BACKGROUNDS", "BackgroundPool", "BackgroundSource", "make_background"]

@@ -1,0 +1,224 @@
+"""``folder``: backgrounds from any folder of images (png, jpg/jpeg, bmp, tif/tiff), searched recursively.
+
+>>> from probe.data.backgrounds import make_background
+>>> src = make_background("folder", patch=64, root="~/data/DIV2K_train_HR", size=256)  # doctest: +SKIP
+>>> src.images(8).shape                                                                 # doctest: +SKIP
+torch.Size([8, 3, 256, 256])
+
+* Files are listed recursively (hidden files and folders skipped) and sorted by relative path, so the
+  listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
+  forms the test split, independent of the seed; the seed only orders the files within a split.
+* 8- and 16-bit, grey, grey+alpha, palette, RGB and RGBA are all read as RGB float32 in [0, 1] (alpha is
+  dropped). 16-bit TIFFs are read with full precision through ``tifffile``.
+* Each image gives one ``size`` × ``size`` background: ``fit="crop"`` takes the centre window at native
+  resolution (enlarging the centre square only when the image is smaller than ``size``), ``fit="resize"``
+  resizes the centre square.
+* An unreadable file, or one smaller than the patch, raises a :class:`~probe.errors.DataError` naming it;
+  with ``on_error="skip"`` it is skipped with a warning naming it instead. Files whose pixels repeat an
+  earlier image of the split are skipped with a warning (the images must be distinct).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from probe.data.backgrounds.base import (
+    BackgroundSource,
+    Option,
+    float_in,
+    image_digest,
+    one_of,
+    resize_square,
+)
+from probe.errors import ConfigError, DataError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _root(value: Any) -> Path:
+    if value is None or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ValueError("missing")
+    return Path(value).expanduser()
+
+
+def _fraction(value: Any) -> float:
+    value = float_in(0.0, 1.0)(value)
+    if value >= 1.0:
+        raise ValueError("must leave train images")
+    return value
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, hidden entries skipped), sorted by relative path."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            if not f.startswith(".") and f.lower().endswith(EXTENSIONS):
+                found.append(Path(dirpath) / f)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as an (H, W, 3) float32 array in [0, 1]; DataError naming the file if unreadable."""
+    arr: np.ndarray | None = None
+    errors = []
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path, key=0))
+        except Exception as exc:  # noqa: BLE001 - fall back to Pillow, report both below
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if arr is None:
+        try:
+            arr = _read_pillow(path)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is "unreadable"
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if arr is None:
+        raise DataError(f"cannot read image {path}: {errors[-1]}")
+    try:
+        return _to_rgb_float(arr)
+    except ValueError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode.startswith("I;16") or mode in ("I", "F", "L", "RGB", "RGBA", "LA"):
+                return np.asarray(img)
+            if mode == "1":
+                return np.asarray(img.convert("L"))
+            has_alpha = "A" in mode or "transparency" in img.info
+            return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+
+
+def _to_rgb_float(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[-1] > 4:  # planar (C, H, W) TIFF
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported pixel layout {arr.shape}")
+    arr = arr[..., :1] if arr.shape[-1] in (1, 2) else arr[..., :3]  # drop alpha
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        out = arr.astype(np.float32) / 65535.0
+    elif arr.dtype == bool:
+        out = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.integer):  # Pillow mode "I": 16-bit data in 32-bit ints
+        out = arr.astype(np.float32) / (65535.0 if arr.max(initial=0) > 255 else 255.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError("non-finite pixel values")
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype}")
+    out = np.clip(out, 0.0, 1.0)
+    return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
+
+
+class Folder(BackgroundSource):
+    """Backgrounds read from a user folder (see the module docstring)."""
+
+    name = "folder"
+    options = {
+        "root": Option(None, _root, "a path to a folder of images"),
+        "on_error": Option("raise", one_of("raise", "skip"), "'raise' or 'skip'"),
+        "test_fraction": Option(0.1, _fraction, "a float in [0, 1)"),
+        "fit": Option("crop", one_of("crop", "resize"), "'crop' or 'resize'"),
+    }
+
+    def _validate(self) -> None:
+        root: Path = self.params["root"]
+        if not root.is_dir():
+            raise DataError(f"background folder {root} does not exist or is not a folder")
+        files = list_images(root)
+        if not files:
+            raise DataError(f"background folder {root} holds no images ({', '.join(EXTENSIONS)})")
+        n = len(files)
+        f = self.params["test_fraction"]
+        n_test = 0 if f == 0 or n < 2 else min(n - 1, max(1, round(f * n)))
+        test_idx = {int(math.floor((k + 0.5) * n / n_test)) for k in range(n_test)}
+        split_files = {
+            "train": [p for i, p in enumerate(files) if i not in test_idx],
+            "test": [p for i, p in enumerate(files) if i in test_idx],
+        }
+        order = np.random.default_rng([self.seed, 0xF01DE5])
+        self._files = {s: [fs[i] for i in order.permutation(len(fs))] for s, fs in split_files.items()}
+        self._cursor: dict[str, int] = {}
+        self._used: dict[str, dict[bytes, Path]] = {}
+
+    def max_images(self, split: str = "train") -> int | None:
+        """Number of image files in the split (an upper bound when files are skipped)."""
+        self._check_split(split)
+        return len(self._files[split])
+
+    def files(self, split: str = "train") -> list[Path]:
+        """The split's files in the order (seed-dependent) in which they are used."""
+        self._check_split(split)
+        return list(self._files[split])
+
+    def _generate(self, start: int, stop: int, split: str) -> Tensor:
+        files = self._files[split]
+        cursor = self._cursor.get(split, 0)
+        used = self._used.setdefault(split, {})
+        out: list[Tensor] = []
+        skipped = 0
+        while len(out) < stop - start:
+            if cursor >= len(files):
+                raise DataError(
+                    f"background 'folder' {self.params['root']}: only {start + len(out)} usable {split!r} "
+                    f"images ({skipped} skipped), asked for {stop}"
+                )
+            path = files[cursor]
+            cursor += 1
+            try:
+                arr = read_image(path)
+                if min(arr.shape[:2]) < self.patch:
+                    raise DataError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the "
+                                    f"patch {self.patch}")
+            except DataError as exc:
+                if self.params["on_error"] == "raise":
+                    raise
+                warnings.warn(f"skipping background: {exc}", stacklevel=3)
+                skipped += 1
+                continue
+            img = self._fit(arr)
+            key = image_digest(img)
+            if key in used:
+                warnings.warn(f"skipping background {path}: same pixels as {used[key]}", stacklevel=3)
+                skipped += 1
+                continue
+            used[key] = path
+            out.append(img)
+        self._cursor[split] = cursor
+        return torch.stack(out) if out else torch.empty(0, 3, self.size, self.size)
+
+    def _fit(self, arr: np.ndarray) -> Tensor:
+        h, w = arr.shape[:2]
+        s, short = self.size, min(h, w)
+        side = s if (self.params["fit"] == "crop" and short >= s) else short
+        y, x = (h - side) // 2, (w - side) // 2
+        crop = torch.from_numpy(np.ascontiguousarray(arr[y:y + side, x:x + side])).permute(2, 0, 1)
+        return resize_square(crop[None].float(), s)[0].contiguous()
+
+
+def _check_root(params: dict) -> None:  # pragma: no cover - kept for symmetry with other sources
+    if params.get("root") is None:
+        raise ConfigError("background 'folder': option 'root' is required")

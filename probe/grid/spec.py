@@ -1,0 +1,226 @@
+"""Study specs: one TOML file declares a grid of training runs and the test splits they share.
+
+::
+
+    [study]
+    name = "derain_complexity"
+    probes = ["generalization", "decomposition"]   # what `probe measure` runs by default
+
+    [base]                      # the fixed training settings: a train config (see probe.train.config)
+    seed = 0
+    [base.model]
+    family = "resnet"
+    [base.eval.splits.ood]
+    type = "rain"
+    preset = "large"
+
+    [axes]                      # any config key is an axis; short aliases below
+    background = ["smooth", "natural"]
+    n_backgrounds = [1, 4, 16, 64, 256]
+
+    # or instead of (or after) the product, an explicit list of cells:
+    # [[cells]]
+    # background = "smooth"
+    # n_backgrounds = 4
+
+Python::
+
+    from probe.grid.spec import StudySpec
+    spec = StudySpec.from_toml("analyses/derain_complexity.toml")
+    [cell.id for cell in spec.cells()]
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ConfigError
+from probe.train.config import TrainConfig, load_toml, set_dotted
+
+#: Short names for the axes people sweep most; any dotted config key works too.
+AXIS_ALIASES = {
+    "background": "data.background",
+    "n_backgrounds": "data.n_backgrounds",
+    "patch": "data.patch",
+    "clean_fraction": "data.clean_fraction",
+    "complexity": "data.background_options.complexity",
+    "family": "model.family",
+    "size": "model.size",
+    "global_residual": "model.global_residual",
+    "degradation": "degradation",
+    "preset": "degradation.preset",
+    "iterations": "train.iterations",
+    "lr": "train.lr",
+    "loss": "train.loss",
+    "batch": "train.batch",
+}
+_STUDY_KEYS = {"name", "description", "probes", "probe_params", "measure"}
+_TOP_KEYS = {"study", "base", "axes", "cells"}
+_CONFIG_SECTIONS = {"name", "seed", "device", "model", "data", "degradation", "train", "eval", "axes"}
+_MODEL_FREE = "model."  # model.* keys are family keyword arguments: validated by building the model
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: its axis values (short names as written in the spec) and its stable id."""
+
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.axes)
+
+
+@dataclass
+class StudySpec:
+    name: str
+    base: dict[str, Any]
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    explicit_cells: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[str] = field(default_factory=lambda: ["generalization", "decomposition"])
+    probe_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+    source: str = "spec"
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StudySpec:
+        path = Path(path)
+        return cls.from_dict(load_toml(path), source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
+        unknown = sorted(set(raw) - _TOP_KEYS)
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+        study = dict(raw.get("study") or {})
+        bad = sorted(set(study) - _STUDY_KEYS)
+        if bad:
+            raise ConfigError(f"{source}: unknown key study.{bad[0]!r}; allowed: {', '.join(sorted(_STUDY_KEYS))}")
+        name = study.get("name") or Path(source).stem
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(f"{source}: study.name = {name!r} must be letters, digits, '_', '-' or '.'")
+        axes_raw = dict(raw.get("axes") or {})
+        axes: dict[str, list[Any]] = {}
+        for key, values in axes_raw.items():
+            if isinstance(values, dict):  # a nested TOML table: [axes.model] family = [...]
+                for sub, subvalues in _flatten(values, key).items():
+                    axes[sub] = subvalues
+            else:
+                axes[key] = values
+        for key, values in axes.items():
+            if not isinstance(values, list):
+                raise ConfigError(f"{source}: axis {key!r} must be a list of values, got {values!r}")
+            if not values:
+                raise ConfigError(f"{source}: axis {key!r} is empty")
+            if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+                raise ConfigError(f"{source}: axis {key!r} repeats a value")
+        cells = raw.get("cells") or []
+        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+            raise ConfigError(f"{source}: cells must be an array of tables ([[cells]])")
+        probes = study.get("probes", ["generalization", "decomposition"])
+        if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
+            raise ConfigError(f"{source}: study.probes must be a list of probe names")
+        spec = cls(name=name, base=dict(raw.get("base") or {}), axes=axes,
+                   explicit_cells=[dict(c) for c in cells], probes=probes,
+                   probe_params=dict(study.get("probe_params") or {}),
+                   description=str(study.get("description", "")), source=source)
+        spec.validate()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"study": {"name": self.name, "description": self.description,
+                                         "probes": list(self.probes), "probe_params": self.probe_params},
+                               "base": self.base, "axes": self.axes}
+        if self.explicit_cells:
+            out["cells"] = self.explicit_cells
+        return out
+
+    # ------------------------------------------------------------------ cells
+    def cells(self) -> list[Cell]:
+        """Every cell: the full product of ``axes`` then the explicit ``cells``, in a stable order."""
+        out: list[Cell] = []
+        if self.axes:
+            keys = list(self.axes)
+            for combo in itertools.product(*(self.axes[k] for k in keys)):
+                out.append(Cell(tuple(zip(keys, combo))))
+        for cell in self.explicit_cells:
+            out.append(Cell(tuple(cell.items())))
+        if not out:
+            out.append(Cell(()))
+        seen: dict[str, Cell] = {}
+        for cell in out:
+            if cell.id in seen:
+                raise ConfigError(f"{self.source}: two cells share the id {cell.id!r}")
+            seen[cell.id] = cell
+        return out
+
+    def config_for(self, cell: Cell) -> TrainConfig:
+        raw = copy.deepcopy(self.base)
+        for key, value in cell.values:
+            set_dotted(raw, resolve_axis(key), copy.deepcopy(value))
+        raw["name"] = f"{self.name}/{cell.id}"
+        raw["axes"] = {k: v for k, v in cell.values}
+        return TrainConfig.from_dict(raw, source=f"{self.source} [cell {cell.id}]")
+
+    def validate(self) -> None:
+        for key in list(self.axes) + [k for c in self.explicit_cells for k in c]:
+            path = resolve_axis(key)
+            head = path.split(".")[0]
+            if head not in _CONFIG_SECTIONS:
+                raise ConfigError(f"{self.source}: unknown axis key {key!r}; use a config key such as "
+                                  f"data.n_backgrounds or one of: {', '.join(sorted(AXIS_ALIASES))}")
+        from probe.probes import PROBES
+
+        for name in self.probes:
+            PROBES.get(name)  # unknown probe → one-line ConfigError naming it
+        cells = self.cells()
+        for cell in cells:
+            try:
+                self.config_for(cell)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("unknown key", "unknown axis or base key")) from exc
+
+
+def resolve_axis(key: str) -> str:
+    return AXIS_ALIASES.get(key, key)
+
+
+def cell_id(axes: dict[str, Any]) -> str:
+    """A stable, readable id from axis values, e.g. ``background-natural__n_backgrounds-16__seed-0``."""
+    if not axes:
+        return "default"
+    parts = []
+    for key, value in axes.items():
+        short = key.split(".")[-1]
+        if isinstance(value, (dict, list)):
+            text = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+            label = value.get("preset") if isinstance(value, dict) and "preset" in value else None
+            text = f"{label}-{text}" if label else text
+        elif isinstance(value, float):
+            text = f"{value:g}"
+        else:
+            text = str(value)
+        parts.append(f"{short}-{re.sub(r'[^A-Za-z0-9.+-]+', '_', text)}")
+    return "__".join(parts)
+
+
+def _flatten(table: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out

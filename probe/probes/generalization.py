@@ -1,0 +1,48 @@
+"""``generalization``: PSNR and SSIM of the restored output on every declared test split.
+
+::
+
+    from probe.probes.generalization import Generalization
+    result = Generalization().run(model, data)      # data: probe.probes.evaldata.eval_data_for_run(run)
+    result.arrays["scores"].sel(split="ood", score="psnr").mean()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from probe.errors import ConfigError
+from probe.metrics import psnr, ssim
+from probe.probes.base import EvalData, Probe, ProbeResult, predict
+
+
+class Generalization(Probe):
+    description = "PSNR / SSIM on the ID and OOD test splits (and of the untouched input, for reference)"
+    defaults = {"batch_size": 16}
+
+    def validate(self) -> None:
+        if not isinstance(self.params["batch_size"], int) or self.params["batch_size"] < 1:
+            raise ConfigError(f"generalization: batch_size = {self.params['batch_size']!r} must be an integer >= 1")
+
+    def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
+        result = ProbeResult()
+        scores = ["psnr", "ssim", "psnr_input", "ssim_input"]
+        splits = list(data.splits)
+        n = len(data.clean)
+        values = np.zeros((len(splits), n, len(scores)))
+        for i, split in enumerate(splits):
+            batch = data.splits[split]
+            output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
+            per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
+                         psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
+            for j, (name, value) in enumerate(zip(scores, per_image)):
+                values[i, :, j] = value.numpy()
+                result.add_metric(split, name, float(value.mean()))
+            result.add_metric(split, "psnr_gain", float((per_image[0] - per_image[2]).mean()))
+        result.arrays["scores"] = xr.DataArray(
+            values, dims=("split", "image", "score"),
+            coords={"split": splits, "image": np.arange(n), "score": scores},
+            attrs={"description": "per-image quality of the output (and of the degraded input)"})
+        return result

@@ -1,0 +1,91 @@
+"""What every report section gets: the tidy metrics, the store, the study spec, and a figure saver."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import DataError
+
+ID_SPLIT = "id"
+NON_DEGRADED = {"clean"}
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    caption: str = ""
+    png: str = ""
+    pdf: str = ""
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    frame: Any  # pandas.DataFrame
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    text: str = ""
+
+
+@dataclass
+class ReportContext:
+    """Inputs of a report: ``<dir>/results.h5`` (+ ``study.json`` if measured from a grid)."""
+
+    directory: Path
+    store: Path
+    metrics: Any  # pandas.DataFrame from probe.store.read_metrics
+    study: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ReportContext:
+        from probe.store import read_metrics
+
+        directory = Path(directory)
+        store = directory / "results.h5" if directory.is_dir() else directory
+        if not store.is_file():
+            raise DataError(f"{store}: no result store (run `probe measure` first)")
+        metrics = read_metrics(store)
+        study = None
+        study_file = store.parent / "study.json"
+        if study_file.is_file():
+            study = json.loads(study_file.read_text(encoding="utf-8"))
+        return cls(directory=store.parent, store=store, metrics=metrics, study=study)
+
+    @property
+    def figures_dir(self) -> Path:
+        path = self.directory / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def probe_metrics(self, probe: str):
+        return self.metrics[self.metrics["probe"] == probe] if len(self.metrics) else self.metrics
+
+    def families(self) -> list[str]:
+        return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []
+
+    def ood_splits(self) -> list[str]:
+        splits = sorted(set(self.metrics.get("split", [])) - NON_DEGRADED - {ID_SPLIT})
+        return splits
+
+    def save(self, fig: Any, name: str, title: str, caption: str = "") -> Figure:
+        """Save a matplotlib figure as PNG and PDF under ``figures/`` and close it."""
+        import matplotlib.pyplot as plt
+
+        png = self.figures_dir / f"{name}.png"
+        pdf = self.figures_dir / f"{name}.pdf"
+        fig.savefig(png, dpi=130, bbox_inches="tight")
+        fig.savefig(pdf, bbox_inches="tight")
+        plt.close(fig)
+        return Figure(name, title, caption, png=str(png.relative_to(self.directory)),
+                      pdf=str(pdf.relative_to(self.directory)))

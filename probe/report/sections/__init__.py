@@ -1,0 +1,22 @@
+"""Report sections: one file each, one line in ``SECTIONS``; a section whose probe has no results is skipped.
+
+A section is a function ``(ctx: ReportContext) -> Section | None``.
+"""
+
+from __future__ import annotations
+
+from probe.registry import Registry
+
+SECTIONS = Registry(
+    "report section",
+    lazy={
+        "headline": "probe.report.sections.headline:headline",
+        "curves": "probe.report.sections.curves:curves",
+        "decomposition_bars": "probe.report.sections.bars:decomposition_bars",
+        "examples": "probe.report.sections.examples:examples",
+        "families": "probe.report.sections.families:families",
+    },
+)
+
+#: Order of sections in the report.
+ORDER = ["headline", "curves", "decomposition_bars", "examples", "families"]

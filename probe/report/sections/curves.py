@@ -1,0 +1,94 @@
+"""Complexity-vs-generalization curves: x = n_backgrounds (log) or measured complexity; one line per source."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from probe.report.context import ReportContext, Section
+
+QUANTITIES = [
+    ("removal_ratio", "rain removed (ratio)", False),
+    ("mse_rain", "MSE rain region", True),
+    ("mse_bg", "MSE background region", True),
+]
+
+
+def _frame(ctx: ReportContext) -> pd.DataFrame:
+    dec = ctx.probe_metrics("decomposition")
+    dec = dec[dec["metric"].isin([q for q, _, _ in QUANTITIES]) & (dec["split"] != "clean")]
+    gen = ctx.probe_metrics("generalization")
+    gen = gen[gen["metric"] == "psnr"]
+    return pd.concat([dec, gen], ignore_index=True)
+
+
+def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    metrics = [q for q, _, _ in QUANTITIES if q in set(frame["metric"])]
+    if "psnr" in set(frame["metric"]):
+        metrics.append("psnr")
+    labels = {q: label for q, label, _ in QUANTITIES} | {"psnr": "PSNR (dB)"}
+    logs = {q: log for q, _, log in QUANTITIES}
+    splits = sorted(frame["split"].unique(), key=lambda s: (s != "id", s))
+    columns = splits if col is None else sorted(frame[col].dropna().unique())
+    fig, axes = plt.subplots(len(metrics), len(columns), figsize=(3.6 * len(columns), 2.8 * len(metrics)),
+                             squeeze=False)
+    seeds = frame.groupby(["metric", "split", x, "background"]).size().max() if len(frame) else 1
+    for i, metric in enumerate(metrics):
+        for j, column in enumerate(columns):
+            ax = axes[i][j]
+            part = frame[(frame["metric"] == metric) & (frame[col or "split"] == column)]
+            if part.empty:
+                ax.set_visible(False)
+                continue
+            sns.lineplot(data=part, x=x, y="value", hue="background", style="split" if col else None,
+                         marker="o", errorbar=("ci", 95) if seeds > 1 else None, ax=ax)
+            if log_x:
+                ax.set_xscale("log", base=2)
+            if logs.get(metric):
+                ax.set_yscale("log")
+            ax.set_title(f"{column}" if i == 0 else "")
+            ax.set_ylabel(labels[metric])
+            ax.set_xlabel(x if i == len(metrics) - 1 else "")
+            if ax.get_legend() is not None and not (i == 0 and j == len(columns) - 1):
+                ax.get_legend().remove()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(ctx: ReportContext) -> Section | None:
+    if ctx.metrics.empty or "n_backgrounds" not in ctx.metrics:
+        return None
+    frame = _frame(ctx)
+    if frame.empty:
+        return None
+    section = Section("Complexity vs generalization")
+    families = ctx.families()
+    for family in families or [None]:
+        part = frame if family is None else frame[frame["family"] == family]
+        suffix = f"_{family}" if family and len(families) > 1 else ""
+        section.figures.append(ctx.save(
+            _plot(part, "n_backgrounds", None, f"{family or ''}: generalization vs number of training backgrounds",
+                  True),
+            f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
+            "Columns: test splits (id = training rain, others = unseen rain). Lines: background source. "
+            "Bands: 95% CI over seeds when a study has several."))
+    complexity = "complexity_png_bpp"
+    if complexity in frame and frame[complexity].notna().any():
+        section.figures.append(ctx.save(
+            _plot(frame.dropna(subset=[complexity]), complexity, None,
+                  "generalization vs measured training-background complexity (PNG bits/pixel)", False),
+            "curves_complexity", "Generalization vs measured background complexity",
+            "x: mean PNG bits per pixel of the training backgrounds."))
+    if len(families) > 1:
+        ood = frame[frame["split"].isin(ctx.ood_splits())]
+        section.figures.append(ctx.save(
+            _plot(ood, "n_backgrounds", "family", "model families on unseen rain", True),
+            "curves_by_family", "Families side by side on unseen rain",
+            "Columns: model families; OOD splits only."))
+    return section

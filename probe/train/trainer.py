@@ -1,0 +1,228 @@
+"""The trainer: one config → one run directory (weights, record, log), resumable and deterministic.
+
+::
+
+    from probe.train import train
+    record = train("analyses/examples/train_resnet.toml", out="trained_models/example")
+    record["metrics"]            # {"psnr_id": 31.2, "psnr_ood": 24.9, "loss": 0.011, ...}
+
+Each step's batch is a pure function of (config, seed, step) (see :class:`probe.data.paired.PairedStream`),
+so a killed run resumes from its last saved state and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe.errors import ConfigError, TrainingError
+from probe.progress import progress
+from probe.provenance import provenance
+from probe.train.config import TrainConfig
+from probe.train.rundir import RunDir, owner
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else is checked for availability."""
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step`` (a pure function, so resumed runs follow the same schedule)."""
+    t = config.train
+    if t.warmup and step < t.warmup:
+        return (step + 1) / t.warmup
+    if t.schedule == "constant":
+        return 1.0
+    progress_ = (step - t.warmup) / max(1, t.iterations - t.warmup)
+    if t.schedule == "cosine":
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+    return 0.5 ** sum(progress_ >= m for m in (0.5, 0.75))  # "step"
+
+
+def evaluation_batches(config: TrainConfig) -> dict[str, Any]:
+    """The fixed, seeded evaluation set of the config's splits (held-out backgrounds)."""
+    from probe.data.paired import evaluation_set
+
+    splits = config.eval.splits or {"id": config.degradation}
+    return evaluation_set(config.eval_background, splits, n_images=config.eval.n_images,
+                          patch=config.eval_patch, seed=config.eval.seed,
+                          background_options=config.eval_background_options)
+
+
+def validate_model(model: nn.Module, batches: dict[str, Any], device: torch.device,
+                   batch_size: int = 16) -> dict[str, float]:
+    """Mean PSNR of the model's output on each split (and of the untouched input, for reference)."""
+    from probe.metrics import psnr
+
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for split, batch in batches.items():
+            scores = []
+            for start in range(0, len(batch), batch_size):
+                part = batch[start:start + batch_size]
+                pred = model(part.degraded.to(device)).float().cpu().clamp(0, 1)
+                scores.append(psnr(pred, part.clean))
+            out[f"psnr_{split}"] = float(torch.cat(scores).mean())
+            out[f"psnr_input_{split}"] = float(psnr(batch.degraded, batch.clean).mean())
+    model.train(was_training)
+    return out
+
+
+def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | None = None, *,
+          device: str | None = None, overrides: list[str] | None = None, force: bool = False,
+          show_progress: bool | None = None) -> dict[str, Any]:
+    """Train one model and write its run directory; returns the final ``run.json`` record.
+
+    A finished run (status ``done`` and intact weights) is returned as is unless ``force``; an unfinished
+    one resumes from ``state.pt``. A different config in an existing run directory is refused.
+    """
+    from probe.data.paired import PairedStream
+    from probe.models import build
+    from probe.models.checkpoint import save_weights
+    from probe.provenance import sha256_file
+
+    if isinstance(config, (str, Path)):
+        config = TrainConfig.from_toml(config, overrides)
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if device is not None:
+        config.device = device
+    run = RunDir(out if out is not None else Path("trained_models") / config.name)
+    dev = resolve_device(config.device)
+    config_json = json.loads(config.to_json())
+    config_cmp = {k: v for k, v in config_json.items() if k != "device"}
+
+    previous: dict[str, Any] = {}
+    if run.exists():
+        previous = run.read()
+        stored = {k: v for k, v in (previous.get("config") or {}).items() if k != "device"}
+        if stored and stored != config_cmp:
+            raise ConfigError(f"{run.path}: holds a run with a different config; choose another output "
+                              f"directory or delete it")
+        if previous.get("status") == "done" and not force and run.weights.is_file():
+            if sha256_file(run.weights) == previous.get("weights_sha256"):
+                return previous
+        if force:
+            run.clear_state()
+
+    torch.manual_seed(config.seed)
+    model = build(config.model.family, config.model.size, **config.model.kwargs).to(dev)
+    ema = copy.deepcopy(model).eval() if config.train.ema > 0 else None
+    for p in ema.parameters() if ema is not None else []:
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+    stream = PairedStream(config.data.background, config.data.n_backgrounds, config.degradation,
+                          patch=config.data.patch, batch=config.train.batch, seed=config.seed,
+                          clean_fraction=config.data.clean_fraction,
+                          background_options=config.data.background_options)
+
+    start, history, wall_before = 0, [], 0.0
+    state = None if force else run.load_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+        history = list(previous.get("history") or [])
+        wall_before = float(previous.get("wall_time_s") or 0.0)
+
+    record: dict[str, Any] = {
+        "status": "running", "name": config.name, "config": config_json, "axes": dict(config.axes),
+        "model": {"family": config.model.family, "size": config.model.size, "kwargs": config.model.kwargs},
+        "seed": config.seed, "device": str(dev), "owner": owner(), "history": history, "resumed_from": start,
+        "provenance": provenance(), "error": None,
+    }
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write(record)
+    run.log(f"# start step={start} device={dev} config={config.name}")
+
+    eval_batches = evaluation_batches(config)
+    loss_fn = nn.L1Loss() if config.train.loss == "l1" else nn.MSELoss()
+    t0 = time.perf_counter()
+    recent: list[float] = []
+    model.train()
+    bar = progress(total=config.train.iterations, initial=start, desc=config.name, enabled=show_progress)
+    try:
+        for step in range(start, config.train.iterations):
+            batch = stream.batch(step).to(dev)
+            pred = model(batch.degraded)
+            loss = loss_fn(pred, batch.clean)
+            if not torch.isfinite(loss):
+                message = (f"{run.path}: non-finite loss ({loss.item()}) at step {step}; run marked failed "
+                           f"(lower train.lr or enable train.grad_clip)")
+                run.log(f"step={step} loss={loss.item()} FAILED")
+                record.update(status="failed", error=message, failed_step=step,
+                              wall_time_s=wall_before + time.perf_counter() - t0)
+                run.write(record)
+                raise TrainingError(message)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.train.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                _ema_update(ema, model, config.train.ema)
+            value = float(loss.detach())
+            recent.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            done = step + 1
+            if config.train.log_every and done % config.train.log_every == 0:
+                last = recent[-config.train.log_every:]
+                run.log(f"step={done} loss={sum(last) / len(last):.6f} lr={optimizer.param_groups[0]['lr']:.3e}")
+            if config.train.val_every and done % config.train.val_every == 0 and done < config.train.iterations:
+                scores = validate_model(ema or model, eval_batches, dev)
+                history.append({"step": done, **scores})
+                run.log(f"validation {json.dumps(history[-1], sort_keys=True)}")
+            if config.train.checkpoint_every and done % config.train.checkpoint_every == 0 \
+                    and done < config.train.iterations:
+                run.save_state({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(),
+                                "ema": ema.state_dict() if ema is not None else None})
+                record.update(history=history, wall_time_s=wall_before + time.perf_counter() - t0)
+                run.write(record)
+    finally:
+        bar.close()
+
+    final_model = ema or model
+    scores = validate_model(final_model, eval_batches, dev)
+    history.append({"step": config.train.iterations, **scores})
+    window = recent[-max(1, config.train.log_every or 10):] or [float("nan")]
+    metrics = {**scores, "loss": sum(window) / len(window)}
+    sha = save_weights(final_model.cpu() if dev.type != "cpu" else final_model, run.weights)
+    record.update(status="done", metrics=metrics, history=history, weights_sha256=sha,
+                  wall_time_s=wall_before + time.perf_counter() - t0, finished=provenance()["time"])
+    run.write(record)
+    run.clear_state()
+    run.log(f"# done {json.dumps(metrics, sort_keys=True)}")
+    return record
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
