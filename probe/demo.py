@@ -25,8 +25,8 @@ def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
     raise ConfigError(f"bundled study spec {name!r} not found")
 
 
-def run_demo(spec_path: str | Path | None = None, workers: int | None = None, models_root: str | Path = "trained_models",
-             reports_root: str | Path = "reports") -> dict:
+def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
+             models_root: str | Path = "trained_models", reports_root: str | Path = "reports") -> dict:
     from probe.grid.runner import run_grid
     from probe.grid.spec import StudySpec
     from probe.measure import measure

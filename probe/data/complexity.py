@@ -87,7 +87,8 @@ def png_bpp(image: Any) -> float:
 
 
 def jpeg_bpp(image: Any) -> float:
-    """Bits per pixel of the 8-bit RGB image as baseline JPEG at quality 75 (Pillow, 4:2:0).
+    """Bits per pixel of the 8-bit RGB image as baseline JPEG at quality 75 (Pillow, 4:2:0). Sizes
+    include the file headers (~600 bytes of tables), so compare images of the same size.
 
     >>> jpeg_bpp(np.zeros((32, 32, 3))) < jpeg_bpp(np.random.default_rng(0).random((32, 32, 3)))
     True

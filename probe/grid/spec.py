@@ -103,7 +103,8 @@ class StudySpec:
     def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
-            raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+            raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; "
+                              f"allowed: {', '.join(sorted(_TOP_KEYS))}")
         study = dict(raw.get("study") or {})
         bad = sorted(set(study) - _STUDY_KEYS)
         if bad:

@@ -26,7 +26,13 @@ FAMILIES = Registry(
 
 
 def build(family: str, size: str = "tiny", **kwargs: Any) -> RestorationModel:
-    """Build a model of a registered ``family`` with a size preset and keyword overrides."""
+    """Build a model of a registered ``family`` with a size preset and keyword overrides.
+
+    A nested ``kwargs`` mapping is unpacked, so a model's ``.spec`` rebuilds it: ``build(**model.spec)``.
+    """
+    nested = kwargs.pop("kwargs", None)
+    if nested is not None:
+        kwargs = {**dict(nested), **kwargs}
     cls = FAMILIES.get(family)
     return cls(size=size, **kwargs)
 

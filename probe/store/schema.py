@@ -15,7 +15,7 @@
 evaluation-set description::
 
     >>> entry_key({"splits": ["id", "ood"]}, {"seed": 0})
-    '...'
+    'd568b239fe7ab67d'
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def _default(obj: Any) -> Any:
     return str(obj)  # Paths, dtypes, ... (like Probe.params_key)
 
 
-def dumps(obj: Any, what: str = "value") -> str:
-    """JSON text of ``obj`` with sorted keys (numpy scalars/arrays become numbers/lists)."""
+def dumps(obj: Any, what: str = "value", sort_keys: bool = True) -> str:
+    """JSON text of ``obj`` (numpy scalars/arrays become numbers/lists, other objects their ``str``)."""
     try:
-        return json.dumps(obj, sort_keys=True, default=_default, ensure_ascii=False)
+        return json.dumps(obj, sort_keys=sort_keys, default=_default, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(one_line(f"{what} is not JSON-serialisable: {exc}")) from None
 

@@ -16,9 +16,9 @@ and a :class:`BackgroundPool` cuts random ``patch`` crops (with flips) out of th
     torch.Size([8, 3, 32, 32])
 
 Writing a new source: subclass :class:`BackgroundSource`, declare its options in ``options`` (name →
-:class:`Option`), implement ``_generate(start, stop, split)`` returning the images of indices
-``[start, stop)`` (it is always called with ``start`` = the number already generated, so a source may keep
-a cursor), and optionally ``max_images`` / ``default_size``. Register it with one line in
+:class:`Option`), implement ``_generate(n, split)`` returning the first ``n`` images of the split (a
+deterministic, sequential process, so prefixes agree), and optionally ``max_images`` / ``default_size``.
+Sources keep no image cache: every call returns a fresh tensor owned by the caller. Register it with one line in
 ``probe/data/backgrounds/__init__.py``.
 """
 
@@ -151,8 +151,6 @@ class BackgroundSource:
             raise ConfigError(
                 f"background {self.name!r}: option 'size' must be >= patch ({self.patch}), got {self.size}"
             )
-        self._cache: dict[str, Tensor] = {}
-        self._digests: dict[str, dict[bytes, int]] = {}
         self._validate()
 
     # ---- hooks for subclasses ---------------------------------------------------------------------------
@@ -168,8 +166,8 @@ class BackgroundSource:
     def _validate(self) -> None:
         """Cross-option checks after ``self.params`` is resolved (raise ConfigError/DataError)."""
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
-        """Images of indices ``[start, stop)`` of ``split`` as (stop-start, 3, S, S) float32 in [0, 1]."""
+    def _generate(self, n: int, split: str) -> Tensor:
+        """The first ``n`` images of ``split`` as (n, 3, S, S) float32 in [0, 1]."""
         raise NotImplementedError
 
     # ---- public API --------------------------------------------------------------------------------------
@@ -187,21 +185,16 @@ class BackgroundSource:
             raise DataError(
                 f"background {self.name!r} has only {limit} distinct {split!r} images, asked for {n}"
             )
-        have = self._cache.get(split)
-        done = 0 if have is None else int(have.shape[0])
-        if n > done:
-            new = self._generate(done, n, split)
-            expected = (n - done, 3, self.size, self.size)
-            if tuple(new.shape) != expected or new.dtype != torch.float32:  # a bug in the source, not user input
-                raise RuntimeError(f"background {self.name!r} produced {tuple(new.shape)} {new.dtype}, "
-                                   f"expected {expected} float32")
-            new = new.clamp_(0.0, 1.0).contiguous()
-            _check_distinct(self.name, new, done, self._digests.setdefault(split, {}))
-            have = new if have is None else torch.cat([have, new])
-            self._cache[split] = have
-        if have is None:
+        if n == 0:
             return torch.empty(0, 3, self.size, self.size)
-        return have[:n].clone()
+        out = self._generate(n, split)
+        expected = (n, 3, self.size, self.size)
+        if tuple(out.shape) != expected or out.dtype != torch.float32:  # a bug in the source, not user input
+            raise RuntimeError(f"background {self.name!r} produced {tuple(out.shape)} {out.dtype}, "
+                               f"expected {expected} float32")
+        out = out.clamp_(0.0, 1.0).contiguous()
+        _check_distinct(self.name, out)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (name, patch, seed, size and resolved options)."""
@@ -238,8 +231,9 @@ def image_digest(image: Tensor) -> bytes:
     return hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=16).digest()
 
 
-def _check_distinct(name: str, new: Tensor, start: int, digests: dict[bytes, int]) -> None:
-    for i, img in enumerate(new, start):
+def _check_distinct(name: str, images: Tensor) -> None:
+    digests: dict[bytes, int] = {}
+    for i, img in enumerate(images):
         key = image_digest(img)
         if key in digests:  # procedural/bundled sources guarantee distinctness; this guards against bugs
             raise RuntimeError(f"background {name!r}: image {i} duplicates image {digests[key]}")
@@ -299,6 +293,7 @@ class BackgroundPool:
         cols = x0[:, None] + torch.where(flips[:, 1:], p - 1 - ar, ar)  # horizontal flip = reversed cols
         dev = self.images.device
         idx, rows, cols = idx.to(dev), rows.to(dev), cols.to(dev)
-        chans = torch.arange(3, device=dev)
-        return self.images[idx[:, None, None, None], chans[None, :, None, None],
-                           rows[:, None, :, None], cols[:, None, None, :]]
+        # rows first (one advanced index on a (N, H, 3, W) view), then one gather along the columns
+        band = self.images.permute(0, 2, 1, 3)[idx[:, None], rows]  # (batch, p, 3, W)
+        out = torch.gather(band, 3, cols[:, None, None, :].expand(-1, p, 3, -1))
+        return out.permute(0, 2, 1, 3).contiguous()

@@ -34,7 +34,7 @@ TEXTURES = ("brick", "grass", "gravel")
 N_FACES, N_FACES_TEST = 100, 20
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=16)
 def bundled_image(name: str) -> Tensor:
     """A bundled scikit-image picture as a (3, H, W) float32 tensor in [0, 1] (cached per process)."""
     import skimage.data
@@ -79,8 +79,8 @@ class Faces(BackgroundSource):
             return np.arange(N_FACES - N_FACES_TEST, N_FACES)
         return np.random.default_rng([self.seed, 0xFACE]).permutation(N_FACES - N_FACES_TEST)
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
-        idx = torch.from_numpy(self._order(split)[start:stop])
+    def _generate(self, n: int, split: str) -> Tensor:
+        idx = torch.from_numpy(self._order(split)[:n])
         return resize_square(_faces()[idx], self.size).contiguous()
 
 
@@ -95,12 +95,12 @@ class _Crops(BackgroundSource):
     def _regions(self, split: str) -> list[Tensor]:
         raise NotImplementedError
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
+    def _generate(self, n: int, split: str) -> Tensor:
         regions = self._regions(split)
-        used = self._used.setdefault(split, set())
+        used: set[bytes] = set()
         lo, hi = np.log(self.params["scale"][0]), np.log(self.params["scale"][1])
         out = []
-        for i in range(start, stop):
+        for i in range(n):
             region = regions[i % len(regions)]  # round-robin over the pictures: balanced
             h, w = region.shape[-2:]
             rng = self._rng(split, i)
@@ -118,9 +118,6 @@ class _Crops(BackgroundSource):
             used.add(key)
             out.append(img)
         return torch.stack(out) if out else torch.empty(0, 3, self.size, self.size)
-
-    def _validate(self) -> None:
-        self._used: dict[str, set] = {}
 
 
 class Natural(_Crops):

@@ -3,14 +3,14 @@
 Opaque disks with radii drawn from the scale-invariant law p(r) ∝ r⁻³ on [r_min, r_max] fall on top of
 each other. One number, ``complexity`` in [0, 1], moves every ingredient in the same direction:
 
-=================  ======================  ======================
+=================  ======================  ==========================================================
 ingredient         complexity = 0          complexity = 1
-=================  ======================  ======================
+=================  ======================  ==========================================================
 r_min, r_max       15 %, 60 % of the side  1 %, 15 % of the side (r_min >= 1 px)
-number of disks    ~15 (3 layers cover)    ~1700 (3 layers cover)
+number of disks    ~15                     ~1700 at 256 px (enough for ~3 layers; capped at 2500)
 edge blur sigma    side / 64 px            0
 texture amplitude  0                       0.2 (sine gratings inside each disk)
-=================  ======================  ======================
+=================  ======================  ==========================================================
 
 so sweeping it sweeps PNG/JPEG bits per pixel, gradient energy, entropy and spectral slope monotonically
 (see ``tests/test_complexity.py``). ``texture`` (None = follow ``complexity``) fixes the texture amount on
@@ -59,14 +59,14 @@ class DeadLeaves(BackgroundSource):
         n = int(min(_MAX_SHAPES, math.ceil(_LAYERS * s * s / mean_area)))
         return r_min, r_max, n
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
+    def _generate(self, n: int, split: str) -> Tensor:
         c = self.params["complexity"]
         tex = c if self.params["texture"] is None else self.params["texture"]
         r_min, r_max, n_shapes = self._shape_law()
         s = self.size
         sigma = (1.0 - c) * s / 64.0
         out = []
-        for i in range(start, stop):
+        for i in range(n):
             u = self._rng(split, i).random((_MAX_SHAPES + 1, 10))  # row 0: the uncovered ground
             out.append(self._render(u, n_shapes, r_min, r_max, tex))
         imgs = torch.stack(out) if out else torch.empty(0, 3, s, s)
@@ -116,9 +116,12 @@ def _paint(cx: np.ndarray, cy: np.ndarray, r: np.ndarray, s: int) -> Tensor:
         x = torch.from_numpy(cx[sel]).float()
         y = torch.from_numpy(cy[sel]).float()
         rr = torch.from_numpy(r[sel]).float()
-        offs = torch.arange(-int(b), int(b) + 1)
-        px = torch.floor(x).long()[:, None] + offs  # (k, B)
-        py = torch.floor(y).long()[:, None] + offs
+        if 2 * b + 1 >= s:  # boxes as large as the image: use the image grid itself
+            px = py = torch.arange(s).expand(len(sel), s)
+        else:
+            offs = torch.arange(-int(b), int(b) + 1)
+            px = torch.floor(x).long()[:, None] + offs  # (k, B)
+            py = torch.floor(y).long()[:, None] + offs
         dx2 = (px + 0.5 - x[:, None]) ** 2
         dy2 = (py + 0.5 - y[:, None]) ** 2
         inside = (dy2[:, :, None] + dx2[:, None, :]) <= (rr**2)[:, None, None]  # (k, B, B)

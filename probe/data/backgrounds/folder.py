@@ -38,7 +38,7 @@ from probe.data.backgrounds.base import (
     one_of,
     resize_square,
 )
-from probe.errors import ConfigError, DataError
+from probe.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -76,12 +76,12 @@ def read_image(path: Path) -> np.ndarray:
             import tifffile
 
             arr = np.asarray(tifffile.imread(path, key=0))
-        except Exception as exc:  # noqa: BLE001 - fall back to Pillow, report both below
+        except Exception as exc:  # fall back to Pillow
             errors.append(f"{type(exc).__name__}: {exc}")
     if arr is None:
         try:
             arr = _read_pillow(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is "unreadable"
+        except Exception as exc:  # any decoder failure means unreadable
             errors.append(f"{type(exc).__name__}: {exc}")
     if arr is None:
         raise DataError(f"cannot read image {path}: {errors[-1]}")
@@ -115,6 +115,8 @@ def _to_rgb_float(arr: np.ndarray) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"unsupported pixel layout {arr.shape}")
     arr = arr[..., :1] if arr.shape[-1] in (1, 2) else arr[..., :3]  # drop alpha
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.uint8:
         out = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -161,8 +163,6 @@ class Folder(BackgroundSource):
         }
         order = np.random.default_rng([self.seed, 0xF01DE5])
         self._files = {s: [fs[i] for i in order.permutation(len(fs))] for s, fs in split_files.items()}
-        self._cursor: dict[str, int] = {}
-        self._used: dict[str, dict[bytes, Path]] = {}
 
     def max_images(self, split: str = "train") -> int | None:
         """Number of image files in the split (an upper bound when files are skipped)."""
@@ -174,17 +174,17 @@ class Folder(BackgroundSource):
         self._check_split(split)
         return list(self._files[split])
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
+    def _generate(self, n: int, split: str) -> Tensor:
         files = self._files[split]
-        cursor = self._cursor.get(split, 0)
-        used = self._used.setdefault(split, {})
+        cursor = 0
+        used: dict[bytes, Path] = {}
         out: list[Tensor] = []
         skipped = 0
-        while len(out) < stop - start:
+        while len(out) < n:
             if cursor >= len(files):
                 raise DataError(
-                    f"background 'folder' {self.params['root']}: only {start + len(out)} usable {split!r} "
-                    f"images ({skipped} skipped), asked for {stop}"
+                    f"background 'folder' {self.params['root']}: only {len(out)} usable {split!r} "
+                    f"images ({skipped} skipped), asked for {n}"
                 )
             path = files[cursor]
             cursor += 1
@@ -207,7 +207,6 @@ class Folder(BackgroundSource):
                 continue
             used[key] = path
             out.append(img)
-        self._cursor[split] = cursor
         return torch.stack(out) if out else torch.empty(0, 3, self.size, self.size)
 
     def _fit(self, arr: np.ndarray) -> Tensor:
@@ -218,7 +217,3 @@ class Folder(BackgroundSource):
         crop = torch.from_numpy(np.ascontiguousarray(arr[y:y + side, x:x + side])).permute(2, 0, 1)
         return resize_square(crop[None].float(), s)[0].contiguous()
 
-
-def _check_root(params: dict) -> None:  # pragma: no cover - kept for symmetry with other sources
-    if params.get("root") is None:
-        raise ConfigError("background 'folder': option 'root' is required")

@@ -26,10 +26,10 @@ class Smooth(BackgroundSource):
     name = "smooth"
     options = {"blobs": Option(4, int_at_least(0), "an int >= 0 (soft blobs per image)")}
 
-    def _generate(self, start: int, stop: int, split: str) -> Tensor:
+    def _generate(self, n: int, split: str) -> Tensor:
         k = self.params["blobs"]
         rows = []
-        for i in range(start, stop):  # a few random numbers per image; the pixels are vectorised below
+        for i in range(n):  # a few random numbers per image; the pixels are vectorised below
             rng = self._rng(split, i)
             rows.append(np.concatenate([
                 rng.uniform(0.25, 0.75, 3),  # base colour
@@ -39,17 +39,17 @@ class Smooth(BackgroundSource):
                 rng.uniform(0.10, 0.35, k),  # blob sigmas (fraction of the side)
                 rng.uniform(-0.3, 0.3, 3 * k),  # blob colours
             ]))
-        params = torch.from_numpy(np.asarray(rows, dtype=np.float64)).float().reshape(stop - start, -1)
+        params = torch.from_numpy(np.asarray(rows, dtype=np.float64)).float().reshape(n, -1)
         s = self.size
         t = (torch.arange(s, dtype=torch.float32) + 0.5) / s
         yy, xx = t[:, None], t[None, :]
         out = []
         for p in params.split(_CHUNK):
-            n = p.shape[0]
+            m = p.shape[0]
             base, ramp, theta = p[:, 0:3], p[:, 3:6], p[:, 6]
-            centres = p[:, 7:7 + 2 * k].reshape(n, k, 2)
+            centres = p[:, 7:7 + 2 * k].reshape(m, k, 2)
             sigmas = p[:, 7 + 2 * k:7 + 3 * k]
-            colours = p[:, 7 + 3 * k:].reshape(n, k, 3)
+            colours = p[:, 7 + 3 * k:].reshape(m, k, 3)
             proj = (torch.cos(theta)[:, None, None] * (xx - 0.5) + torch.sin(theta)[:, None, None] * (yy - 0.5))
             img = base[:, :, None, None] + ramp[:, :, None, None] * proj[:, None]
             if k:

@@ -1,7 +1,17 @@
-"""Degradations that return the degraded image and its ground-truth parts (a registry)."""
+"""Degradations that return the degraded image and its ground-truth parts (a registry).
+
+>>> import torch
+>>> noise = make_degradation({"type": "noise", "kind": "gaussian", "sigma": [15, 25]})
+>>> noise.apply(torch.rand(2, 3, 16, 16), torch.Generator().manual_seed(0)).layer.shape
+torch.Size([2, 3, 16, 16])
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from probe.errors import ConfigError
 from probe.registry import Registry
 
 DEGRADATIONS = Registry(
@@ -12,3 +22,33 @@ DEGRADATIONS = Registry(
         "blur": "probe.data.degradations.blur:Blur",
     },
 )
+
+
+def make_degradation(spec: Any):
+    """Build a degradation from a spec table ``{"type": name, **keys}`` (a built degradation passes through).
+
+    Unknown types, unknown keys and bad values raise :class:`~probe.errors.ConfigError` naming them.
+    """
+    from probe.data.degradations.base import Degradation
+
+    if isinstance(spec, Degradation):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"degradation spec must be a table with a 'type', got {spec!r}")
+    spec = dict(spec)
+    name = spec.pop("type", None)
+    if name is None:
+        raise ConfigError(f"degradation spec needs a 'type' (one of {', '.join(DEGRADATIONS.names())}), "
+                          f"got keys {sorted(spec)}")
+    return DEGRADATIONS.get(name)(**spec)
+
+
+def __getattr__(attr: str):  # lazy re-export of the base class
+    if attr == "Degradation":
+        from probe.data.degradations.base import Degradation
+
+        return Degradation
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+__all__ = ["DEGRADATIONS", "Degradation", "make_degradation"]

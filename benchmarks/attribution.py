@@ -1,0 +1,166 @@
+"""Integrated Gradients on a ``small`` ResNet at 128 px: probe's batched path engine vs captum's default call.
+
+Both attribute the same scalar (LAM's gradient-energy objective in a 16 px window at the image centre) with
+the same path (linear from a zero baseline), rule (Gauss–Legendre) and number of steps (50):
+
+* ``reference``: ``captum.attr.IntegratedGradients(f).attribute(x, additional_forward_args=ctx, n_steps=50)``
+  — captum's defaults, i.e. all 50 path points in one forward/backward;
+* ``ours``: :func:`probe.probes.attribution_methods.path_integrated_gradients` with
+  ``internal_batch_size=16`` and ``crop="auto"`` (integrate on the verified dependency region of the window);
+* ``ours_nocrop`` (ablation): the same engine on the full image, i.e. chunking alone.
+
+Every measurement runs in a fresh subprocess (one warm-up call, then the timed call) so that its peak RSS
+(``resource.getrusage``) belongs to that variant alone; variants are interleaved, the order alternates, and
+the median over repetitions is reported. The attributions of every variant are compared with captum's
+(max abs difference). Last line: the JSON summary.
+
+    python benchmarks/attribution.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+VARIANTS = ("reference", "ours", "ours_nocrop")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def _build(size: int):
+    import torch
+
+    from probe.probes.attribution_methods import ObjectiveForward
+    from probe.probes.objectives import Window, make_context, make_objective
+
+    torch.manual_seed(0)  # deterministic initial weights (the model is untrained: timing does not care)
+    try:
+        from probe.models import build
+
+        model, model_name = build("resnet", size="small"), "resnet/small"
+    except Exception:  # the family is not available: an SRResNet-like stand-in of the same shape
+        from torch import nn
+
+        model_name = "conv stand-in (8 blocks x 32 ch)"
+        layers = [nn.Conv2d(3, 32, 3, padding=1)]
+        for _ in range(8):
+            layers += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1)]
+        model = nn.Sequential(*layers, nn.Conv2d(32, 3, 3, padding=1))
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, size, size, generator=gen)
+    objective = make_objective("lam")
+    top = (size - 16) // 2
+    ctx = make_context(objective, Window.square(top, top, 16, n=1), (size, size))
+    fwd = ObjectiveForward(model, objective, context_keys=tuple(ctx))
+    return fwd, x, tuple(ctx.values()), model_name
+
+
+def child(variant: str, size: int, steps: int, out: str) -> None:
+    import numpy as np
+    import torch
+
+    from probe.probes.attribution_methods import path_integrated_gradients
+
+    fwd, x, extra, model_name = _build(size)
+    base_rss = _rss_mb()
+
+    def once():
+        if variant == "reference":
+            from captum.attr import IntegratedGradients
+
+            return IntegratedGradients(fwd).attribute(x, additional_forward_args=extra, n_steps=steps), None
+        res = path_integrated_gradients(fwd, x, additional=extra, steps=steps, internal_batch_size=16,
+                                        crop="auto" if variant == "ours" else None)
+        return res.attributions[0], res.info["crop"]
+
+    once()  # warm-up (allocator, oneDNN primitives)
+    t0 = time.perf_counter()
+    attr, crop = once()
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.save(out, attr.detach().numpy())
+    print(json.dumps({"variant": variant, "seconds": seconds, "peak_rss_mb": peak, "base_rss_mb": base_rss,
+                      "crop": None if crop is None else f"{crop['height']}x{crop['width']}",
+                      "model": model_name, "threads": torch.get_num_threads()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 repetitions, 96 px, 25 steps")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    size = args.size or (96 if args.quick else 128)
+    steps = args.steps or (25 if args.quick else 50)
+    if args.child:
+        child(args.child, size, steps, args.out)
+        return
+    reps = args.reps or (2 if args.quick else 5)
+
+    import numpy as np
+
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    diffs: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps):
+            order = VARIANTS if rep % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
+                out = os.path.join(tmp, f"{variant}.npy")
+                proc = subprocess.run([sys.executable, __file__, "--child", variant, "--size", str(size),
+                                       "--steps", str(steps), "--out", out],
+                                      capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    sys.exit(f"attribution benchmark: variant {variant} failed: {proc.stderr.strip()[-2000:]}")
+                runs[variant].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(f"rep {rep} {variant:12s} {runs[variant][-1]['seconds']:8.2f} s  "
+                      f"peak {runs[variant][-1]['peak_rss_mb']:7.0f} MB", flush=True)
+            ref = np.load(os.path.join(tmp, "reference.npy"))
+            for variant in VARIANTS[1:]:
+                d = float(np.abs(np.load(os.path.join(tmp, f"{variant}.npy")) - ref).max())
+                diffs[variant] = max(diffs.get(variant, 0.0), d)
+            scale = float(np.abs(ref).max())
+
+    med = {v: statistics.median(r["seconds"] for r in runs[v]) for v in VARIANTS}
+    peak = {v: statistics.median(r["peak_rss_mb"] for r in runs[v]) for v in VARIANTS}
+    extra = {v: statistics.median(r["peak_rss_mb"] - r["base_rss_mb"] for r in runs[v]) for v in VARIANTS}
+    print(f"\nIG, {steps} steps, {size} px, model {runs['ours'][0]['model']}, objective lam (16 px window), "
+          f"{reps} interleaved reps (median), {runs['ours'][0]['threads']} torch threads")
+    print(f"{'variant':14s} {'time s':>8s} {'img/s':>8s} {'peak RSS MB':>12s} {'above base MB':>14s} "
+          f"{'max|diff|':>10s}")
+    for v in VARIANTS:
+        print(f"{v:14s} {med[v]:8.2f} {1 / med[v]:8.3f} {peak[v]:12.0f} {extra[v]:14.0f} "
+              f"{diffs.get(v, 0.0):10.2e}")
+    print(f"(max |attribution| = {scale:.3g}; crop used by 'ours': {runs['ours'][0]['crop']})")
+    ratio = med["reference"] / med["ours"]
+    meets = bool(ratio >= 3.0 and peak["ours"] <= peak["reference"])
+    print(json.dumps({
+        "benchmark": "attribution", "ours": round(1 / med["ours"], 4), "reference": round(1 / med["reference"], 4),
+        "unit": "img/s", "ratio": round(ratio, 2), "target": 3.0, "meets": meets, "machine": "2 cores, cpu",
+        "ours_s": round(med["ours"], 3), "reference_s": round(med["reference"], 3),
+        "nocrop_s": round(med["ours_nocrop"], 3), "nocrop_ratio": round(med["reference"] / med["ours_nocrop"], 2),
+        "ours_peak_rss_mb": round(peak["ours"]), "reference_peak_rss_mb": round(peak["reference"]),
+        "nocrop_peak_rss_mb": round(peak["ours_nocrop"]),
+        "ours_rss_above_base_mb": round(extra["ours"]), "reference_rss_above_base_mb": round(extra["reference"]),
+        "max_abs_diff": diffs["ours"], "nocrop_max_abs_diff": diffs["ours_nocrop"], "max_abs_attribution": scale,
+        "crop": runs["ours"][0]["crop"], "steps": steps, "size": size, "reps": reps,
+        "model": runs["ours"][0]["model"], "quick": bool(args.quick)}))
+
+
+if __name__ == "__main__":
+    main()

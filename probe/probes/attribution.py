@@ -1,0 +1,321 @@
+"""The ``attribution`` probe: which input pixels does the network use — the rain streaks or the content?
+
+For every split and every window type (``on`` rain streaks / ``off`` them, chosen from the rain mask by
+:func:`probe.probes.objectives.default_windows`), the probe attributes a scalar objective of the output
+(:mod:`probe.probes.objectives`, default ``window_sum``; ``lam`` for ``method="lam"``) to the input pixels of
+the first ``n_images`` evaluation images, with
+
+- ``ig``: Integrated Gradients (our batched engine, linear path from ``baseline``),
+- ``lam``: LAM's progressive-blur path (σ from ``sigma`` to 0, ``kernel_size``),
+- ``saliency``, ``input_x_gradient``, ``smoothgrad``: captum (gradients of the same objective).
+
+Component attribution: the input is split as ``B`` (the clean background) + ``L`` (= degraded − clean, i.e.
+β·R wherever the composite was not clipped, so that B + L is exactly the network input) and both are
+attributed through f(B, L) = objective(model(B + L)). The share of attribution mass on L is ``share_on_rain``
+(methods ``ig``, ``lam``, ``input_x_gradient``; gradient-only methods have no components). IG-type methods
+report the completeness gap.
+
+    from probe.probes import PROBES
+    result = PROBES.get("attribution")(method="lam", n_images=2, steps=30).run(model, data)
+    result.arrays["attribution"].sel(split="ood", window="on")        # (image, y, x) maps
+    result.arrays["image_metrics"].sel(metric="diffusion_index")       # (split, window, image)
+
+Arrays (``xarray.DataArray``; every one carries ``attrs`` ``objective`` (JSON name + params), ``method``,
+``path``, ``quadrature``, ``steps``):
+
+- ``attribution`` (split, window, image, y, x): |Σ_c A| of the attribution of the input (LAM's map,
+  unnormalised; gradient magnitude for gradient-only methods);
+- ``attribution_component`` (split, window, component, image, y, x), component ∈ {background, rain}: the
+  same for A_B and A_L (only for methods with components and ``components=True``);
+- ``input`` (split, image, channel, y, x): the degraded input images; ``rain_mask`` (split, image, y, x);
+- ``window_box`` (split, window, image, box) with box = [top, left, height, width] (pixels);
+- ``image_metrics`` (split, window, image, metric): per-image values of the metric rows below.
+
+Metric rows (mean over images per split and window; columns ``window``, ``method``, ``objective``):
+``diffusion_index`` (LAM's DI on the whole map), ``map_size`` (its pixel count), ``diffusion_index_corrected``
+(finite-size corrected), ``effective_pixels`` (size-invariant spread), ``share_in_mask``, ``mask_fraction``,
+``mask_enrichment`` (share_in_mask / mask_fraction), ``share_on_rain``, ``rain_contribution``,
+``background_contribution``, ``objective_value`` (objective at the input), ``convergence_delta`` (mean
+|Σ A − (F(x) − F(start))|), ``relative_delta`` (max over images of |delta| / |F(x) − F(start)|),
+``crop_fraction`` (area integrated on, 1 = full image; see ``crop``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from probe.errors import ConfigError, DataError
+from probe.probes.attribution_methods import (
+    QUADRATURES,
+    ObjectiveForward,
+    PathAttribution,
+    attribution_map,
+    blur_rows,
+    captum_attribute,
+    component_shares,
+    diffusion_index,
+    diffusion_index_corrected,
+    effective_pixels,
+    gaussian_kernel,
+    path_integrated_gradients,
+    region_shares,
+)
+from probe.probes.base import EvalData, Probe, ProbeResult
+from probe.probes.objectives import OBJECTIVES, default_windows, full_window, make_context, make_objective
+
+METHODS = ("ig", "lam", "saliency", "input_x_gradient", "smoothgrad")
+BASELINES = ("zero", "blur", "mean", "clean")
+COMPONENT_METHODS = ("ig", "lam", "input_x_gradient")
+IMAGE_METRICS = ("diffusion_index", "map_size", "diffusion_index_corrected", "effective_pixels",
+                 "share_in_mask", "mask_fraction", "mask_enrichment", "share_on_rain", "rain_contribution",
+                 "background_contribution", "objective_value", "convergence_delta", "relative_delta",
+                 "crop_fraction")
+
+
+class Attribution(Probe):
+    """Attribution maps, Diffusion Index and rain/background attribution shares (see module doc)."""
+
+    name = "attribution"
+    description = "attribution maps (IG, LAM, captum), diffusion index, share of attribution on rain"
+    defaults: dict[str, Any] = {
+        "method": "ig",
+        "objective": None,  # None: "lam" for method "lam", else "window_sum"
+        "objective_params": {},
+        "window": 16,
+        "windows": ["on", "off"],
+        "steps": 50,
+        "quadrature": None,  # None: "finite_difference" (LAM's scheme) for lam, "gausslegendre" for ig
+        "internal_batch_size": 16,
+        "n_images": 4,
+        "baseline": "zero",
+        "sigma": 1.2,
+        "kernel_size": 9,
+        "smoothgrad_samples": 16,
+        "smoothgrad_stdev": 0.1,
+        "components": True,
+        "crop": "auto",
+        "splits": None,
+        "seed": 0,
+    }
+
+    def validate(self) -> None:
+        p = self.params
+        if p["method"] not in METHODS:
+            raise ConfigError(f"attribution: 'method' must be one of {list(METHODS)}, got {p['method']!r}")
+        if p["objective"] is None:
+            p["objective"] = "lam" if p["method"] == "lam" else "window_sum"
+        if p["objective"] not in OBJECTIVES:
+            raise ConfigError(f"attribution: unknown objective {p['objective']!r}; "
+                              f"available: {', '.join(OBJECTIVES.names())}")
+        if not isinstance(p["objective_params"], dict):
+            raise ConfigError("attribution: 'objective_params' must be a table/dict")
+        make_objective(p["objective"], **p["objective_params"])  # validates its parameters
+        for key, low in (("window", 1), ("steps", 1), ("n_images", 1), ("smoothgrad_samples", 1)):
+            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
+                raise ConfigError(f"attribution: {key!r} must be an integer >= {low}, got {p[key]!r}")
+        windows = p["windows"]
+        if (not isinstance(windows, (list, tuple)) or not windows
+                or any(w not in ("on", "off") for w in windows) or len(set(windows)) != len(windows)):
+            raise ConfigError(f"attribution: 'windows' must be a non-empty list of 'on'/'off', got {windows!r}")
+        p["windows"] = list(windows)
+        if p["quadrature"] is None:
+            p["quadrature"] = "finite_difference" if p["method"] == "lam" else "gausslegendre"
+        if p["quadrature"] not in QUADRATURES:
+            raise ConfigError(f"attribution: 'quadrature' must be one of {list(QUADRATURES)}, "
+                              f"got {p['quadrature']!r}")
+        if p["quadrature"] == "riemann_trapezoid" and p["steps"] < 2:
+            raise ConfigError("attribution: 'steps' must be >= 2 for riemann_trapezoid")
+        ibs = p["internal_batch_size"]
+        if ibs is not None and (not isinstance(ibs, int) or isinstance(ibs, bool) or ibs < 1):
+            raise ConfigError(f"attribution: 'internal_batch_size' must be an integer >= 1 or null, got {ibs!r}")
+        if p["baseline"] not in BASELINES:
+            raise ConfigError(f"attribution: 'baseline' must be one of {list(BASELINES)}, got {p['baseline']!r}")
+        if p["method"] == "lam" and p["baseline"] != "zero":
+            raise ConfigError("attribution: 'baseline' applies to method 'ig' only (lam starts from the "
+                              "blurred image)")
+        if not isinstance(p["sigma"], (int, float)) or p["sigma"] <= 0:
+            raise ConfigError(f"attribution: 'sigma' must be > 0, got {p['sigma']!r}")
+        ks = p["kernel_size"]
+        if not isinstance(ks, int) or ks < 3 or ks % 2 == 0:
+            raise ConfigError(f"attribution: 'kernel_size' must be an odd integer >= 3, got {ks!r}")
+        if not isinstance(p["smoothgrad_stdev"], (int, float)) or p["smoothgrad_stdev"] < 0:
+            raise ConfigError(f"attribution: 'smoothgrad_stdev' must be >= 0, got {p['smoothgrad_stdev']!r}")
+        if not isinstance(p["components"], bool):
+            raise ConfigError(f"attribution: 'components' must be true or false, got {p['components']!r}")
+        if p["crop"] not in ("auto", "none"):
+            raise ConfigError(f"attribution: 'crop' must be 'auto' or 'none', got {p['crop']!r}")
+        if p["splits"] is not None and (not isinstance(p["splits"], (list, tuple))
+                                        or not all(isinstance(s, str) for s in p["splits"])):
+            raise ConfigError(f"attribution: 'splits' must be a list of split names, got {p['splits']!r}")
+        if not isinstance(p["seed"], int):
+            raise ConfigError(f"attribution: 'seed' must be an integer, got {p['seed']!r}")
+
+    # ------------------------------------------------------------------------------------------- run
+    def run(self, model: nn.Module, data: EvalData) -> ProbeResult:
+        import xarray as xr
+
+        from probe.progress import progress
+
+        p = self.params
+        data = data.select(p["splits"])
+        if not data.splits:
+            raise DataError("attribution: the evaluation data has no splits")
+        objective = make_objective(p["objective"], **p["objective_params"])
+        params = list(model.parameters())
+        device = params[0].device if params else torch.device("cpu")
+        splits = list(data.splits)
+        n = min(p["n_images"], *(len(b) for b in data.splits.values()))
+        first = data.splits[splits[0]]
+        if first.degraded.dim() != 4:
+            raise DataError(f"attribution: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
+        c, h, w = first.degraded.shape[1:]
+        window_names = list(p["windows"]) if objective.uses_window else ["full"]
+        with_components = p["components"] and p["method"] in COMPONENT_METHODS
+
+        s_, w_ = len(splits), len(window_names)
+        maps = np.zeros((s_, w_, n, h, w), np.float32)
+        comp = np.zeros((s_, w_, 2, n, h, w), np.float32)
+        inputs = np.zeros((s_, n, c, h, w), np.float32)
+        masks = np.zeros((s_, n, h, w), np.float32)
+        boxes = np.zeros((s_, w_, n, 4), np.int32)
+        values = np.full((s_, w_, n, len(IMAGE_METRICS)), np.nan, np.float64)
+        path_desc: dict[str, Any] = {}
+
+        was_training = model.training
+        model.eval()
+        try:
+            jobs = [(si, wi) for si in range(s_) for wi in range(w_)]
+            windows_cache: dict[int, dict[str, Any]] = {}
+            for si, wi in progress(jobs, desc="attribution"):
+                split = splits[si]
+                batch = data.splits[split][:n].to(device)
+                if tuple(batch.degraded.shape[1:]) != (c, h, w):
+                    raise DataError(f"attribution: split {split!r} has images of shape "
+                                    f"{tuple(batch.degraded.shape[1:])}, expected {(c, h, w)}")
+                if si not in windows_cache:
+                    windows_cache[si] = (default_windows(batch.mask, p["window"]) if objective.uses_window
+                                         else {"full": full_window(n, (h, w))})
+                    inputs[si] = batch.degraded.float().cpu().numpy()
+                    masks[si] = (batch.mask[:, 0] > 0.5).float().cpu().numpy()
+                window = windows_cache[si][window_names[wi]]
+                boxes[si, wi] = window.boxes()
+                ctx = make_context(objective, window, (h, w), clean=batch.clean, mask=batch.mask, device=device)
+                result, attr_b, attr_l = self._attribute(model, objective, batch.clean, batch.degraded, ctx)
+                path_desc = result.info
+                total = result.attributions[0] if attr_b is None else attr_b + attr_l
+                amap = attribution_map(total)
+                maps[si, wi] = amap
+                row = values[si, wi]
+                put = {name: k for k, name in enumerate(IMAGE_METRICS)}
+                for i in range(n):
+                    di = diffusion_index(amap[i])
+                    row[i, put["diffusion_index"]] = di.value
+                    row[i, put["map_size"]] = di.map_size
+                    row[i, put["diffusion_index_corrected"]] = diffusion_index_corrected(amap[i])
+                    row[i, put["effective_pixels"]] = effective_pixels(amap[i])
+                for key, val in region_shares(amap, batch.mask).items():
+                    row[:, put[key]] = val
+                if attr_b is not None:
+                    comp[si, wi, 0] = attribution_map(attr_b)
+                    comp[si, wi, 1] = attribution_map(attr_l)
+                    for key, val in component_shares(attr_b, attr_l).items():
+                        row[:, put[key]] = val
+                row[:, put["objective_value"]] = result.f_end.detach().double().cpu().numpy()
+                if result.delta is not None:
+                    row[:, put["convergence_delta"]] = result.delta.abs().double().cpu().numpy()
+                    row[:, put["relative_delta"]] = result.relative_delta.double().cpu().numpy()
+                crop = result.info.get("crop")
+                row[:, put["crop_fraction"]] = (crop["height"] * crop["width"] / (h * w)) if crop else 1.0
+        finally:
+            model.train(was_training)
+
+        attrs = {"objective": objective.to_json(), "method": p["method"],
+                 "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
+                 "steps": int(p["steps"]), "baseline": p["baseline"]}
+        image_coord = np.arange(n)
+        arrays = {
+            "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),
+                                        coords={"split": splits, "window": window_names, "image": image_coord},
+                                        attrs=dict(attrs)),
+            "input": xr.DataArray(inputs, dims=("split", "image", "channel", "y", "x"),
+                                  coords={"split": splits, "image": image_coord}, attrs=dict(attrs)),
+            "rain_mask": xr.DataArray(masks, dims=("split", "image", "y", "x"),
+                                      coords={"split": splits, "image": image_coord}, attrs=dict(attrs)),
+            "window_box": xr.DataArray(boxes, dims=("split", "window", "image", "box"),
+                                       coords={"split": splits, "window": window_names, "image": image_coord,
+                                               "box": ["top", "left", "height", "width"]}, attrs=dict(attrs)),
+            "image_metrics": xr.DataArray(values, dims=("split", "window", "image", "metric"),
+                                          coords={"split": splits, "window": window_names, "image": image_coord,
+                                                  "metric": list(IMAGE_METRICS)}, attrs=dict(attrs)),
+        }
+        if with_components:
+            arrays["attribution_component"] = xr.DataArray(
+                comp, dims=("split", "window", "component", "image", "y", "x"),
+                coords={"split": splits, "window": window_names, "component": ["background", "rain"],
+                        "image": image_coord}, attrs=dict(attrs))
+
+        result = ProbeResult(arrays=arrays)
+        for si, split in enumerate(splits):
+            for wi, wname in enumerate(window_names):
+                for k, metric in enumerate(IMAGE_METRICS):
+                    col = values[si, wi, :, k]
+                    if np.all(np.isnan(col)):
+                        continue
+                    value = np.nanmax(col) if metric == "relative_delta" else np.nanmean(col)
+                    result.add_metric(split, metric, value, window=wname, method=p["method"],
+                                      objective=objective.name)
+        return result
+
+    # ------------------------------------------------------------------------------------- internals
+    def _baselines(self, clean: Tensor, layer: Tensor) -> tuple[Tensor, Tensor]:
+        kind = self.params["baseline"]
+        if kind == "zero":
+            return torch.zeros_like(clean), torch.zeros_like(layer)
+        if kind == "clean":
+            return clean, torch.zeros_like(layer)
+        if kind == "mean":
+            return (clean.mean((-2, -1), keepdim=True).expand_as(clean),
+                    layer.mean((-2, -1), keepdim=True).expand_as(layer))
+        kernel = torch.from_numpy(gaussian_kernel(self.params["kernel_size"], float(self.params["sigma"])))
+        kernels = kernel.float().to(clean.device).expand(clean.shape[0], -1, -1)
+        return blur_rows(clean, kernels), blur_rows(layer, kernels)
+
+    def _attribute(self, model: nn.Module, objective, clean: Tensor, degraded: Tensor,
+                   ctx: dict[str, Tensor]) -> tuple[PathAttribution, Tensor | None, Tensor | None]:
+        p = self.params
+        method = p["method"]
+        keys, extra = tuple(ctx), tuple(ctx.values())
+        components = p["components"] and method in COMPONENT_METHODS
+        layer = degraded - clean
+        if components:
+            fwd = ObjectiveForward(model, objective, n_inputs=2, context_keys=keys)
+            inputs: tuple[Tensor, ...] = (clean, layer)
+        else:
+            fwd = ObjectiveForward(model, objective, n_inputs=1, context_keys=keys)
+            inputs = (degraded,)
+        if method in ("ig", "lam"):
+            if method == "ig":
+                base_b, base_l = self._baselines(clean, layer)
+                baselines = (base_b, base_l) if components else (base_b + base_l,)
+                path, path_params = "linear", None
+            else:
+                baselines = None
+                path, path_params = "blur", {"sigma": float(p["sigma"]), "kernel_size": p["kernel_size"]}
+            res = path_integrated_gradients(fwd, inputs, baselines, path=path, path_params=path_params,
+                                            steps=p["steps"], method=p["quadrature"],
+                                            internal_batch_size=p["internal_batch_size"], additional=extra,
+                                            crop=None if p["crop"] == "none" else "auto")
+        else:
+            res = captum_attribute(method, fwd, inputs, additional=extra,
+                                   internal_batch_size=p["internal_batch_size"],
+                                   nt_samples=p["smoothgrad_samples"], stdev=float(p["smoothgrad_stdev"]),
+                                   seed=p["seed"])
+            res.info["path"] = None
+        if components:
+            return res, res.attributions[0], res.attributions[1]
+        return res, None, None
