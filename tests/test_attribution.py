@@ -452,5 +452,26 @@ def test_probe_rejects_bad_parameters():
         cls(n_steps=3)
     with pytest.raises(ConfigError, match="unknown split"):
         cls(splits=["nope"]).run(_conv_net(), _eval_data())
+    with pytest.raises(DataError, match="mask must be"):
+        default_windows(torch.zeros(8, 8), 2)
     with pytest.raises(ConfigError, match="one scalar per example"):
         path_integrated_gradients(lambda t: t, torch.rand(1, 3, 4, 4), steps=2)
+
+
+@pytest.mark.parametrize("family", ["resnet", "unet", "swinir", "nafnet"])
+def test_model_families_attribute_with_and_without_crop(family):
+    from probe.models import build
+
+    torch.manual_seed(0)
+    model = build(family, size="tiny").eval()
+    x = torch.rand(1, 3, 48, 48)
+    objective = make_objective("window_sum")
+    fwd, extra = _forward(model, objective, Window.square(4, 30, 8, n=1), (48, 48))
+    full = path_integrated_gradients(fwd, x, additional=extra, steps=6, crop=None)
+    auto = path_integrated_gradients(fwd, x, additional=extra, steps=6, crop="auto")
+    scale = float(full.attributions[0].abs().max())
+    assert scale > 0 and float((auto.attributions[0] - full.attributions[0]).abs().max()) <= 1e-4 * scale
+    assert float(full.relative_delta.max()) < 0.05
+    result = PROBES.get("attribution")(n_images=1, steps=4, window=8, splits=["id"]).run(
+        model, EvalData({"id": _rain_batch(1, 48, seed=2)}))
+    assert np.isfinite(result.arrays["image_metrics"].sel(metric="diffusion_index").values).all()

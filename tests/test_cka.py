@@ -13,6 +13,7 @@ from probe.probes.cka_math import (
     MinibatchCKA,
     cka,
     cka_details,
+    cka_estimates,
     cka_from_hsic,
     cka_matrix,
     gram_linear,
@@ -117,6 +118,7 @@ def test_hsic_values_match_reference(estimator):
     details = cka_details(x, y, estimator=estimator)
     assert details.hsic_xx == pytest.approx(REF_HSIC[estimator](k, k), rel=1e-9)
     assert details.n == 12 and not details.degenerate
+    assert cka_estimates(x, y)[estimator] == details  # both estimators from one pass
 
 
 # ----------------------------------------------------------------------------------- invariances
@@ -226,6 +228,16 @@ def test_degenerate_and_negative_hsic_never_nan():
     values = [cka(rng.standard_normal((8, 3)), rng.standard_normal((8, 3))) for _ in range(40)]
     assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values)
     assert min(values) < 0
+    # identical up to float rounding counts as constant, on every route; a small but real variation does not
+    jitter = (5.0 + 1e-7 * rng.standard_normal((10, 3000))).astype(np.float32)
+    small = (5.0 + 1e-3 * rng.standard_normal((10, 3000))).astype(np.float32)
+    for a in (jitter, jitter[:, :6]):
+        assert cka_details(a, x).degenerate
+        acc = MinibatchCKA()
+        acc.update([a, x])
+        assert acc.result().degenerate[0, 1]
+    assert not cka_details(small, small[:, ::-1]).degenerate
+    assert cka(small, 2 * small) == pytest.approx(1.0, abs=1e-6)
     # a degenerate layer in a matrix is flagged, the rest is untouched
     m = cka_matrix([x, constant])
     assert m.degenerate.tolist() == [[False, True], [True, True]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,13 @@ def _layer_view(layer: Tensor) -> Tensor:
 
 
 def contact_sheet(batch: DegradedBatch, path: str | Path, title: str | None = None) -> Path:
-    """Write a PNG grid (rows = images; columns clean / layer / mask / degraded) and return its path."""
+    """Write a PNG grid (rows = images; columns clean / layer / mask / degraded) and return its path.
+
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "sheet.png"
+    >>> contact_sheet(synthesize("smooth", n=2, patch=16), out).stat().st_size > 0
+    True
+    """
     from PIL import Image, ImageDraw
 
     from probe.fsutil import atomic_path
@@ -94,12 +101,18 @@ def contact_sheet(batch: DegradedBatch, path: str | Path, title: str | None = No
     path = Path(path)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a normal, readable file (the temporary file is private)
     return path
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["complexity=0.5", "root=/data"]`` → ``{"complexity": 0.5, "root": "/data"}`` (JSON values when they
-    parse — numbers, true/false, lists — else strings)."""
+    """KEY=VALUE options to a dict (JSON values when they parse — numbers, true/false, lists — else strings).
+
+    >>> parse_options(["complexity=0.5", "root=/data"])
+    {'complexity': 0.5, 'root': '/data'}
+    """
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")

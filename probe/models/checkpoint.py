@@ -58,7 +58,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]
 
         sha = save_weights(build("unet", "tiny"), "runs/u/model.safetensors", {"step": 100})
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     spec = getattr(model, "spec", None)
     if not isinstance(spec, Mapping) or not spec.get("family"):
@@ -84,9 +84,20 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]
         "probe.tensors_sha256": tensors_digest(tensors),
     })
     path = Path(path)
+    data = _canonical_header(save(tensors, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(data)
     return sha256_file(path)
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Rewrite the safetensors JSON header with sorted keys: the library orders metadata keys differently
+    from process to process, and identical weights must give an identical file (and SHA-256)."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data section 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
 
 
 def tensors_digest(tensors: Mapping[str, Tensor]) -> str:

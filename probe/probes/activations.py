@@ -105,6 +105,10 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------------------------- reducers
 
+def _flat(tensor: Tensor, ctx: BatchContext) -> Tensor:
+    return tensor.reshape(tensor.shape[0], -1).float()
+
+
 class _StatsReducer:
     """Per batch and layer: channel count / mean / M2 / zeros / max|a| (float64) and the sampled pixels."""
 
@@ -239,8 +243,17 @@ class Activations(Probe):
 
     def _sensitivity(self, model: nn.Module, data: EvalData, split: str, s_index: int, layers: list[str],
                      n: int, names: list[str]) -> dict[str, Any]:
+        """Per layer Σᵢ‖f(x′ᵢ) − f(Oᵢ)‖ / Σᵢ‖f(Oᵢ)‖ for each change; per batch only f(O) is held, the
+        changed inputs' features are reduced to per-image distances inside the hooks."""
         batch = data.splits[split]
-        variants: dict[str, Tensor | None] = {"degradation": None, "background": None}
+        variants: dict[str, Tensor] = {}
+        m = n
+        if data.alt_clean is not None:
+            alt = data.alt_clean
+            if alt.shape[1:] != batch.clean.shape[1:]:
+                raise ConfigError(f"activations: alt_clean has shape {tuple(alt.shape[1:])}, split {split!r} "
+                                  f"images {tuple(batch.clean.shape[1:])}")
+            m = min(n, alt.shape[0])
         deg = data.degradations.get(split) if data.degradations else None
         if deg is not None:
             if isinstance(deg, Mapping):
@@ -248,38 +261,39 @@ class Activations(Probe):
 
                 deg = make_degradation(deg)
             gen = torch.Generator().manual_seed(int(data.seed) + SEED_OFFSET + s_index)
-            variants["degradation"] = deg.apply(batch.clean[:n], gen).degraded
+            variants["degradation"] = deg.apply(batch.clean[:m], gen).degraded
         if data.alt_clean is not None:
-            alt = data.alt_clean
-            if alt.shape[1:] != batch.clean.shape[1:]:
-                raise ConfigError(f"activations: alt_clean has shape {tuple(alt.shape[1:])}, split {split!r} "
-                                  f"images {tuple(batch.clean.shape[1:])}")
-            m = min(n, alt.shape[0])
-            variants["background"] = (alt[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
-        sums: dict[str, dict[str, float]] = {c: {} for c in CHANGES}
-        base_norm: dict[str, dict[str, float]] = {c: {} for c in CHANGES}
-        input_sens = {}
-        for change, other in variants.items():
-            if other is None:
-                continue
-            m = other.shape[0]
-            ref = batch.degraded[:m]
-            input_sens[change] = float((other - ref).flatten(1).norm(dim=1).sum() / ref.flatten(1).norm(dim=1).sum())
-            slices = even_batches(m, self.params["batch_size"])
-            for f_ref, f_other in zip(iterate_features(model, ref, layers, batches=slices),
-                                      iterate_features(model, other, layers, batches=slices)):
-                for name in names:
-                    a, b = f_ref[name].flatten(1).double(), f_other[name].flatten(1).double()
-                    sums[change][name] = sums[change].get(name, 0.0) + float((b - a).norm(dim=1).sum())
-                    base_norm[change][name] = base_norm[change].get(name, 0.0) + float(a.norm(dim=1).sum())
+            variants["background"] = (data.alt_clean[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
+        ref_images = batch.degraded[:m]
+        moved = {c: 0.0 for c in CHANGES}
         values = np.full((len(CHANGES), len(names)), np.nan)
+        inputs = np.full(len(CHANGES), np.nan)
+        if not variants:
+            return {"values": values, "inputs": inputs}
+        change_sum = {c: dict.fromkeys(names, 0.0) for c in variants}
+        base_sum = dict.fromkeys(names, 0.0)
+        for piece in even_batches(m, self.params["batch_size"]):
+            ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat))
+            for name in names:
+                base_sum[name] += float(ref[name].double().norm(dim=1).sum())
+
+            def distance(tensor: Tensor, ctx: BatchContext, ref: dict[str, Tensor] = ref) -> Tensor:
+                other = tensor.reshape(tensor.shape[0], -1).float()
+                return (other - ref[ctx.layer]).double().norm(dim=1)
+
+            for change, images in variants.items():
+                dists = next(iterate_features(model, images[piece], layers, batch_size=m, reducer=distance))
+                for name in names:
+                    change_sum[change][name] += float(dists[name].sum())
+                moved[change] += float((images[piece] - ref_images[piece]).flatten(1).norm(dim=1).sum())
+        input_norm = float(ref_images.flatten(1).norm(dim=1).sum())
         for ci, change in enumerate(CHANGES):
+            if change not in variants:
+                continue
+            inputs[ci] = moved[change] / input_norm if input_norm > 0 else np.nan
             for li, name in enumerate(names):
-                if name in sums[change]:
-                    denom = base_norm[change][name]
-                    values[ci, li] = sums[change][name] / denom if denom > 0 else (
-                        0.0 if sums[change][name] == 0 else np.inf)
-        inputs = np.array([input_sens.get(c, np.nan) for c in CHANGES])
+                num, den = change_sum[change][name], base_sum[name]
+                values[ci, li] = num / den if den > 0 else (0.0 if num == 0 else np.inf)
         return {"values": values, "inputs": inputs}
 
     # -- arrays and metrics ------------------------------------------------------------------------------

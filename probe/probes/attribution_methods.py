@@ -339,37 +339,48 @@ def _index_extra(extra: tuple[Any, ...], idx: Tensor) -> tuple[Any, ...]:
     return tuple(e[idx] if isinstance(e, Tensor) and e.dim() > 0 else e for e in extra)
 
 
+def _chunked_gradients(forward: Callable[..., Tensor], points: tuple[Tensor, ...], extra: tuple[Any, ...],
+                       chunk: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """:func:`_gradients` over all rows, ``chunk`` rows at a time."""
+    n = points[0].shape[0]
+    outs, grads = [], [[] for _ in points]
+    for s in range(0, n, chunk):
+        idx = torch.arange(s, min(n, s + chunk), device=points[0].device)
+        o, g = _gradients(forward, tuple(p[idx] for p in points), _index_extra(extra, idx))
+        outs.append(o)
+        for j, gj in enumerate(g):
+            grads[j].append(gj)
+    return torch.cat(outs), tuple(torch.cat(g) for g in grads)
+
+
 def _plan_crop(forward, inputs, baselines, path, extra, chunk, margin, align, max_fraction,
-               probe_alphas=(0.5, 1.0)) -> tuple[CropPlan | None, str]:
-    """Find and verify a crop holding every input pixel the objective depends on (see module doc)."""
+               probe_alphas=(0.5, 1.0)) -> tuple[CropPlan | None, str, Tensor | None]:
+    """Find and verify a crop holding every input pixel the objective depends on (see module doc).
+
+    Returns the plan (None: integrate on the full image), the reason, and the full-image objective at
+    α = 1 (a by-product of the probes, reused as ``f_end``)."""
     x0 = inputs[0]
     if any(t.dim() != 4 for t in inputs):
-        return None, "inputs are not images"
+        return None, "inputs are not images", None
     n, _, h, w = x0.shape
     if any(tuple(t.shape[-2:]) != (h, w) for t in inputs):
-        return None, "inputs differ in size"
+        return None, "inputs differ in size", None
     support = torch.zeros(n, h, w, dtype=torch.bool, device=x0.device)
     probes = []
     for a in probe_alphas:
         alpha = torch.full((n,), float(a), dtype=torch.float64, device=x0.device)
         pts = tuple(path.point(x, b, alpha) for x, b in zip(inputs, baselines))
-        outs, grads = [], [[] for _ in inputs]
-        for s in range(0, n, chunk):
-            idx = torch.arange(s, min(n, s + chunk), device=x0.device)
-            o, g = _gradients(forward, tuple(p[idx] for p in pts), _index_extra(extra, idx))
-            outs.append(o)
-            for j, gj in enumerate(g):
-                grads[j].append(gj)
-        full_g = tuple(torch.cat(g) for g in grads)
+        f_full, full_g = _chunked_gradients(forward, pts, extra, chunk)
         for g in full_g:
-            support |= (g != 0).flatten(1, -3).any(1) if g.dim() > 3 else (g != 0)
-        probes.append((pts, torch.cat(outs), full_g))
+            support |= (g != 0).any(1)
+        probes.append((pts, f_full, full_g))
+    f_one = probes[-1][1] if probe_alphas[-1] == 1.0 else None
     tops, lefts, hs, ws = [], [], [], []
     for i in range(n):
         rows = torch.nonzero(support[i].any(1)).flatten()
         cols = torch.nonzero(support[i].any(0)).flatten()
         if rows.numel() == 0:
-            return None, "objective does not depend on the input"
+            return None, "objective does not depend on the input", f_one
         y0 = max(0, int(rows[0]) - margin) // align * align
         x0_ = max(0, int(cols[0]) - margin) // align * align
         y1 = min(h, int(rows[-1]) + 1 + margin)
@@ -381,7 +392,7 @@ def _plan_crop(forward, inputs, baselines, path, extra, chunk, margin, align, ma
     ch = min(h, int(math.ceil(max(hs) / align) * align))
     cw = min(w, int(math.ceil(max(ws) / align) * align))
     if ch * cw > max_fraction * h * w:
-        return None, f"dependency region {ch}x{cw} is most of the {h}x{w} image"
+        return None, f"dependency region {ch}x{cw} is most of the {h}x{w} image", f_one
     top = torch.tensor([min(t, h - ch) for t in tops])
     left = torch.tensor([min(t, w - cw) for t in lefts])
     plan = CropPlan(top, left, ch, cw)
@@ -389,17 +400,17 @@ def _plan_crop(forward, inputs, baselines, path, extra, chunk, margin, align, ma
     for pts, f_full, g_full in probes:
         cpts = tuple(_crop_rows(p, top, left, ch, cw) for p in pts)
         cextra = tuple(_crop_rows(e, top, left, ch, cw) if s else e for e, s in zip(extra, spatial))
-        f_crop, g_crop = _gradients(forward, cpts, cextra)
+        f_crop, g_crop = _chunked_gradients(forward, cpts, cextra, chunk)
         for gf, gc, p in zip(g_full, g_crop, pts):
             ref = _crop_rows(gf, top, left, ch, cw)
             scale = gf.abs().flatten(1).amax(1).clamp_min(1e-30)
             err = (gc - ref).abs().flatten(1).amax(1)
             if bool((err > 1e-3 * scale).any()):
-                return None, "cropped gradients differ from full-image gradients"
+                return None, "cropped gradients differ from full-image gradients", f_one
             lin = (gf * p).abs().flatten(1).sum(1)
             if bool(((f_crop - f_full).abs() > 1e-3 * f_full.abs() + 1e-5 * lin + 1e-6).any()):
-                return None, "cropped objective differs from the full-image objective"
-    return plan, "verified"
+                return None, "cropped objective differs from the full-image objective", f_one
+    return plan, "verified", f_one
 
 
 def path_integrated_gradients(
@@ -457,11 +468,11 @@ def path_integrated_gradients(
     alphas_np, weights_np = quadrature(method, steps)
     device = inputs_t[0].device
 
-    plan, reason = None, "off"
+    plan, reason, f_end = None, "off", None
     if crop not in (None, "none", "auto"):
         raise ConfigError(f"crop must be 'auto' or 'none', got {crop!r}")
     if crop == "auto":
-        plan, reason = _plan_crop(forward, inputs_t, base_t, path_obj, extra, chunk, int(crop_margin),
+        plan, reason, f_end = _plan_crop(forward, inputs_t, base_t, path_obj, extra, chunk, int(crop_margin),
                                   max(1, int(crop_align)), float(crop_max_fraction))
     hw = tuple(inputs_t[0].shape[-2:]) if inputs_t[0].dim() >= 3 else None
     spatial = tuple(hw is not None and _is_spatial(e, hw) for e in extra)
@@ -500,7 +511,9 @@ def path_integrated_gradients(
                 for r, (i, y, x_) in enumerate(zip(ex_idx.tolist(), top.tolist(), left.tolist())):
                     a[i, ..., y:y + plan.height, x_:x_ + plan.width] += contrib[r]
     ones = torch.ones(n, dtype=torch.float64, device=device)
-    f_end = _evaluate(forward, tuple(path_obj.point(x, b, ones) for x, b in zip(inputs_t, base_t)), extra, chunk)
+    if f_end is None:
+        f_end = _evaluate(forward, tuple(path_obj.point(x, b, ones) for x, b in zip(inputs_t, base_t)), extra,
+                          chunk)
     f_start = _evaluate(forward, tuple(path_obj.point(x, b, 0 * ones) for x, b in zip(inputs_t, base_t)),
                         extra, chunk)
     total_attr = sum(a.flatten(1).double().sum(1) for a in acc)

@@ -11,7 +11,7 @@ time, so several captures can be interleaved (``zip`` of two :func:`iterate_feat
     model = build("resnet", size="tiny").eval()
     images = torch.rand(10, 3, 32, 32)
     for feats in iterate_features(model, images, ["hook_head", "hook_body"], batch_size=4, reducer=pool):
-        feats["hook_head"].shape          # (4, C) then (4, C) then (2, C): pooled per image
+        feats["hook_head"].shape          # (3, C), (4, C), (3, C): near-equal batches, pooled per image
 
 Semantics, documented once for every probe:
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,11 +71,13 @@ class BatchContext:
     """What a reducer knows about the batch being captured.
 
     ``indices``: positions of the batch's images in the whole input (``(b,)`` long tensor, CPU);
-    ``input_hw``: the input's spatial size (H, W), used to map token sequences and pixel positions.
+    ``input_hw``: the input's spatial size (H, W), used to map token sequences and pixel positions;
+    ``layer``: the name the value is recorded under (``name`` or ``name#k``), set for each call.
     """
 
     indices: Tensor
     input_hw: tuple[int, int]
+    layer: str = ""
 
 
 # ----------------------------------------------------------------------------------------------- layers
@@ -205,17 +207,17 @@ class FeatureCapture:
                                   "use on_repeat='suffix' to record calls as name, name#1, …")
             key = name if count == 0 else f"{name}#{count}"
             tensor = _first_tensor(output, name)
-            self.features[key] = self._store(tensor)
+            self.features[key] = self._store(tensor, key)
 
         return hook
 
-    def _store(self, tensor: Tensor) -> Any:
+    def _store(self, tensor: Tensor, key: str) -> Any:
         tensor = tensor.detach()
         if self.reducer is None:
             value: Any = tensor.clone()
         else:
             ctx = self.context or BatchContext(torch.arange(tensor.shape[0]), _spatial(tensor))
-            value = _unalias(self.reducer(tensor, ctx), tensor)
+            value = _unalias(self.reducer(tensor, replace(ctx, layer=key)), tensor)
         return _map_tensors(value, lambda t: t.cpu()) if self.to_cpu else value
 
 

@@ -20,7 +20,9 @@ and L — accumulated in float64. How they are obtained is the efficiency story:
 * RBF: the n×n Grams are formed (the median needs every distance).
 
 Both estimators are invariant to translating the features, so features are centred (column means in
-float64) before any product — which keeps float32 products accurate to ~1e-10 in CKA.
+float64) before any product — which keeps float32 products accurate to ~1e-10 in CKA. A representation whose
+centred energy Σ‖xᵢ − x̄‖² is ≤ 1e-10 × its raw energy Σ‖xᵢ‖² (identical up to float rounding, e.g. a layer's
+response to an all-zero input) is treated as exactly constant.
 
 **Guards.** Every (mini)batch needs n ≥ 4 samples (HSIC₁ divides by n − 3; the same rule is applied to the
 biased estimator so switching estimators never changes which inputs are valid) → :class:`ConfigError`.
@@ -60,6 +62,7 @@ KERNELS = ("linear", "rbf")
 ESTIMATORS = ("unbiased", "biased")
 MIN_SAMPLES = 4
 DEGENERATE_RTOL = 1e-12
+CONSTANT_RTOL = 1e-10  # centred energy / raw energy below this: the representation is numerically constant
 
 __all__ = [
     "CKAMatrix",
@@ -72,6 +75,7 @@ __all__ = [
     "check_kernel_params",
     "cka",
     "cka_details",
+    "cka_estimates",
     "cka_from_hsic",
     "cka_matrix",
     "gram_linear",
@@ -121,7 +125,7 @@ def _check_n(n: int) -> None:
 def as_samples(x: Any) -> Tensor:
     """``(n, ...)`` tensor or array → ``(n, d)`` floating tensor (trailing dimensions flattened, no copy if
     possible). Half precision is promoted to float32."""
-    t = torch.from_numpy(np.asarray(x)) if not isinstance(x, Tensor) else x
+    t = torch.from_numpy(np.ascontiguousarray(x)) if not isinstance(x, Tensor) else x.detach()
     if t.dim() == 0:
         raise ConfigError("features must have a sample dimension, got a scalar")
     t = t.reshape(t.shape[0], -1)
@@ -134,31 +138,45 @@ def as_samples(x: Any) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------- products
 
-def _mm_t(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b.T`` (OpenBLAS through numpy on the CPU — it uses syrk when ``b is a``; torch elsewhere)."""
-    if a.device.type == "cpu":
-        an = a.numpy()
-        bn = an if b is a else b.numpy()
-        return torch.from_numpy(an @ bn.T)
-    return a @ b.T
+def _native(t: Tensor) -> Any:
+    """A numpy view of a CPU tensor (OpenBLAS, with syrk for ``a @ a.T``, and no torch thread pool spinning
+    between BLAS calls), the tensor itself elsewhere (GPU)."""
+    return t.numpy() if t.device.type == "cpu" else t
 
 
-def _centre(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Column means in float64 and in x's dtype (for in-dtype subtraction)."""
-    mu = x.mean(0, dtype=torch.float64)
-    return mu, mu.to(x.dtype)
+def _as_f64(a: Any) -> Any:
+    return a.astype(np.float64) if isinstance(a, np.ndarray) else a.to(torch.float64)
 
 
-def _gram_block(x: Tensor, mu: Tensor, rows_a: slice, rows_b: slice, chunk: int) -> Tensor:
+def _centre(x: Any) -> Any:
+    """Column means in x's dtype (a BLAS matrix–vector product). Any shift is exact for HSIC (translation
+    invariance); the mean only has to be close, so that centred products keep their precision."""
+    if isinstance(x, np.ndarray):
+        return (np.ones(x.shape[0], dtype=x.dtype) @ x) / x.dtype.type(x.shape[0])
+    return x.mean(0)
+
+
+def _nearly_constant(centred_trace: float, n: int, mu: Any) -> bool:
+    """Centred energy ≤ CONSTANT_RTOL × raw energy, the raw energy being Σ‖xᵢ − μ‖² + n‖μ‖² (exact for the
+    exact mean; no second pass over the data)."""
+    mu_energy = float((mu.astype(np.float64) ** 2).sum()) if isinstance(mu, np.ndarray) else float(
+        mu.double().square().sum())
+    return centred_trace <= CONSTANT_RTOL * (centred_trace + n * mu_energy)
+
+
+def _gram_block(x: Any, mu: Any, rows_a: slice, rows_b: slice, chunk: int) -> Any:
     """``(X_a − μ)(X_b − μ)ᵀ`` in float64, products in x's dtype over column chunks of ``chunk``."""
     d = x.shape[1]
     out = None
     for c in range(0, d, chunk):
         cols = slice(c, min(d, c + chunk))
-        a = (x[rows_a, cols] - mu[cols]).contiguous()
-        b = a if rows_a == rows_b else (x[rows_b, cols] - mu[cols]).contiguous()
-        part = _mm_t(a, b).to(torch.float64)
-        out = part if out is None else out.add_(part)
+        a = x[rows_a, cols] - mu[cols]
+        b = a if rows_a == rows_b else x[rows_b, cols] - mu[cols]
+        part = a @ b.T
+        if out is None:
+            out = _as_f64(part)
+        else:
+            out += part
     assert out is not None
     return out
 
@@ -169,13 +187,13 @@ def gram_linear(x: Any, *, center: bool = True, chunk: int = 8192) -> Tensor:
 
         G = gram_linear(torch.randn(8, 3, 16, 16))     # (8, 8)
     """
-    t = as_samples(x)
-    if center:
-        _, mu = _centre(t)
-    else:
-        mu = torch.zeros(t.shape[1], dtype=t.dtype, device=t.device)
+    t = _native(as_samples(x))
+    mu = _centre(t) if center else t[0] * 0
     rows = slice(0, t.shape[0])
-    return _gram_block(t, mu, rows, rows, chunk)
+    g = _gram_block(t, mu, rows, rows, chunk)
+    if center and _nearly_constant(float(g.diagonal().sum()), t.shape[0], mu):
+        g = g * 0.0
+    return torch.from_numpy(g) if isinstance(g, np.ndarray) else g
 
 
 def rbf_from_linear(gram: Tensor, threshold: float = 1.0) -> Tensor:
@@ -252,8 +270,10 @@ class _Rep:
         n, d = t.shape
         _check_n(n)
         if kernel == "linear" and d <= max(n, 64) and d <= 4096:
-            mu, _ = _centre(t)
-            xc = t.to(torch.float64) - mu
+            raw = t.to(torch.float64)
+            xc = raw - raw.mean(0)
+            if float(xc.square().sum()) <= CONSTANT_RTOL * float(raw.square().sum()):
+                xc = xc * 0.0
             gram_xx = xc.T @ xc
             row = xc @ xc.sum(0)
             return cls(n, (xc * xc).sum(1), row, float((gram_xx * gram_xx).sum()), xc, None)
@@ -308,14 +328,15 @@ def hsic(k: Any, l: Any, estimator: str = "unbiased") -> float:
 
 # ----------------------------------------------------------------------------------------------- full sample
 
-def _sweep_linear(x: Tensor, y: Tensor, block_size: int, chunk: int) -> dict[str, Any]:
+def _sweep_linear(xt: Tensor, yt: Tensor, block_size: int, chunk: int) -> dict[str, Any]:
     """Statistics of K = X̄X̄ᵀ and L = ȲȲᵀ (centred) from Gram blocks, upper triangle only, O(block² + n)."""
+    x, y = _native(xt), _native(yt)
     n = x.shape[0]
-    _, mux = _centre(x)
-    _, muy = _centre(y)
-    f64 = {"dtype": torch.float64, "device": x.device}
-    row_k, row_l = torch.zeros(n, **f64), torch.zeros(n, **f64)
-    diag_k, diag_l = torch.zeros(n, **f64), torch.zeros(n, **f64)
+    mux, muy = _centre(x), _centre(y)
+    if isinstance(x, np.ndarray):
+        row_k, row_l, diag_k, diag_l = (np.zeros(n) for _ in range(4))
+    else:
+        row_k, row_l, diag_k, diag_l = (torch.zeros(n, dtype=torch.float64, device=x.device) for _ in range(4))
     kl = kk = ll = 0.0
     starts = list(range(0, n, block_size))
     for i in starts:
@@ -333,25 +354,26 @@ def _sweep_linear(x: Tensor, y: Tensor, block_size: int, chunk: int) -> dict[str
             row_k[ri] += kb.sum(1)
             row_l[ri] += lb.sum(1)
             if i == j:
-                diag_k[ri] = torch.diagonal(kb)
-                diag_l[ri] = torch.diagonal(lb)
+                diag_k[ri] = kb.diagonal()
+                diag_l[ri] = lb.diagonal()
             else:
                 row_k[rj] += kb.sum(0)
                 row_l[rj] += lb.sum(0)
-    return {"n": n, "kl": kl, "kk": kk, "ll": ll, "row_k": row_k, "row_l": row_l, "diag_k": diag_k,
-            "diag_l": diag_l}
+    vectors = [torch.as_tensor(v) for v in (row_k, row_l, diag_k, diag_l)]
+    stats = {"n": n, "kl": kl, "kk": kk, "ll": ll, "row_k": vectors[0], "row_l": vectors[1],
+             "diag_k": vectors[2], "diag_l": vectors[3]}
+    for side, mu in (("k", mux), ("l", muy)):  # numerically constant representations count as constant
+        if _nearly_constant(float(stats[f"diag_{side}"].sum()), n, mu):
+            stats["kl"] = 0.0
+            stats["kk" if side == "k" else "ll"] = 0.0
+            stats[f"row_{side}"] = stats[f"row_{side}"] * 0.0
+            stats[f"diag_{side}"] = stats[f"diag_{side}"] * 0.0
+    return stats
 
 
-def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "unbiased", threshold: float = 1.0,
-                block_size: int = 1024, chunk: int = 8192) -> CKAValue:
-    """Full-sample CKA of ``x`` ``(n, ...)`` and ``y`` ``(n, ...)`` (same samples, any widths) with its parts.
-
-    The linear kernel picks the cheaper exact route (feature space when the widths are small, else blockwise
-    Grams of ``block_size`` rows — see the module docstring); memory stays O(block_size² + n + d)::
-
-        cka_details(torch.randn(64, 1000), torch.randn(64, 1000)).value     # close to 0
-    """
-    check_kernel_params(kernel, estimator, threshold)
+def _pair_stats(x: Any, y: Any, kernel: str, threshold: float, block_size: int, chunk: int) -> dict[str, Any]:
+    """Σ K∘L, Σ K∘K, Σ L∘L, row sums and diagonals of K and L for two representations (the cheaper exact
+    route for the linear kernel, see the module docstring)."""
     xs, ys = as_samples(x), as_samples(y)
     if xs.shape[0] != ys.shape[0]:
         raise ConfigError(f"CKA needs the same samples on both sides, got n={xs.shape[0]} and n={ys.shape[0]}")
@@ -365,27 +387,50 @@ def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "unb
     if kernel == "linear" and (feature_cost > gram_cost or max(dx, dy) > 4096):
         if xs.device != ys.device:
             raise ConfigError(f"x and y are on different devices ({xs.device}, {ys.device})")
-        s = _sweep_linear(xs, ys, block_size, chunk)
-        hxy = _hsic_from_stats(n, s["kl"], s["row_k"], s["row_l"], s["diag_k"], s["diag_l"], estimator)
-        hxx = _hsic_from_stats(n, s["kk"], s["row_k"], s["row_k"], s["diag_k"], s["diag_k"], estimator)
-        hyy = _hsic_from_stats(n, s["ll"], s["row_l"], s["row_l"], s["diag_l"], s["diag_l"], estimator)
-        value, degenerate = cka_from_hsic(hxy, hxx, hyy, scale_xx=_scale(n, s["kk"], estimator),
-                                          scale_yy=_scale(n, s["ll"], estimator))
-        return CKAValue(value, hxy, hxx, hyy, degenerate, n)
+        return _sweep_linear(xs, ys, block_size, chunk)
     a = _Rep.from_features(xs, kernel, threshold)
     b = _Rep.from_features(ys, kernel, threshold)
-    return _pair_value(a, b, estimator)
+    return {"n": n, "kl": a.cross(b), "kk": a.kk, "ll": b.kk, "row_k": a.row, "row_l": b.row,
+            "diag_k": a.diag, "diag_l": b.diag}
 
 
-def _pair_value(a: _Rep, b: _Rep, estimator: str) -> CKAValue:
-    hxy = a.hsic_with(b, estimator)
-    hxx, hyy = a.self_hsic(estimator), b.self_hsic(estimator)
-    value, degenerate = cka_from_hsic(hxy, hxx, hyy, scale_xx=a.scale(estimator), scale_yy=b.scale(estimator))
-    return CKAValue(value, hxy, hxx, hyy, degenerate, a.n)
+def _value_from_stats(s: dict[str, Any], estimator: str) -> CKAValue:
+    n = s["n"]
+    hxy = _hsic_from_stats(n, s["kl"], s["row_k"], s["row_l"], s["diag_k"], s["diag_l"], estimator)
+    hxx = _hsic_from_stats(n, s["kk"], s["row_k"], s["row_k"], s["diag_k"], s["diag_k"], estimator)
+    hyy = _hsic_from_stats(n, s["ll"], s["row_l"], s["row_l"], s["diag_l"], s["diag_l"], estimator)
+    value, degenerate = cka_from_hsic(hxy, hxx, hyy, scale_xx=_scale(n, s["kk"], estimator),
+                                      scale_yy=_scale(n, s["ll"], estimator))
+    return CKAValue(value, hxy, hxx, hyy, degenerate, n)
+
+
+def cka_details(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "unbiased", threshold: float = 1.0,
+                block_size: int = 2048, chunk: int = 8192) -> CKAValue:
+    """Full-sample CKA of ``x`` ``(n, ...)`` and ``y`` ``(n, ...)`` (same samples, any widths) with its parts.
+
+    The linear kernel picks the cheaper exact route (feature space when the widths are small, else blockwise
+    Grams of ``block_size`` rows — see the module docstring); memory stays O(block_size² + n + d)::
+
+        cka_details(torch.randn(64, 1000), torch.randn(64, 1000)).value     # close to 0
+    """
+    check_kernel_params(kernel, estimator, threshold)
+    return _value_from_stats(_pair_stats(x, y, kernel, threshold, block_size, chunk), estimator)
+
+
+def cka_estimates(x: Any, y: Any, *, kernel: str = "linear", threshold: float = 1.0, block_size: int = 2048,
+                  chunk: int = 8192) -> dict[str, CKAValue]:
+    """Both estimators from one pass over the data: ``{"unbiased": CKAValue, "biased": CKAValue}``::
+
+        est = cka_estimates(x, y)
+        est["biased"].value - est["unbiased"].value      # the biased estimator's inflation
+    """
+    check_kernel_params(kernel, "unbiased", threshold)
+    stats = _pair_stats(x, y, kernel, threshold, block_size, chunk)
+    return {estimator: _value_from_stats(stats, estimator) for estimator in ESTIMATORS}
 
 
 def cka(x: Any, y: Any, *, kernel: str = "linear", estimator: str = "unbiased", threshold: float = 1.0,
-        block_size: int = 1024, chunk: int = 8192) -> float:
+        block_size: int = 2048, chunk: int = 8192) -> float:
     """Full-sample CKA of two representations of the same n ≥ 4 samples (see :func:`cka_details`)::
 
         x = torch.randn(100, 20)

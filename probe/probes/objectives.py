@@ -112,7 +112,7 @@ def default_windows(mask: Tensor, size: int) -> dict[str, Window]:
     ``mask`` is ``(N, 1, H, W)`` (or ``(N, H, W)``), binary or soft. Density is the window mean of the mask
     over every fully-inside position. Ties (e.g. many rain-free positions) are broken deterministically by the
     distance of the window centre to the image centre, then by raster order — so the result depends on the
-    mask alone. Returns ``{"on": Window, "off": Window}``.
+    mask alone (a rain-free image gets the central window for both). Returns ``{"on": Window, "off": Window}``.
 
     >>> m = torch.zeros(1, 1, 32, 32); m[0, 0, 2:10, 2:10] = 1
     >>> w = default_windows(m, 8); (int(w["on"].top), int(w["on"].left))

@@ -109,6 +109,9 @@ class Choice:
         p = [1.0] * len(self.values) if probs is None else [float(q) for q in probs]
         total = sum(p)
         self.probs = [q / total for q in p]
+        self._cdf = torch.tensor(np.cumsum(self.probs), dtype=torch.float64)
+        self._cdf[-1] = 1.0 + 1e-9  # guard against rounding: every u < 1 lands in a bucket
+        self._values = torch.tensor(self.values, dtype=torch.float64)
 
     @classmethod
     def parse(cls, owner: str, key: str, value: Any, check: Any = None, allowed_values: str = "numbers") -> Choice:
@@ -149,11 +152,9 @@ class Choice:
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """(n,) float64 CPU tensor of values (consumes n uniform draws)."""
-        cdf = torch.tensor(np.cumsum(self.probs), dtype=torch.float64)
-        cdf[-1] = 1.0 + 1e-9  # guard against rounding: every u < 1 lands in a bucket
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        index = torch.searchsorted(cdf, u, right=True).clamp_(max=len(self.values) - 1)
-        return torch.tensor(self.values, dtype=torch.float64)[index]
+        index = torch.searchsorted(self._cdf, u, right=True).clamp_(max=len(self.values) - 1)
+        return self._values[index]
 
     def contains(self, x: Tensor) -> Tensor:
         allowed = torch.tensor([v for v, p in zip(self.values, self.probs) if p > 0], dtype=x.dtype)
@@ -179,6 +180,11 @@ class Intervals:
 
     def __init__(self, intervals: Sequence[tuple[float, float]]):
         self.intervals = [(float(a), float(b)) for a, b in sorted(intervals)]
+        w = self.widths
+        total = sum(w)
+        self._which = Choice(list(range(len(w))), [x / total for x in w] if total > 0 else None)
+        self._lo = torch.tensor([a for a, _ in self.intervals], dtype=torch.float64)
+        self._width = torch.tensor(w, dtype=torch.float64)
 
     @classmethod
     def parse(cls, owner: str, key: str, value: Any, lo: float | None = None, hi: float | None = None,
@@ -211,14 +217,10 @@ class Intervals:
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """(n,) float64 CPU tensor (consumes 2n uniform draws: interval, then position)."""
-        w = self.widths
-        total = sum(w)
-        probs = [x / total for x in w] if total > 0 else [1.0 / len(w)] * len(w)
-        which = Choice(list(range(len(w))), probs).sample(n, generator).long()
+        which = self._which.sample(n, generator).long()
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        lo = torch.tensor([a for a, _ in self.intervals], dtype=torch.float64)[which]
-        width = torch.tensor(w, dtype=torch.float64)[which]
-        return (lo + width * u).clamp_(lo, lo + width)
+        lo, width = self._lo[which], self._width[which]
+        return torch.minimum(lo + width * u, lo + width)
 
     def contains(self, x: Tensor) -> Tensor:
         inside = torch.zeros_like(x, dtype=torch.bool)
@@ -352,12 +354,15 @@ def per_image_max(x: Tensor) -> Tensor:
 
 
 def normalise01(x: Tensor) -> Tensor:
-    """Min–max normalise each image of (N, C, H, W) to [0, 1] (a constant image becomes 0)."""
-    flat = x.flatten(1)
-    lo = flat.amin(1).view(-1, 1, 1, 1)
-    span = flat.amax(1).view(-1, 1, 1, 1) - lo
-    out = (x - lo).div_(torch.where(span > 0, span, torch.ones_like(span)))
-    return out.clamp_(0.0, 1.0)
+    """Min–max normalise each image of (N, C, H, W) to [0, 1] (a constant image becomes 0).
+
+    >>> normalise01(torch.tensor([[[[2.0, 4.0], [3.0, 2.0]]]])).flatten().tolist()
+    [0.0, 1.0, 0.5, 0.0]
+    """
+    # amin + amax: (much) faster than torch.aminmax on the CPU; works on strided views without a copy
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    span = hi - lo
+    return (x - lo).div_(torch.where(span > 0, span, torch.ones_like(span)))  # (max - lo) / span == 1 exactly
 
 
 def separable_filter(x: Tensor, taps: Tensor) -> Tensor:

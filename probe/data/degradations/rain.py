@@ -21,9 +21,11 @@ them in pixels); widths are never scaled. ``params`` holds ``amount, width, leng
 128 px), ``length_px`` (the pixels actually drawn), ``angle`` (degrees) and ``beta`` per image.
 
 Rendering is one scatter-add of every streak sample of the batch into a padded canvas, one 5-tap spread and
-one per-image separable Gaussian — no Python loop over images, streaks or pixels; it runs on the device of
-the images (CPU or CUDA) and equals the FFT convolution of the seed map with the dense kernel of
-:func:`streak_kernel`.
+a separable Gaussian per width group (images sorted by width; a loop over the few distinct widths and their
+taps, never over images, streaks or pixels); it runs on the device of the images (CPU or CUDA) and equals
+the FFT convolution of the seed map with the dense kernel of :func:`streak_kernel` (tested). On the CPU the
+batch is rendered in chunks of :data:`CPU_CHUNK` images to keep temporaries small. The layer is returned as
+a broadcast (stride-0) view of the grey ``beta * R`` over the 3 channels: clone it before writing into it.
 
 >>> import torch
 >>> rain = Rain(preset="medium", angle=[[-40, -20], [20, 40]])
@@ -34,9 +36,11 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,6 +62,7 @@ MASK_THRESHOLD = 50 / 255  # binary rain mask: R > 50/255 (SCIENCE.md)
 SPREAD_CENTRE, SPREAD_SIDE = 8.0, 0.1  # the 3 x 3 seed spread [[0, .1, 0], [.1, 8, .1], [0, .1, 0]]
 SEED_SPREAD = ((0.0, SPREAD_SIDE, 0.0), (SPREAD_SIDE, SPREAD_CENTRE, SPREAD_SIDE), (0.0, SPREAD_SIDE, 0.0))
 MAX_WIDTH = 31
+CPU_CHUNK = 32  # images rendered together on the CPU (bounded, cache-friendly temporaries)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"amount": [0.002, 0.004], "width": {"values": [1, 3], "probs": [0.5, 0.5]},
@@ -87,25 +92,25 @@ def line_taps(length: Tensor, angle: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     >>> sorted((int(a), int(b)) for a, b, c in zip(dy[0], dx[0], w[0]) if c > 0)
     [(-1, 0), (0, 0), (1, 0)]
     """
-    theta = torch.deg2rad(angle.to(torch.float64))
-    c, s = torch.cos(theta), torch.sin(theta)
-    vertical = c.abs() >= s.abs()
-    major = torch.maximum(c.abs(), s.abs())
-    half = (length.to(torch.float64) * major - 1) / 2  # samples at |j| <= half (+ a fractional end sample)
-    big = int(math.floor(float(half.max()))) + 1 if half.numel() else 0
-    j = torch.arange(-big, big + 1, dtype=torch.float64)
-    w_major = (half.view(-1, 1) + 1 - j.abs()).clamp(0, 1)  # (N, 2J+1)
-    slope = torch.where(vertical, s / c, c / s.where(s != 0, torch.ones_like(s))).view(-1, 1)
+    # small per-image tables: numpy is cheaper than torch per operation here
+    theta = np.deg2rad(angle.detach().cpu().to(torch.float64).numpy())
+    c, s = np.cos(theta), np.sin(theta)
+    vertical = (np.abs(c) >= np.abs(s))[:, None]
+    half = (length.detach().cpu().to(torch.float64).numpy() * np.maximum(np.abs(c), np.abs(s)) - 1) / 2
+    big = int(np.floor(half.max())) + 1 if half.size else 0
+    j = np.arange(-big, big + 1, dtype=np.float64)
+    w_major = np.clip(half[:, None] + 1 - np.abs(j), 0, 1)  # (N, 2J+1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(vertical[:, 0], s / c, c / s)[:, None]
     q = j * slope
-    q0 = torch.floor(q)
+    q0 = np.floor(q)
     frac = q - q0
-    jj = j.long().expand_as(q0)
-    q0 = q0.long()
-    vert = vertical.view(-1, 1)
-    dy = torch.cat([torch.where(vert, jj, q0), torch.where(vert, jj, q0 + 1)], 1)
-    dx = torch.cat([torch.where(vert, q0, jj), torch.where(vert, q0 + 1, jj)], 1)
-    weight = torch.cat([w_major * (1 - frac), w_major * frac], 1)
-    return dy, dx, weight
+    jj = np.broadcast_to(j, q0.shape).astype(np.int64)
+    q0 = q0.astype(np.int64)
+    dy = np.concatenate([np.where(vertical, jj, q0), np.where(vertical, jj, q0 + 1)], 1)
+    dx = np.concatenate([np.where(vertical, q0, jj), np.where(vertical, q0 + 1, jj)], 1)
+    weight = np.concatenate([w_major * (1 - frac), w_major * frac], 1)
+    return torch.from_numpy(dy), torch.from_numpy(dx), torch.from_numpy(weight)
 
 
 def streak_kernel(length: Tensor, angle: Tensor, width: Tensor | None = None, spread: bool = False) -> Tensor:
@@ -138,20 +143,27 @@ def sample_seeds(amount: Tensor, count: int, generator: torch.Generator) -> tupl
     """Seeds of N Bernoulli(``amount``) pixel processes of ``count`` pixels each, via geometric gaps.
 
     Returns ``(image, position, value)`` 1-D tensors (CPU): image index, flat pixel index in [0, count), and
-    seed value ~ U(1 − amount, 1]. Same law as thresholding one uniform per pixel, with ~amount × fewer draws.
+    seed value ~ U(1 − amount, 1]. Same law as thresholding one uniform per pixel, with ~amount × fewer draws:
+    the gap to the next seed is ``floor(log(U) / log(1 − amount)) + 1`` (geometric).
+
+    >>> image, position, value = sample_seeds(torch.tensor([0.01, 0.02]), 64 * 64, torch.Generator().manual_seed(0))
+    >>> int((image == 0).sum()), int((image == 1).sum())  # about 41 and 82 expected
+    (46, 79)
     """
-    p = amount.to(torch.float64).clamp(0, 1)
+    p = amount.detach().cpu().to(torch.float64).clamp(0, 1).numpy()
     n = int(p.shape[0])
     mu = float(p.max()) * count if n else 0.0
     chunk = max(1, min(count + 1, int(math.ceil(mu + 6 * math.sqrt(mu) + 16))))
-    log_q = torch.log1p(-p).view(-1, 1)
-    last = torch.full((n,), -1, dtype=torch.int64)
+    with np.errstate(divide="ignore"):
+        log_q = np.log1p(-p)[:, None]
+    last = np.full(n, -1, dtype=np.int64)
     parts = []
     while n:
-        u = 1 - torch.rand(n, chunk, generator=generator, dtype=torch.float64)  # (0, 1]
-        gaps = torch.floor(torch.log(u) / log_q) + 1
-        gaps = torch.where(p.view(-1, 1) > 0, gaps.nan_to_num(nan=count + 1.0), torch.full_like(gaps, count + 1.0))
-        pos = last.view(-1, 1) + gaps.clamp_(1, count + 1).long().cumsum(1)
+        u = 1 - torch.rand(n, chunk, generator=generator, dtype=torch.float64).numpy()  # (0, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gaps = np.floor(np.log(u) / log_q) + 1
+        gaps = np.where(p[:, None] > 0, np.nan_to_num(gaps, nan=count + 1.0), count + 1.0)
+        pos = last[:, None] + np.clip(gaps, 1, count + 1).astype(np.int64).cumsum(1)
         parts.append(pos)
         last = pos[:, -1]
         if bool((last >= count).all()):
@@ -159,33 +171,58 @@ def sample_seeds(amount: Tensor, count: int, generator: torch.Generator) -> tupl
     if not parts:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty, torch.zeros(0, dtype=torch.float64)
-    pos = torch.cat(parts, 1)
-    image, k = (pos < count).nonzero(as_tuple=True)
+    pos = np.concatenate(parts, 1)
+    image, k = np.nonzero(pos < count)
     position = pos[image, k]
-    value = 1 - p[image] * torch.rand(int(image.shape[0]), generator=generator, dtype=torch.float64)
-    return image, position, value
+    value = 1 - p[image] * torch.rand(int(image.shape[0]), generator=generator, dtype=torch.float64).numpy()
+    return torch.from_numpy(image.astype(np.int64)), torch.from_numpy(position), torch.from_numpy(value)
 
 
 def render_rain(shape: tuple[int, int, int], image: Tensor, position: Tensor, value: Tensor, length: Tensor,
                 angle: Tensor, width: Tensor, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32) -> Tensor:
+                dtype: torch.dtype = torch.float32, chunk: int | None = None) -> Tensor:
     """The normalised rain layer R (N, 1, H, W) in [0, 1] from seeds and per-image streak parameters.
 
-    ``shape`` = (N, H, W); seeds as returned by :func:`sample_seeds`; ``length`` in pixels, ``angle`` in
-    degrees, ``width`` odd ints (N,). Equals ``normalise(seedmap ⊛ streak_kernel(length, angle, width,
-    spread=True))`` with zero padding ('same' size).
+    ``shape`` = (N, H, W); seeds as returned by :func:`sample_seeds` (any order); ``length`` in pixels,
+    ``angle`` in degrees, ``width`` odd ints (N,). Equals ``normalise(seedmap ⊛ streak_kernel(length, angle,
+    width, spread=True))`` with zero padding ('same' size). On the CPU the batch is rendered in chunks of
+    ``chunk`` images (default :data:`CPU_CHUNK`) so the temporaries stay small and cache-resident; each chunk
+    is fully vectorised.
     """
     n, h, w = shape
     device = torch.device(device)
-    dy, dx, weight = line_taps(length, angle)
+    out = torch.empty(n, 1, h, w, device=device, dtype=dtype)
+    if chunk is None:
+        chunk = CPU_CHUNK if device.type == "cpu" else max(n, 1)
+    if image.numel() > 1 and not bool((image[1:] >= image[:-1]).all()):  # seeds given in any order
+        perm = torch.sort(image, stable=True).indices
+        image, position, value = image[perm], position[perm], value[perm]
+    bounds = torch.searchsorted(image, torch.arange(0, n + chunk, chunk).clamp_(max=n)).tolist()
+    for k, first in enumerate(range(0, n, chunk)):
+        last = min(first + chunk, n)
+        sl = slice(bounds[k], bounds[k + 1])
+        _render_chunk(out[first:last], image[sl] - first, position[sl], value[sl], length[first:last],
+                      angle[first:last], width[first:last])
+    return out
+
+
+def _render_chunk(out: Tensor, image: Tensor, position: Tensor, value: Tensor, length: Tensor, angle: Tensor,
+                  width: Tensor) -> None:
+    n, _, h, w = out.shape
+    device, dtype = out.device, out.dtype
     width = width.long()
-    wmax = int(width.max()) if n else 1
+    # images sorted by width: each width group is a contiguous slice of the canvas (no gathers)
+    order = torch.sort(width, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n)
+    dy, dx, weight = line_taps(length, angle)
+    wmax = int(width.max())
     blur_margin = wmax // 2 + 1
-    margin = max(int(max(dy.abs().max(), dx.abs().max())) + 1, blur_margin) if n else blur_margin
+    margin = max(int(max(dy.abs().max(), dx.abs().max())) + 1, blur_margin)
     hp, wp = h + 2 * margin, w + 2 * margin
-    # one scatter-add of every (seed, line sample) pair of the batch into a padded canvas
+    # one scatter-add of every (seed, line sample) pair into a padded canvas
     offset = (dy * wp + dx).to(device)
-    base = image * (hp * wp) + (position // w + margin) * wp + (position % w + margin)
+    base = rank[image] * (hp * wp) + (position // w + margin) * wp + (position % w + margin)
     image_d = image.to(device)
     index = base.to(device).view(-1, 1) + offset[image_d]
     contrib = value.to(device=device, dtype=dtype).view(-1, 1) * weight.to(device=device, dtype=dtype)[image_d]
@@ -193,14 +230,46 @@ def render_rain(shape: tuple[int, int, int], image: Tensor, position: Tensor, va
     canvas.index_add_(0, index.view(-1), contrib.view(-1))
     x = canvas.view(n, 1, hp, wp)[:, :, margin - blur_margin:margin + h + blur_margin,
                                   margin - blur_margin:margin + w + blur_margin]
-    # 3 x 3 seed spread (5 taps), then the per-image width x width Gaussian (separable)
+    # 3 x 3 seed spread (5 taps)
     ys, xs = x.shape[-2], x.shape[-1]
     y = x[..., 1:ys - 1, 1:xs - 1] * SPREAD_CENTRE
     y.add_(x[..., 0:ys - 2, 1:xs - 1], alpha=SPREAD_SIDE).add_(x[..., 2:ys, 1:xs - 1], alpha=SPREAD_SIDE)
     y.add_(x[..., 1:ys - 1, 0:xs - 2], alpha=SPREAD_SIDE).add_(x[..., 1:ys - 1, 2:xs], alpha=SPREAD_SIDE)
-    taps = gaussian_taps(opencv_sigma(width), wmax, radius=width // 2)
-    r = separable_filter(y, taps) if wmax > 1 else y
-    return normalise01(r)
+    # per-width-group separable width x width Gaussian (scalar taps) into one buffer (sorted order),
+    # then min-max normalisation of the whole chunk and back to the input order
+    blurred = torch.empty(n, 1, h, w, device=device, dtype=dtype)
+    values, counts = torch.unique_consecutive(width[order], return_counts=True)
+    start = 0
+    for wk, count in zip(values.tolist(), counts.tolist()):
+        crop = (wmax - wk) // 2
+        block = y[start:start + count, :, crop:crop + h + wk - 1, crop:crop + w + wk - 1]
+        _blur_scalar(block, _opencv_taps(wk), out=blurred[start:start + count])
+        start += count
+    blurred = normalise01(blurred)
+    torch.index_select(blurred, 0, rank.to(device), out=out)
+
+
+@functools.lru_cache(maxsize=64)
+def _opencv_taps(width: int) -> tuple[float, ...]:
+    """Normalised 1-D taps of OpenCV's width × width Gaussian (sigma from the width)."""
+    sigma = opencv_sigma(torch.tensor([width], dtype=torch.float64))
+    return tuple(gaussian_taps(sigma, width)[0].tolist())
+
+
+def _blur_scalar(x: Tensor, taps: tuple[float, ...], out: Tensor) -> Tensor:
+    """Valid separable filtering of (N, C, H, W) with the same 1-D ``taps`` for every image (rows, then
+    columns) into ``out``: a multiply-add per tap on whole planes (a single tap 1.0 copies)."""
+    k = len(taps)
+    if k == 1:
+        return out.copy_(x).mul_(taps[0]) if taps[0] != 1.0 else out.copy_(x)
+    wo, ho = x.shape[-1] - k + 1, x.shape[-2] - k + 1
+    y = x[..., 0:wo] * taps[0]
+    for i in range(1, k):
+        y.add_(x[..., i:i + wo], alpha=taps[i])
+    torch.mul(y[..., 0:ho, :], taps[0], out=out)
+    for i in range(1, k):
+        out.add_(y[..., i:i + ho, :], alpha=taps[i])
+    return out
 
 
 class Rain(Degradation):
@@ -259,10 +328,11 @@ class Rain(Degradation):
         n, _, h, w = clean.shape
         r = self.rain_layer((n, h, w), params, generator, device=clean.device, dtype=clean.dtype)
         beta = params["beta"].to(device=clean.device, dtype=clean.dtype).view(-1, 1, 1, 1)
-        layer = (beta * r).expand(-1, 3, -1, -1).contiguous()
+        layer = (beta * r).expand(-1, 3, -1, -1)  # grey rain: a broadcast view (clone() before writing to it)
         out = dict(params)
         out["length_px"] = params["length"].to(torch.float64) * self.length_factor(h)
-        return finish(clean, layer, r > MASK_THRESHOLD, r, out)
+        mask = torch.gt(r, MASK_THRESHOLD, out=torch.empty_like(r))
+        return finish(clean, layer, mask, r, out)
 
     def describe(self) -> dict[str, Any]:
         return {
