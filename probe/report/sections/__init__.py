@@ -15,8 +15,10 @@ SECTIONS = Registry(
         "decomposition_bars": "probe.report.sections.bars:decomposition_bars",
         "examples": "probe.report.sections.examples:examples",
         "families": "probe.report.sections.families:families",
+        "representation": "probe.report.sections.representation:representation",
+        "attribution": "probe.report.sections.attribution:attribution",
     },
 )
 
 #: Order of sections in the report.
-ORDER = ["headline", "curves", "decomposition_bars", "examples", "families"]
+ORDER = ["headline", "curves", "decomposition_bars", "examples", "families", "representation", "attribution"]
