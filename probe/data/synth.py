@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +100,6 @@ def contact_sheet(batch: DegradedBatch, path: str | Path, title: str | None = No
     path = Path(path)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a normal, readable file (the temporary file is private)
     return path
 
 
