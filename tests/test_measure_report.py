@@ -10,7 +10,6 @@ import pytest
 from probe.cli import main
 from probe.grid.runner import run_grid
 from probe.measure import measure
-from probe.report.build import build_report
 from probe.report.sections.headline import headline_numbers
 from probe.store import ResultStore, read_array, read_metrics
 

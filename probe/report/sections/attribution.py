@@ -49,6 +49,11 @@ def _split_order(splits) -> list[str]:
     return sorted(set(splits), key=lambda s: (s != ID_SPLIT, s))
 
 
+def _window_order(windows) -> list[str]:
+    known = list(WINDOW_STYLES)
+    return sorted(set(windows), key=lambda w: (known.index(w) if w in known else len(known), w))
+
+
 def attribution_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """The attribution rows to report: real models only, no clean split, one parameter set, one entry a model.
 
@@ -106,8 +111,7 @@ def attribution_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows_keys = ["family", "background", "n_backgrounds", "split"]
     part = summary[summary["metric"].isin([m for m, _ in TABLE_METRICS])]
     wide = part.pivot_table(index=rows_keys, columns=["metric", "window"], values="mean", aggfunc="first")
-    windows = sorted(part["window"].unique(), key=lambda w: (w not in WINDOW_STYLES, list(WINDOW_STYLES).index(w)
-                                                             if w in WINDOW_STYLES else 0, w))
+    windows = _window_order(part["window"])
     table = pd.DataFrame(index=wide.index)
     for metric, label in TABLE_METRICS:
         for window in windows:
@@ -146,7 +150,7 @@ def _line_figure(summary: pd.DataFrame, metrics: list[tuple[str, str]], title: s
             ax.set_label(f"{metric}|{split}")
             part = summary[(summary["metric"] == metric) & (summary["split"] == split)]
             for background in backgrounds:
-                for window in sorted(part["window"].unique()):
+                for window in _window_order(part["window"]):
                     line = part[(part["background"] == background) & (part["window"] == window)]
                     line = line.sort_values("n_backgrounds")
                     if line.empty:
