@@ -100,11 +100,13 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
                                "runs": len(finished), "unfinished": len(runs) - len(finished)}
     bar = progress(total=len(finished) * len(probe_objs), desc=f"measure {study_name}", unit="probe",
                    enabled=show_progress, leave=True)
+    measured: dict[str, Path] = {}
     try:
         for run in finished:
             record = run.read()
             row = catalog_row(run, root)
             model_id = row["run_id"]
+            measured[model_id] = run.path
             data = None
             model = None
             with store.transaction():
@@ -123,6 +125,13 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
                                 provenance=provenance())
                     summary["computed"] += 1
                     bar.update(1)
+        if "cka" in probe_names and len(measured) >= 2:  # model x model CKA over the whole grid
+            from probe.cross_models import measure_cross_model_cka
+
+            first = eval_data_for_run(finished[0].read()).select(splits)
+            summary["cross_model_cka"] = measure_cross_model_cka(
+                measured, store, first, params=probe_params.get("cka", {}), force=force, device=str(dev),
+                provenance=provenance())
     finally:
         bar.close()
     return summary

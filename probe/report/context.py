@@ -11,6 +11,10 @@ from probe.errors import DataError
 
 ID_SPLIT = "id"
 NON_DEGRADED = {"clean"}
+#: Split labels of results that pool every split (e.g. the ddr probe's "all"): not test splits.
+POOLED_SPLITS = {"all"}
+#: Study-level pseudo models (probe.cross_models.STUDY_MODEL_ID: model x model CKA), not models.
+STUDY_MODEL_IDS = {"_study"}
 
 
 @dataclass
@@ -56,6 +60,9 @@ class ReportContext:
         if not store.is_file():
             raise DataError(f"{store}: no result store (run `probe measure` first)")
         metrics = read_metrics(store)
+        if len(metrics):
+            metrics = metrics[~metrics["model_id"].isin(STUDY_MODEL_IDS)]
+            metrics = metrics.reset_index(drop=True)
         study = None
         study_file = store.parent / "study.json"
         if study_file.is_file():
@@ -75,7 +82,7 @@ class ReportContext:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []
 
     def ood_splits(self) -> list[str]:
-        splits = sorted(set(self.metrics.get("split", [])) - NON_DEGRADED - {ID_SPLIT})
+        splits = sorted(set(self.metrics.get("split", [])) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
         return splits
 
     def save(self, fig: Any, name: str, title: str, caption: str = "") -> Figure:

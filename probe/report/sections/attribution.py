@@ -215,7 +215,7 @@ def _overlay_figure(store, models: pd.DataFrame, split: str, title: str):
         grey = image.mean(-1)
         boxes = {w: a["window_box"].sel(window=w).values for w in windows}
 
-        def mark(ax, only=None):
+        def mark(ax, boxes=boxes, only=None):
             for w, (top, left, height, width) in boxes.items():
                 if only is None or w == only:
                     ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=1.2,
@@ -238,7 +238,7 @@ def _overlay_figure(store, models: pd.DataFrame, split: str, title: str):
             ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.imshow(heat, cmap="inferno", vmin=0, vmax=1, alpha=np.clip(heat, 0, 1) * 0.9,
                       interpolation="nearest")
-            mark(ax, w)
+            mark(ax, only=w)
             values = a["image_metrics"].sel(window=w)
             di = float(values.sel(metric="diffusion_index"))
             rain = float(values.sel(metric="share_on_rain"))

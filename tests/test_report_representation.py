@@ -1,0 +1,187 @@
+"""Representation figures in `probe report`, and the study-level model × model CKA, on a tiny real grid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from probe.cross_models import PROBE_NAME, STUDY_MODEL_ID, measure_cross_model_cka
+from probe.errors import ConfigError
+from probe.grid.runner import run_grid
+from probe.measure import measure
+from probe.probes.base import ProbeResult
+from probe.report.build import build_report
+from probe.report.context import ReportContext
+from probe.report.sections import SECTIONS
+from probe.store import ResultStore, list_entries, read_array
+
+SPEC = """
+[study]
+name = "reprgrid"
+probes = ["generalization", "decomposition", "activations", "cka", "ddr"]
+
+[study.probe_params.activations]
+n_images = 4
+batch_size = 4
+pixels_per_class = 8
+
+[study.probe_params.cka]
+n_images = 4
+batch_size = 4
+
+[study.probe_params.ddr]
+n_backgrounds = 3
+degradations = [{type = "rain", preset = "small"}, {type = "rain", preset = "large"},
+                {type = "noise", preset = "medium"}]
+
+[base]
+seed = 0
+device = "cpu"
+[base.model]
+family = "resnet"
+size = "tiny"
+[base.data]
+background = "smooth"
+patch = 16
+[base.degradation]
+type = "rain"
+preset = "small"
+[base.train]
+iterations = 3
+batch = 2
+[base.eval]
+n_images = 4
+patch = 24
+[base.eval.splits.id]
+type = "rain"
+preset = "small"
+[base.eval.splits.ood]
+type = "rain"
+preset = "large"
+
+[axes]
+n_backgrounds = [1, 2]
+"""
+
+FIGURES = ["representation_layer_cka", "representation_alignment", "representation_activations",
+           "representation_ddr_scatter", "representation_vs_n", "representation_model_cka"]
+RUN_IDS = ["n_backgrounds-1", "n_backgrounds-2"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("repr")
+    (root / "reprgrid.toml").write_text(SPEC)
+    grid = run_grid(root / "reprgrid.toml", root / "models", workers=1)
+    assert grid["done"] == 2 and grid["failed"] == 0
+    store = root / "report" / "results.h5"
+    summary = measure(root / "models", out=store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = build_report(store.parent)
+    return {"root": root, "store": store, "summary": summary, "html": html.read_text(encoding="utf-8"),
+            "warnings": [str(w.message) for w in caught]}
+
+
+def test_measure_writes_the_study_level_cross_model_cka(study):
+    summary, store = study["summary"], study["store"]
+    assert summary["computed"] == 2 * 5 and summary["cross_model_cka"] is True
+    arrays = {name for names in list_entries(store).query("model_id == @STUDY_MODEL_ID")["arrays"] for name in names}
+    assert arrays == {"cka_id", "cka_ood"}
+    layer_names = list(read_array(store, RUN_IDS[0], "cka", "layer_cka").coords["layer_a"].values)
+    for split in ("id", "ood"):
+        cka = read_array(store, STUDY_MODEL_ID, PROBE_NAME, f"cka_{split}")
+        assert cka.dims == ("model_a", "model_b", "layer")
+        assert list(cka.coords["model_a"].values) == RUN_IDS == list(cka.coords["model_b"].values)
+        assert list(cka.coords["layer"].values) == layer_names and cka.attrs["match"] == "name"
+        values = cka.values
+        assert np.isfinite(values).all()
+        np.testing.assert_allclose(values[0, 0], 1.0, atol=1e-6)
+        np.testing.assert_allclose(values[1, 1], 1.0, atol=1e-6)
+        np.testing.assert_allclose(values, values.transpose(1, 0, 2), atol=1e-9)
+        assert (values <= 1 + 1e-6).all() and (values >= -1).all()
+    # the pseudo model has no metric rows: invisible to read_metrics and to every section
+    assert STUDY_MODEL_ID not in set(ReportContext.load(store.parent).metrics["model_id"])
+
+
+def test_measure_again_skips_and_force_recomputes(study):
+    again = measure(study["root"] / "models", out=study["store"])
+    assert again["computed"] == 0 and again["cross_model_cka"] is False
+    runs = {rid: study["root"] / "models" / rid for rid in RUN_IDS}
+    params = {"n_images": 4, "batch_size": 4}
+    store = ResultStore(study["store"])
+    assert measure_cross_model_cka(runs, store, params=params) is False
+    assert measure_cross_model_cka(runs, store, params=params, splits=["ood"], force=True) is True
+    entries = list_entries(study["store"]).query("model_id == @STUDY_MODEL_ID")
+    assert len(entries) == 1 and entries.iloc[0]["arrays"] == ["cka_ood"]  # the older comparison is replaced
+    measure_cross_model_cka(runs, store, params=params)  # back to the fixture's state (id and ood)
+    with pytest.raises(ConfigError, match="at least 2"):
+        measure_cross_model_cka({RUN_IDS[0]: runs[RUN_IDS[0]]}, store)
+
+
+def test_report_has_every_representation_figure(study):
+    figures, html = study["store"].parent / "figures", study["html"]
+    for name in FIGURES:
+        png, pdf = figures / f"{name}.png", figures / f"{name}.pdf"
+        assert png.stat().st_size > 5000, name
+        assert pdf.read_bytes()[:5] == b"%PDF-", name
+        assert f"figures/{name}.png" in html and f"figures/{name}.pdf" in html
+    assert "Representations: content or rain?" in html
+    assert "Representation indicators (deep layers" in html
+    summary = (study["store"].parent / "representation_summary.csv").read_text()
+    assert summary.count("\n") == 3  # header + n_backgrounds 1 and 2
+
+
+def test_other_sections_still_render(study):
+    html = study["html"]
+    assert not [w for w in study["warnings"] if "section" in w or "figure" in w], study["warnings"]
+    assert "section failed" not in html
+    for title in ("Headline", "Complexity vs generalization", "ID vs OOD decomposition", "Examples"):
+        assert f"<h2>{title}</h2>" in html
+    figures = study["store"].parent / "figures"
+    for name in ("curves_n_backgrounds", "decomposition_bars", "examples"):
+        assert (figures / f"{name}.png").is_file()
+    # ddr's pooled split "all" is not a test split: the examples still show the OOD split
+    assert ReportContext.load(study["store"].parent).ood_splits() == ["ood"]
+
+
+def test_study_rows_with_metrics_are_filtered_out(study, tmp_path):
+    shutil.copyfile(study["store"], tmp_path / "results.h5")
+    result = ProbeResult(metrics=[{"split": "ood", "metric": "removal_ratio", "value": 9.0}])
+    ResultStore(tmp_path / "results.h5").write(STUDY_MODEL_ID, {"kind": "study"}, "decomposition", {}, result)
+    ctx = ReportContext.load(tmp_path)
+    assert STUDY_MODEL_ID not in set(ctx.metrics["model_id"]) and set(ctx.metrics["model_id"]) == set(RUN_IDS)
+    headline = SECTIONS.get("headline")(ctx)
+    assert headline is not None and headline.tables[0].frame["n_models"].tolist() == [2]
+
+
+def test_representation_is_skipped_without_its_probes(tmp_path):
+    result = ProbeResult(metrics=[{"split": "ood", "metric": "psnr", "value": 20.0}])
+    ResultStore(tmp_path / "results.h5").write("m0", {"family": "resnet", "n_backgrounds": 1}, "generalization",
+                                               {}, result)
+    assert SECTIONS.get("representation")(ReportContext.load(tmp_path)) is None
+
+
+def test_measure_cross_model_cka_mixed_families_matches_by_depth(study, tmp_path):
+    """A run of another family: the layers are matched at relative depth (labels depth0…)."""
+    from probe.models import build
+    from probe.models.checkpoint import save_weights
+
+    src = study["root"] / "models" / RUN_IDS[0]
+    other = tmp_path / "unet-run"
+    other.mkdir()
+    record = json.loads((src / "run.json").read_text())
+    model = build("unet", size="tiny")
+    record["model"] = model.spec
+    record["weights_sha256"] = save_weights(model, other / "model.safetensors")
+    (other / "run.json").write_text(json.dumps(record))
+    runs = {RUN_IDS[0]: src, "unet": other}
+    assert measure_cross_model_cka(runs, tmp_path / "results.h5", params={"n_images": 4, "batch_size": 4},
+                                   splits=["ood"]) is True
+    cka = read_array(tmp_path / "results.h5", STUDY_MODEL_ID, PROBE_NAME, "cka_ood")
+    assert cka.attrs["match"] == "depth" and str(cka.coords["layer"].values[0]) == "depth0"
+    np.testing.assert_allclose(np.diagonal(cka.values, axis1=0, axis2=1), 1.0, atol=1e-6)
