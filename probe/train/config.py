@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,10 +224,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: {where}: {exc}") from exc
 
     def _check_model(self, source: str) -> None:
-        from probe.models import build
-
         try:
-            build(self.model.family, self.model.size, **self.model.kwargs)
+            _check_model_spec(self.model.family, self.model.size,
+                              json.dumps(self.model.kwargs, sort_keys=True, default=str))
         except ConfigError as exc:
             raise ConfigError(f"{source}: model: {exc}") from exc
         except TypeError as exc:
@@ -249,6 +249,14 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@functools.lru_cache(maxsize=256)
+def _check_model_spec(family: str, size: str, kwargs_json: str) -> None:
+    """Build the model once per (family, size, kwargs): a grid of many cells validates quickly."""
+    from probe.models import build
+
+    build(family, size, **json.loads(kwargs_json))
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

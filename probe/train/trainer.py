@@ -3,7 +3,7 @@
 ::
 
     from probe.train import train
-    record = train("analyses/examples/train_resnet.toml", out="trained_models/example")
+    record = train("docs/examples/train_resnet.toml", out="trained_models/example")
     record["metrics"]            # {"psnr_id": 31.2, "psnr_ood": 24.9, "loss": 0.011, ...}
 
 Each step's batch is a pure function of (config, seed, step) (see :class:`probe.data.paired.PairedStream`),

@@ -1,0 +1,33 @@
+"""Every study spec and example config the project ships loads and validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.grid.spec import StudySpec
+from probe.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "analyses").glob("*.toml")), ids=lambda p: p.name)
+def test_study_specs_validate(path):
+    spec = StudySpec.from_toml(path)
+    cells = spec.cells()
+    assert len(cells) >= 2 and len({c.id for c in cells}) == len(cells)
+
+
+def test_default_study_matches_its_promise():
+    spec = StudySpec.from_toml(ROOT / "analyses" / "derain_complexity.toml")
+    assert len(set(spec.axes["background"])) >= 2
+    n = spec.axes["n_backgrounds"]
+    assert len(n) >= 5 and min(n) == 1 and max(n) >= 256
+    splits = spec.config_for(spec.cells()[0]).eval.splits
+    assert {"id", "ood"} <= set(splits)
+
+
+def test_example_train_config_validates():
+    config = TrainConfig.from_toml(ROOT / "docs" / "examples" / "train_resnet.toml")
+    assert config.model.family == "resnet" and set(config.eval.splits) == {"id", "ood"}
