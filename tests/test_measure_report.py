@@ -10,6 +10,7 @@ import pytest
 from probe.cli import main
 from probe.grid.runner import run_grid
 from probe.measure import measure
+from probe.report.build import build_report
 from probe.report.sections.headline import headline_numbers
 from probe.store import ResultStore, read_array, read_metrics
 
@@ -145,3 +146,21 @@ def test_demo_runs_end_to_end_in_a_fresh_folder(tmp_path, monkeypatch, capsys):
     assert "Headline" in out and "report: reports/tinystudy/report.html" in out
     assert (tmp_path / "reports" / "tinystudy" / "report.html").is_file()
     assert json.loads((tmp_path / "trained_models" / "tinystudy" / "study.json").read_text())["name"] == "tinystudy"
+
+
+def test_several_families_get_faceted_curves_and_a_ranking(tmp_path):
+    spec = tmp_path / "fam.toml"
+    spec.write_text(SPEC.replace('name = "tinystudy"', 'name = "fam"').replace(
+        'background = ["smooth", "natural"]', 'family = ["resnet", "unet"]\nbackground = ["smooth"]').replace(
+        "n_backgrounds = [1, 2, 4]", "n_backgrounds = [1, 2]"))
+    assert run_grid(spec, tmp_path / "models", workers=2)["done"] == 4
+    measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5")
+    build_report(tmp_path / "rep")
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "figures/curves_by_family.png" in html and "OOD rain removal by family" in html
+    import pandas as pd
+
+    ranking = pd.read_csv(tmp_path / "rep" / "family_ranking.csv")
+    assert list(ranking["n_backgrounds"]) == [1, 2]
+    assert {"resnet (rank)", "unet (rank)"} <= set(ranking.columns)
+    assert sorted(ranking.loc[0, ["resnet (rank)", "unet (rank)"]]) in ([1, 2], [1, 1])
