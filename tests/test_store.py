@@ -379,7 +379,12 @@ def test_killed_writer_never_corrupts_the_store(tmp_path):
             store.write(f"w{i}", {"index": i}, "gen", {"i": i}, deterministic_result(i))
     original = read_metrics(path)
     start, mid_commit = 100, 0
-    for round_, (wait_commits, delay, batch) in enumerate([(1, 0.0, 1), (3, 0.004, 1), (2, 0.009, 4)]):
+    rounds = [(1, 0.0, 1), (3, 0.004, 1), (2, 0.009, 4)]
+    # wall-clock kills: if none of the planned rounds happened to land inside a commit, try a few more
+    rounds += [(2, 0.002 * k, 1) for k in range(1, 6)]
+    for round_, (wait_commits, delay, batch) in enumerate(rounds):
+        if round_ >= 3 and mid_commit:
+            break
         proc = start_writer(path, start, 400, batch)
         for _ in range(wait_commits):
             line = proc.stdout.readline()
