@@ -89,7 +89,6 @@ def test_a_different_config_in_the_same_directory_is_refused(tmp_path, tiny_conf
         train(changed, tmp_path / "run")
 
 
-@FAMILIES.register("nan_after_two", overwrite=True)
 class _NaNAfterTwo(RestorationModel):
     family = "nan_after_two"
     sizes = {"tiny": {}}
@@ -106,7 +105,9 @@ class _NaNAfterTwo(RestorationModel):
         return out * float("nan") if self.calls > 2 else out
 
 
-def test_non_finite_loss_stops_the_run_and_marks_it_failed(tmp_path, tiny_config):
+def test_non_finite_loss_stops_the_run_and_marks_it_failed(tmp_path, tiny_config, monkeypatch):
+    # registered for this test only: a global family would leak into tests parametrised over FAMILIES
+    monkeypatch.setitem(FAMILIES._loaded, "nan_after_two", _NaNAfterTwo)
     tiny_config["model"] = {"family": "nan_after_two", "size": "tiny"}
     with pytest.raises(TrainingError, match="non-finite loss .* at step 2"):
         train(tiny_config, tmp_path / "run")

@@ -151,6 +151,30 @@ def _leave_clean(out: DegradedBatch, is_clean: Tensor) -> DegradedBatch:
     )
 
 
+def evaluation_info(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Which evaluation set a training config (``TrainConfig.to_dict()`` / ``run.json["config"]``) declares.
+
+    The ``[eval]`` table wins; the background (and its options) default to the training source's held-out
+    images, the patch to the training patch, the splits to the training degradation alone (``id``). The
+    result is JSON (stored with every probe result) and its keys are :func:`evaluation_set`'s arguments::
+
+        data = evaluation_set(**evaluation_info(config))
+    """
+    data = config.get("data") or {}
+    ev = config.get("eval") or {}
+    options = ev.get("background_options")
+    if options is None:
+        options = data.get("background_options", {}) if ev.get("background") is None else {}
+    return {
+        "background": ev.get("background") or data.get("background"),
+        "background_options": options or {},
+        "n_images": int(ev.get("n_images") or 16),
+        "patch": int(ev.get("patch") or data.get("patch") or 48),
+        "seed": int(ev.get("seed", 12345)),
+        "splits": ev.get("splits") or {"id": config.get("degradation") or {"type": "rain", "preset": "small"}},
+    }
+
+
 def evaluation_set(background: str, splits: Mapping[str, Any], n_images: int, patch: int, seed: int,
                    background_options: Mapping[str, Any] | None = None) -> dict[str, DegradedBatch]:
     """Fixed evaluation data: ``{split name: DegradedBatch}`` with identical clean images in every split.

@@ -18,28 +18,19 @@ from probe.probes.base import EvalData
 
 def eval_info(config: dict[str, Any], n_images: int | None = None) -> dict[str, Any]:
     """The JSON description that identifies an evaluation set (stored with every result)."""
-    data = config.get("data") or {}
-    ev = config.get("eval") or {}
-    background = ev.get("background") or data.get("background")
-    options = ev.get("background_options")
-    if options is None:
-        options = data.get("background_options", {}) if ev.get("background") is None else {}
-    return {
-        "background": background,
-        "background_options": options or {},
-        "n_images": int(n_images or ev.get("n_images") or 16),
-        "patch": int(ev.get("patch") or data.get("patch") or 64),
-        "seed": int(ev.get("seed", 12345)),
-        "splits": ev.get("splits") or {"id": config.get("degradation") or {"type": "rain", "preset": "small"}},
-    }
+    from probe.data.paired import evaluation_info
+
+    info = evaluation_info(config)
+    if n_images:
+        info["n_images"] = int(n_images)
+    return info
 
 
 def eval_data_from_info(info: dict[str, Any]) -> EvalData:
     from probe.data.degradations import make_degradation
     from probe.data.paired import evaluation_set
 
-    splits = evaluation_set(info["background"], info["splits"], n_images=info["n_images"], patch=info["patch"],
-                            seed=info["seed"], background_options=info["background_options"])
+    splits = evaluation_set(**info)
     clean = next(iter(splits.values())).clean
     return EvalData(splits=splits, degradations={k: make_degradation(v) for k, v in info["splits"].items()},
                     alt_clean=clean.roll(1, dims=0), info=info, seed=info["seed"])

@@ -232,21 +232,6 @@ class TrainConfig:
         except TypeError as exc:
             raise ConfigError(f"{source}: model: bad keyword for family {self.model.family!r}: {exc}") from exc
 
-    # ------------------------------------------------------------------ derived
-    @property
-    def eval_background(self) -> str:
-        return self.eval.background or self.data.background
-
-    @property
-    def eval_background_options(self) -> dict[str, Any]:
-        if self.eval.background_options is not None:
-            return dict(self.eval.background_options)
-        return dict(self.data.background_options) if self.eval.background is None else {}
-
-    @property
-    def eval_patch(self) -> int:
-        return int(self.eval.patch or self.data.patch)
-
 
 # ---------------------------------------------------------------------- helpers
 

@@ -57,12 +57,9 @@ def lr_factor(config: TrainConfig, step: int) -> float:
 
 def evaluation_batches(config: TrainConfig) -> dict[str, Any]:
     """The fixed, seeded evaluation set of the config's splits (held-out backgrounds)."""
-    from probe.data.paired import evaluation_set
+    from probe.data.paired import evaluation_info, evaluation_set
 
-    splits = config.eval.splits or {"id": config.degradation}
-    return evaluation_set(config.eval_background, splits, n_images=config.eval.n_images,
-                          patch=config.eval_patch, seed=config.eval.seed,
-                          background_options=config.eval_background_options)
+    return evaluation_set(**evaluation_info(config.to_dict()))
 
 
 def validate_model(model: nn.Module, batches: dict[str, Any], device: torch.device,
