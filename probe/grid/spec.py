@@ -64,7 +64,6 @@ AXIS_ALIASES = {
 _STUDY_KEYS = {"name", "description", "probes", "probe_params", "measure"}
 _TOP_KEYS = {"study", "base", "axes", "cells"}
 _CONFIG_SECTIONS = {"name", "seed", "device", "model", "data", "degradation", "train", "eval", "axes"}
-_MODEL_FREE = "model."  # model.* keys are family keyword arguments: validated by building the model
 
 
 @dataclass(frozen=True)

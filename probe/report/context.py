@@ -17,6 +17,11 @@ POOLED_SPLITS = {"all"}
 STUDY_MODEL_IDS = {"_study"}
 
 
+def ood_split_names(splits: Any) -> list[str]:
+    """The out-of-distribution test splits among ``splits``: every degraded split except ``id``."""
+    return sorted(set(splits) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
+
+
 @dataclass
 class Figure:
     name: str
@@ -82,8 +87,7 @@ class ReportContext:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []
 
     def ood_splits(self) -> list[str]:
-        splits = sorted(set(self.metrics.get("split", [])) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
-        return splits
+        return ood_split_names(self.metrics.get("split", []))
 
     def save(self, fig: Any, name: str, title: str, caption: str = "") -> Figure:
         """Save a matplotlib figure as PNG and PDF under ``figures/`` and close it."""

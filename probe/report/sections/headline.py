@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, ReportContext, Section, Table
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
 
 
 def headline_numbers(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -19,7 +19,7 @@ def headline_numbers(metrics: pd.DataFrame) -> pd.DataFrame:
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()
-    ood_splits = sorted(set(dec["split"]) - {ID_SPLIT, "clean"})
+    ood_splits = ood_split_names(dec["split"])
     rows = []
     group_keys = [k for k in ("family", "background") if k in dec]
     for keys, group in dec.groupby(group_keys, dropna=False):
