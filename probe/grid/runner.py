@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ConfigError, DataError
-from probe.fsutil import write_json_atomic
+from probe.fsutil import require_utf8, write_json_atomic
 from probe.grid.executors import default_workers, run_dask, run_local  # noqa: F401 (default_workers: public)
 from probe.grid.spec import StudySpec
 from probe.progress import progress
@@ -104,7 +104,7 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     """
     if not isinstance(spec, StudySpec):
         spec = StudySpec.from_toml(spec)
-    out = Path(out) if out is not None else Path("trained_models") / spec.name
+    out = require_utf8(Path(out) if out is not None else Path("trained_models") / spec.name, "grid output folder")
     if executor not in ("local", "dask"):
         raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

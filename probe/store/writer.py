@@ -55,6 +55,7 @@ from probe.store.schema import (
     parse_params,
     read_text,
     reading,
+    utf8_text,
     write_text,
 )
 
@@ -302,7 +303,7 @@ class ResultStore:
                 group.attrs["sha256"] = entry.sha256
             path = entry.model_path if entry.model_path is not None else dict(model_info or {}).get("path")
             if path is not None or "path" not in group.attrs:
-                group.attrs["path"] = "" if path is None else str(path)
+                group.attrs["path"] = "" if path is None else utf8_text(str(path))
             if "info" not in group or read_text(group["info"]) != entry.info_json:
                 if "info" in group:
                     self._add_garbage(group["info"])
