@@ -11,9 +11,10 @@ Every reader of the project (``folder`` backgrounds, paired folders) goes throug
   values clipped to 0, ``bool`` 0 / 1, floating point as stored (clipped to [0, 1]; NaN/Inf refused).
   A 16-bit PNG is 16-bit whatever mode Pillow opens it in (Pillow 10.0 opens 16-bit grey PNGs as 32-bit
   mode ``I``); a TIFF's ``BitsPerSample`` decides for Pillow's ``I`` / ``I;16`` modes.
-* Grey, grey+alpha, palette (PNG/GIF/BMP/TIFF colour maps), RGB, RGBA, CMYK and YCbCr become RGB; alpha is
-  dropped. TIFFs are decoded by ``tifffile`` (full precision, planar or contiguous samples; ``MinIsWhite``
-  inverted) with Pillow as fallback; everything else by Pillow.
+* Grey, grey+alpha, palette (PNG/GIF/BMP/TIFF colour maps; 16-bit TIFF map entries taken as ``>> 8`` as
+  libtiff does), RGB, RGBA, CMYK and YCbCr become RGB; alpha is dropped. TIFFs are decoded by ``tifffile``
+  (full precision, planar or contiguous samples; ``MinIsWhite`` inverted) with Pillow as fallback; everything
+  else by Pillow.
 * The EXIF / TIFF ``Orientation`` tag is applied as image viewers do (values 1–8, EXIF 2.32 §4.6.4).
 * A file that cannot be decoded, is truncated, or has an unsupported pixel layout raises one
   :class:`~probe.errors.DataError` line naming the file.
@@ -86,9 +87,11 @@ def _read_tifffile(path: Path) -> tuple[np.ndarray, int]:
             if page.colormap is None:
                 raise ValueError("palette TIFF without a colour map")
             cmap = np.asarray(page.colormap)  # (3, 2**bits) uint16
-            arr = np.moveaxis(cmap[:, np.asarray(arr).astype(np.intp)], 0, -1).astype(np.uint16)
-            if cmap.max() <= 255:  # colour maps written with 8-bit values
-                arr = arr.astype(np.uint8)
+            if arr.ndim == 3:  # index + extra (alpha) samples
+                arr = arr[..., 0]
+            if cmap.max() > 255:  # 16-bit entries → 8-bit colours, as libtiff (and Pillow) do
+                cmap = cmap >> 8
+            arr = np.moveaxis(cmap[:, np.asarray(arr).astype(np.intp)], 0, -1).astype(np.uint8)
         elif photometric == 0:
             arr = _invert(arr)
         tag = page.tags.get("Orientation")
