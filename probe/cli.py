@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--executor", choices=["local", "dask"], default="local")
     g.add_argument("--workers", type=int, default=None, help="parallel workers (default: machine-sized)")
     g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    g.add_argument("--retries", type=int, default=2,
+                   help="times Dask reschedules a cell whose worker died (default 2)")
+    g.add_argument("--connect-timeout", type=float, default=10.0,
+                   help="seconds to reach --scheduler before giving up (default 10)")
     g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
     g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
