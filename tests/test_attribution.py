@@ -438,7 +438,8 @@ def test_default_objective_gives_an_identity_network_no_attribution_and_says_why
         assert math.isnan(row["value"]) and "zero attribution map" in row["flag"]
     assert ident[("on", "objective_value")]["value"] == 0.0
     trained = {(r["window"], r["metric"]): r for r in probe.run(_conv_net(6, nn.ReLU), data).metrics}
-    assert math.isfinite(trained[("on", "diffusion_index")]["value"]) and not trained[("on", "diffusion_index")].get("flag")
+    di = trained[("on", "diffusion_index")]
+    assert math.isfinite(di["value"]) and not di.get("flag")
 
 
 def test_clean_baseline_share_on_rain_is_nan_with_the_reason():
