@@ -90,6 +90,13 @@ class ProbeResult:
 NONFINITE = "non-finite"  # the default flag of a metric row whose value is NaN or ±inf
 
 
+def output_flag(output: torch.Tensor) -> str | None:
+    """Flag for metrics computed from a model ``output`` (N, ...): None when every value is finite, else
+    ``"non-finite model output (k of N images)"``."""
+    bad = int((~torch.isfinite(output.detach())).flatten(1).any(1).sum())
+    return None if bad == 0 else f"non-finite model output ({bad} of {output.shape[0]} images)"
+
+
 def finite_or_flag(values: Any) -> tuple[bool, str | None]:
     """``(True, None)`` when every entry of ``values`` (tensor, array or number) is finite, else
     ``(False, "non-finite input (k of n values)")`` — for probes to flag results computed from broken data."""
