@@ -42,6 +42,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import (
@@ -203,6 +204,7 @@ class Activations(Probe):
         p = self.params
         data = data.select(names_param(self.name, "splits", p["splits"]))
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
+        feed(model, data)
         result = ProbeResult()
         split_names = list(data.splits)
         per_split: list[dict[str, Any]] = []
@@ -268,6 +270,10 @@ class Activations(Probe):
         if data.alt_clean is not None:
             variants["background"] = (data.alt_clean[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
         ref_images = batch.degraded[:m]
+        if "degradation" in variants:  # an oracle anchor must know the background of every input
+            feed(model, variants["degradation"], batch.clean[:m])
+        if "background" in variants:
+            feed(model, variants["background"], data.alt_clean[:m].to(batch.clean.device))
         moved = {c: 0.0 for c in CHANGES}
         values = np.full((len(CHANGES), len(names)), np.nan)
         inputs = np.full(len(CHANGES), np.nan)

@@ -63,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ConfigError, DataError
+from probe.models.anchors import feed
 from probe.probes.attribution_methods import (
     QUADRATURES,
     ObjectiveForward,
@@ -188,6 +189,7 @@ class Attribution(Probe):
         if not data.splits:
             raise DataError("attribution: the evaluation data has no splits")
         objective = make_objective(p["objective"], **p["objective_params"])
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         params = list(model.parameters())
         device = params[0].device if params else torch.device("cpu")
         splits = list(data.splits)
@@ -354,7 +356,8 @@ class Attribution(Probe):
             res = path_integrated_gradients(fwd, inputs, baselines, path=path, path_params=path_params,
                                             steps=p["steps"], method=p["quadrature"],
                                             internal_batch_size=p["internal_batch_size"], additional=extra,
-                                            crop=None if p["crop"] == "none" else "auto")
+                                            crop=None if p["crop"] == "none" or not getattr(model, "croppable", True)
+                                            else "auto")
         else:
             res = captum_attribute(method, fwd, inputs, additional=extra,
                                    internal_batch_size=p["internal_batch_size"],

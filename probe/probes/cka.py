@@ -40,6 +40,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import (
@@ -180,6 +181,9 @@ class CKAProbe(Probe):
         p = self.params
         data = data.select(names_param(self.name, "splits", p["splits"]))
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
+        feed(model, data)  # an oracle anchor needs the clean backgrounds (and black under raw D)
+        for batch in data.splits.values():
+            feed(model, batch.layer, torch.zeros_like(batch.layer))
         result = ProbeResult()
         split_names = list(data.splits)
         matrices, matrix_flags, align, align_flags, counts = [], [], [], [], []

@@ -39,6 +39,7 @@ import xarray as xr
 from torch import nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import collect_features, evaluating, pool, resolve_layers
@@ -205,6 +206,7 @@ class DDR(Probe):
         p = self.params
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
         images, deg_labels, bg, draw = self.inputs(data)
+        feed(model, images, data.clean[torch.as_tensor(bg)])  # an oracle anchor learns every background
         with evaluating(model):
             feats = collect_features(model, images, layers, p["batch_size"], reducer=pool)
         names = list(feats)

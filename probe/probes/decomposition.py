@@ -25,6 +25,7 @@ import xarray as xr
 
 from probe.errors import ConfigError
 from probe.metrics import correlation, mse, mse_background, mse_rain, psnr, removal_ratio
+from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult, output_flag, predict
 
 QUANTITIES = [
@@ -79,6 +80,7 @@ class Decomposition(Probe):
                 raise ConfigError(f"decomposition: {key} = {value!r} must be an integer >= {low}")
 
     def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         result = ProbeResult()
         splits = list(data.splits)
         n = len(data.clean)

@@ -15,6 +15,7 @@ import xarray as xr
 
 from probe.errors import ConfigError
 from probe.metrics import psnr, ssim
+from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult, output_flag, predict
 
 
@@ -27,6 +28,7 @@ class Generalization(Probe):
             raise ConfigError(f"generalization: batch_size = {self.params['batch_size']!r} must be an integer >= 1")
 
     def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         result = ProbeResult()
         scores = ["psnr", "ssim", "psnr_input", "ssim_input"]
         splits = list(data.splits)
