@@ -31,7 +31,6 @@ from torch import nn
 
 from probe.models.anchors import ANCHORS, make_anchor, parse_anchors
 
-
 #: Headline indicators of each probe: (metric, where) with where = {"window": ...} / "deepest" (the last
 #: probe point) / None (a per-split row). The anchor test checks that each separates identity from oracle.
 HEADLINE: dict[str, list[tuple[str, Any]]] = {
