@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
     p.add_argument("--force", action="store_true", help="recompute results already in the store")
     p.add_argument("--device", default=None)
+    p.add_argument("--anchors", default=None,
+                   help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     p.set_defaults(func=_handler("probe.measure:run_cli"))
 
     p = sub.add_parser("report", help="draw figures and the HTML report from result stores")
