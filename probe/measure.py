@@ -85,6 +85,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     probe_names = probes or (spec.get("study") or {}).get("probes") or DEFAULT_PROBES
     probe_params = (spec.get("study") or {}).get("probe_params") or {}
     probe_objs = [PROBES.get(name)(**probe_params.get(name, {})) for name in probe_names]
+    study_level = [p for p in probe_objs if getattr(p, "study_level", False)]  # scored after every model
+    probe_objs = [p for p in probe_objs if p not in study_level]
     out = Path(out) if out is not None else Path("reports") / study_name / "results.h5"
     out.parent.mkdir(parents=True, exist_ok=True)
     if study_dir is not None:
@@ -141,6 +143,10 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
 
             summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,
                                                  device=str(dev), force=force, provenance=provenance())
+        if any(p.name == "shortcut" for p in study_level):
+            from probe.shortcut import measure_shortcut
+
+            summary["shortcut"] = measure_shortcut(store, provenance=provenance())
     finally:
         bar.close()
     return summary
