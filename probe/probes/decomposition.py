@@ -90,11 +90,11 @@ class Decomposition(Probe):
             output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
             q = decoupled(output, batch.degraded, batch.clean, batch.layer, batch.mask, batch.soft_mask)
             for j, name in enumerate(QUANTITIES):
-                values[i, :, j] = q[name].numpy()
+                values[i, :, j] = q[name].cpu().numpy()
                 result.add_metric(split, name, _nanmean(values[i, :, j]))
             if k:
                 stack = [batch.degraded[:k], output[:k], batch.clean[:k], (batch.degraded[:k] - output[:k])]
-                examples[i] = torch.stack(stack, 1).numpy()
+                examples[i] = torch.stack(stack, 1).cpu().numpy()
         clean = data.clean
         restored = predict(model, clean, self.params["batch_size"]).clamp(0, 1)
         result.add_metric("clean", "psnr", float(psnr(restored, clean).mean()))

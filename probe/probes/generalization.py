@@ -38,7 +38,7 @@ class Generalization(Probe):
             per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
                          psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
             for j, (name, value) in enumerate(zip(scores, per_image)):
-                values[i, :, j] = value.numpy()
+                values[i, :, j] = value.cpu().numpy()
                 result.add_metric(split, name, float(value.mean()))
             result.add_metric(split, "psnr_gain", float((per_image[0] - per_image[2]).mean()))
         result.arrays["scores"] = xr.DataArray(
