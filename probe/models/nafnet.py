@@ -125,6 +125,7 @@ class NAFNet(RestorationModel):
     """
 
     family: ClassVar[str] = "nafnet"
+    channels_last: ClassVar[bool] = True
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"width": 16, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1],
                  "global_residual": True},
