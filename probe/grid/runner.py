@@ -83,8 +83,11 @@ def is_finished(path: Path) -> bool:
 def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, executor: str = "local",
              workers: int | None = None, scheduler: str | None = None, device: str | None = None,
              threads_per_worker: int = 1, dry_run: bool = False, verbose: bool = False,
-             show_progress: bool | None = None) -> dict[str, Any]:
-    """Train every unfinished cell of ``spec``; returns counts and per-cell outcomes."""
+             show_progress: bool | None = None, gpus: list[int] | None = None) -> dict[str, Any]:
+    """Train every unfinished cell of ``spec``; returns counts and per-cell outcomes.
+
+    ``executor``: ``local`` (a process pool), ``dask`` or ``batched`` (many cells in one vmapped step,
+    :mod:`probe.grid.batched`); ``gpus`` (e.g. ``[0, 1]``) spreads the cells over those CUDA devices."""
     if not isinstance(spec, StudySpec):
         spec = StudySpec.from_toml(spec)
     out = Path(out) if out is not None else Path("trained_models") / spec.name
@@ -96,13 +99,14 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
     summary: dict[str, Any] = {"study": spec.name, "out": str(out), "total": len(items),
                                "skipped": len(items) - len(todo), "outcomes": {}}
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask")
+    if executor not in ("local", "dask", "batched"):
+        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask, batched")
+    gpus = check_gpus(gpus)
     bar = progress(total=len(items), initial=len(items) - len(todo), desc=f"grid {spec.name}",
                    unit="cell", enabled=show_progress, leave=True)
     try:
-        run = _run_local if executor == "local" else _run_dask
-        for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose):
+        run = {"local": _run_local, "dask": _run_dask, "batched": _run_batched}[executor]
+        for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose, gpus):
             summary["outcomes"][Path(outcome["path"]).name] = outcome
             bar.update(1)
             bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
@@ -114,25 +118,46 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     return summary
 
 
-def _run_local(todo, workers, scheduler, device, threads, verbose):
+def _run_batched(*args):
+    from probe.grid.batched import run_batched
+
+    yield from run_batched(*args)
+
+
+def check_gpus(gpus: list[int] | None) -> list[int] | None:
+    """Validate ``--gpus``: distinct visible CUDA device indices (ConfigError otherwise)."""
+    if not gpus:
+        return None
+    from probe.device import resolve_device
+
+    if len(set(gpus)) != len(gpus) or any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpus):
+        raise ConfigError(f"--gpus {gpus!r}: expected distinct device indices such as 0,1")
+    for g in gpus:
+        resolve_device(f"cuda:{g}")
+    return list(gpus)
+
+
+def _run_local(todo, workers, scheduler, device, threads, verbose, gpus=None):
     if not todo:
         return
-    workers = min(len(todo), workers or default_workers(threads))
+    devices = [f"cuda:{g}" for g in gpus] if gpus else [device]
+    workers = min(len(todo), workers or (len(devices) if gpus else default_workers(threads)))
     if workers == 1:
         for _, config, path in todo:
-            yield run_cell(config, str(path), device, threads, verbose)
+            yield run_cell(config, str(path), devices[0], threads, verbose)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a forked child of a process that already used torch threads can deadlock
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_cell, config, str(path), device, threads, verbose) for _, config, path in todo]
+        futures = [pool.submit(run_cell, config, str(path), devices[i % len(devices)], threads, verbose)
+                   for i, (_, config, path) in enumerate(todo)]
         for future in as_completed(futures):
             yield future.result()
 
 
-def _run_dask(todo, workers, scheduler, device, threads, verbose):
+def _run_dask(todo, workers, scheduler, device, threads, verbose, gpus=None):
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - distributed is a dependency
