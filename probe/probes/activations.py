@@ -261,7 +261,8 @@ class Activations(Probe):
 
                 deg = make_degradation(deg)
             gen = torch.Generator().manual_seed(int(data.seed) + SEED_OFFSET + s_index)
-            variants["degradation"] = deg.apply(batch.clean[:m], gen).degraded
+            # synthesised on the CPU: the same inputs (and results) whichever device the data lives on
+            variants["degradation"] = deg.apply(batch.clean[:m].cpu(), gen).degraded.to(batch.clean.device)
         if data.alt_clean is not None:
             variants["background"] = (data.alt_clean[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
         ref_images = batch.degraded[:m]
