@@ -70,6 +70,7 @@ def _isnan(value: Any) -> bool:
 def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
             out: str | Path | None = None, force: bool = False, device: str | None = None,
             show_progress: bool | None = None, anchors: Any = None) -> dict[str, Any]:
+    from probe.device import to_device
     from probe.models.checkpoint import load_model
     from probe.probes import PROBES
     from probe.probes.evaldata import eval_data_for_run
@@ -117,8 +118,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             model = None
             with store.transaction():
                 for probe in probe_objs:
-                    if data is None:
-                        data = eval_data_for_run(record).select(splits)
+                    if data is None:  # moved to the model's device once per run
+                        data = to_device(eval_data_for_run(record).select(splits), dev)
                     if not force and store.has(model_id, probe.name, probe.params, data.info):
                         summary["skipped"] += 1
                         bar.update(1)
