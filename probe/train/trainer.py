@@ -28,8 +28,8 @@ from probe.fsutil import require_utf8
 from probe.progress import progress
 from probe.provenance import provenance
 from probe.train.config import TrainConfig
-from probe.train.step import LossWindow, Prefetcher, step_setup, to_memory_format
 from probe.train.rundir import RunDir, owner
+from probe.train.step import LossWindow, Prefetcher, step_setup, to_memory_format
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -140,7 +140,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     record: dict[str, Any] = {
         "status": "running", "name": config.name, "config": config_json, "axes": dict(config.axes),
         "model": {"family": config.model.family, "size": config.model.size, "kwargs": config.model.kwargs},
-        "seed": config.seed, "device": str(dev), "step": setup.describe(), "owner": owner(), "history": history, "resumed_from": start,
+        "seed": config.seed, "device": str(dev), "step": setup.describe(), "owner": owner(), "history": history,
+        "resumed_from": start,
         "provenance": provenance(), "error": None,
     }
     run.path.mkdir(parents=True, exist_ok=True)
