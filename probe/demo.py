@@ -15,6 +15,8 @@ from pathlib import Path
 from probe.errors import ConfigError
 
 DEFAULT_SPEC = "derain_complexity.toml"
+#: calibration anchors measured beside the demo's models (cheap ones: no training), see probe/anchors.py
+DEMO_ANCHORS = ["identity", "oracle"]
 
 
 def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
@@ -56,7 +58,7 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
         print(f"      {grid['failed']} cells failed (see `probe grid status {models}`); measuring the rest")
     t1 = time.perf_counter()
     print(f"[2/3] measuring -> {reports / 'results.h5'}", flush=True)
-    summary = measure(models, out=reports / "results.h5")
+    summary = measure(models, out=reports / "results.h5", anchors=DEMO_ANCHORS)
     timings["measure_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     print("[3/3] drawing the report", flush=True)

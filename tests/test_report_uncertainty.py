@@ -121,14 +121,25 @@ def test_anchor_table_marks_indicators_that_cannot_separate_identity_from_oracle
     for role, removal, psnr in (("identity", 0.0, 30.0), ("oracle", 1.0, 30.0)):
         for split, metric, value in (("id", "removal_ratio", removal), ("ood", "removal_ratio", removal),
                                      ("id", "psnr_bg_region", psnr)):
-            anchors.append({"model_id": f"anchor-{role}", "probe": "decomposition", "role": role,
-                            "split": split, "metric": metric, "value": value})
+            anchors.append({"model_id": f"anchor-{role}", "probe": "decomposition", "role": "anchor",
+                            "anchor": role, "background": "natural", "split": split, "metric": metric,
+                            "value": value})
     table = anchor_table(pd.concat([frame.assign(role=""), pd.DataFrame(anchors)], ignore_index=True))
-    table = table.set_index(["indicator", "split"])
-    assert table.loc[("ID rain removed", "id"), "informative"] == "yes"
-    assert table.loc[("background PSNR (ID)", "id"), "informative"] == "NO"
-    assert table.loc[("ID rain removed", "id"), "identity"] == 0.0
+    table = table.set_index(["indicator", "split", "background"])
+    assert table.loc[("ID rain removed", "id", "natural"), "informative"] == "yes"
+    assert table.loc[("background PSNR (ID)", "id", "natural"), "informative"] == "NO"
+    assert table.loc[("ID rain removed", "id", "natural"), "identity"] == 0.0
+    assert table.loc[("ID rain removed", "id", "natural"), "trained max"] > 0.85  # natural models only
+    assert ("ID rain removed", "id", "smooth") not in table.index  # no anchor measured on smooth
     assert anchor_table(frame).empty
+
+
+def test_report_separation_rule_is_the_anchor_modules_rule():
+    from probe.anchors import separates as reference
+    from probe.report.sections.trust import separates
+
+    for a, b in [(0.0, 1.0), (1.0, 1.01), (np.nan, 1.0), (np.nan, np.nan), (0.0, 0.0), (1e-4, 3e-4), (-1, 1)]:
+        assert separates(a, b) == reference(a, b)
 
 
 def test_report_of_a_real_grid_has_every_uncertainty_section(report):
