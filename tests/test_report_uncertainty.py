@@ -47,7 +47,7 @@ preset = "large"
 type = "rain"
 preset = "medium"
 [axes]
-background = ["smooth", "natural"]
+background = ["natural"]
 n_backgrounds = [1, 2, 4]
 seed = [0, 1]
 """
@@ -57,7 +57,7 @@ seed = [0, 1]
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ci")
     (root / "s.toml").write_text(SPEC)
-    assert run_grid(root / "s.toml", root / "models", workers=2)["done"] == 12
+    assert run_grid(root / "s.toml", root / "models", workers=2)["done"] == 6
     measure(root / "models", out=root / "rep" / "results.h5")
     build_report(root / "rep")
     return root / "rep"
@@ -153,8 +153,31 @@ def test_report_of_a_real_grid_has_every_uncertainty_section(report):
     assert set(head["ood_split"]) == {"ood", "ood_b"}
     assert (head["seeds_per_n"].astype(str) == "2").all()
     validity = pd.read_csv(report / "shortcut_validity.csv")
-    assert set(validity["scope"]) == {"all models", "without natural", "without smooth"}
+    assert set(validity["scope"]) == {"all models"} and set(validity["ood_split"]) == {"ood", "ood_b"}
     assert validity["spearman_score_vs_ood_removal"].between(-1, 1).all()
     assert (report / "effect_sizes.csv").is_file() and (report / "figures" / "shortcut_validity.png").is_file()
     assert pd.read_csv(report / "replication.csv")["models (seeds)"].eq(2).all()
-    assert len(score_validity(pd.read_csv(report / "metrics.csv"), n_boot=50, n_perm=49)) == 6
+    assert len(score_validity(pd.read_csv(report / "metrics.csv"), n_boot=50, n_perm=49)) == 2
+
+
+def test_score_validity_over_all_models_and_leaving_each_source_out():
+    frame = _synthetic()
+    models = frame.drop_duplicates("model_id")
+    ood = frame[(frame["split"] == "ood") & (frame["metric"] == "removal_ratio")].set_index("model_id")["value"]
+    rows = [{"model_id": m, "probe": "shortcut", "split": "id", "metric": "score", "value": -10 * ood[m] + 0.01 * i,
+             "background": models.set_index("model_id").loc[m, "background"],
+             "n_backgrounds": models.set_index("model_id").loc[m, "n_backgrounds"]}
+            for i, m in enumerate(models["model_id"])]
+    table = score_validity(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True), n_boot=200, n_perm=199)
+    table = table.set_index(["ood_split", "scope"])
+    assert set(table.index.get_level_values("scope")) == {"all models", "without natural", "without smooth"}
+    best = table.loc[("ood", "all models")]
+    assert best["spearman_score_vs_ood_removal"] < -0.95 and best["meets_target"]
+    assert best["spearman_score_vs_ood_removal_ci_high"] < 0 and best["n_models"] == 18
+    assert table.loc[("ood", "without smooth"), "n_models"] == 9
+    from probe.report.sections.shortcut import validity_text
+
+    assert "meets the target" in validity_text(table.reset_index())
+    bad = score_validity(pd.concat([frame, pd.DataFrame(rows).assign(value=lambda d: -d["value"])]),
+                         n_boot=100, n_perm=99)
+    assert not bad["meets_target"].any() and "FAILS" in validity_text(bad)
