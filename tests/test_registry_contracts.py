@@ -12,7 +12,7 @@ import torch
 
 from probe.data.backgrounds import BACKGROUNDS, make_background
 from probe.data.degradations import DEGRADATIONS, make_degradation
-from probe.errors import ConfigError, ProbeError
+from probe.errors import ConfigError, DataError, ProbeError
 from probe.models import FAMILIES, HookPoint, build
 from probe.probes import PROBES
 from probe.probes.base import EvalData, ProbeResult
@@ -81,6 +81,10 @@ def test_probe_contract(name, tiny_eval):
         cls(not_a_parameter=1)
     probe = cls()
     assert probe.name == name
+    if getattr(cls, "study_level", False):  # scored across a study's models by `probe measure`, never alone
+        with pytest.raises(DataError, match="study-level"):
+            probe.run(build("resnet", "tiny").eval(), tiny_eval)
+        return
     before = dict(probe.params)
     torch.manual_seed(0)
     result = probe.run(build("resnet", "tiny").eval(), tiny_eval)
