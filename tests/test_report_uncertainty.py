@@ -181,3 +181,23 @@ def test_score_validity_over_all_models_and_leaving_each_source_out():
     bad = score_validity(pd.concat([frame, pd.DataFrame(rows).assign(value=lambda d: -d["value"])]),
                          n_boot=100, n_perm=99)
     assert not bad["meets_target"].any() and "FAILS" in validity_text(bad)
+
+
+def test_anchors_are_kept_out_of_every_figure_but_shown_in_the_trust_section(tmp_path):
+    from probe.report.context import ReportContext, split_anchors
+    from probe.report.sections.trust import trust
+
+    frame = _synthetic().assign(role="")
+    anchor_rows = pd.DataFrame([{"model_id": f"anchor-{a}-x", "probe": "decomposition", "role": "anchor", "anchor": a,
+                                 "background": "natural", "n_backgrounds": 1 if a == "single" else np.nan,
+                                 "split": "id", "metric": "removal_ratio", "value": v}
+                                for a, v in (("identity", 0.0), ("oracle", 1.0), ("single", 0.7))])
+    trained, anchors = split_anchors(pd.concat([frame, anchor_rows], ignore_index=True))
+    assert not trained["model_id"].str.startswith("anchor").any() and len(anchors) == 3
+    assert headline_numbers(trained, n_boot=50, n_perm=49).equals(headline_numbers(frame, n_boot=50, n_perm=49))
+    ctx = ReportContext(directory=tmp_path, store=tmp_path / "results.h5", metrics=trained, anchors=anchors)
+    section = trust(ctx)
+    table = next(t.frame for t in section.tables if t.name == "anchors")
+    row = table[(table["indicator"] == "ID rain removed") & (table["background"] == "natural")].iloc[0]
+    assert (row["identity"], row["oracle"], row["single"], row["informative"]) == (0.0, 1.0, 0.7, "yes")
+    assert "3 seed(s) per cell" in section.text and "Uninformative" not in section.text

@@ -46,7 +46,7 @@ def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool)
                 ax.set_visible(False)
                 continue
             sns.lineplot(data=part, x=x, y="value", hue="background", style="split" if col else None,
-                         marker="o", errorbar=("ci", 95) if seeds > 1 else None, ax=ax)
+                         marker="o", errorbar=("ci", 95) if seeds > 1 else None, n_boot=1000, seed=0, ax=ax)
             if log_x:
                 ax.set_xscale("log", base=2)
             if logs.get(metric):
@@ -77,7 +77,8 @@ def curves(ctx: ReportContext) -> Section | None:
                   True),
             f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
             "Columns: test splits (id = training rain, others = unseen rain). Lines: background source. "
-            "Bands: 95% CI over seeds when a study has several."))
+            "Bands: 95% bootstrap CI of the mean over seeds (one point per trained model); no band when a cell "
+            "has one seed."))
     complexity = "complexity_png_bpp"
     if complexity in frame and frame[complexity].notna().any():
         section.figures.append(ctx.save(

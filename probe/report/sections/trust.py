@@ -123,7 +123,9 @@ def trust(ctx: ReportContext) -> Section | None:
         return None
     text, counts = replication(ctx.metrics)
     section = Section("How far to trust these numbers", text=text)
-    anchors = anchor_table(ctx.metrics)
+    both = ctx.metrics if ctx.anchors is None or not len(ctx.anchors) else \
+        pd.concat([ctx.metrics, ctx.anchors], ignore_index=True)
+    anchors = anchor_table(both)
     if anchors.empty:
         section.text += ("Calibration anchors (identity, oracle, untrained, single-background networks) were not "
                          "measured for this study, so no indicator here is checked against networks of known "
