@@ -101,9 +101,13 @@ def test_headline_ci_and_p_on_a_known_trend():
 
 
 def test_one_seed_per_cell_gives_no_ci():
+    from probe.report.sections.headline import verdict
+
     table = headline_numbers(_synthetic(seeds=1), n_boot=200, n_perm=99)
     assert table["spearman_n_vs_ood_removal_ci_low"].isna().all()
-    assert (table["note"] != "").all()
+    assert (table["note"] != "").all() and "one model per cell" in verdict(table)
+    two_n = _synthetic().query("n_backgrounds != 256")
+    assert "fewer than 3 values of n_backgrounds" in verdict(headline_numbers(two_n, n_boot=50, n_perm=49))
 
 
 def test_effect_sizes_attribute_variance_to_the_right_factor():
@@ -181,6 +185,7 @@ def test_score_validity_over_all_models_and_leaving_each_source_out():
     bad = score_validity(pd.concat([frame, pd.DataFrame(rows).assign(value=lambda d: -d["value"])]),
                          n_boot=100, n_perm=99)
     assert not bad["meets_target"].any() and "FAILS" in validity_text(bad)
+    assert "CI includes 0" not in validity_text(bad)  # rho = +1 with a CI far from 0: failing, not uncertain
 
 
 def test_anchors_are_kept_out_of_every_figure_but_shown_in_the_trust_section(tmp_path):

@@ -69,7 +69,7 @@ def validity_text(table: pd.DataFrame) -> str:
                      row["spearman_score_vs_ood_removal_ci_high"])
         ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
         status = "meets the target ρ ≤ −0.8" if row["meets_target"] else (
-            "FAILS the target ρ ≤ −0.8" + (" and its CI includes 0" if np.isfinite(hi) and hi >= 0 else ""))
+            "FAILS the target ρ ≤ −0.8" + (" and its CI includes 0" if np.isfinite(lo) and lo <= 0 <= hi else ""))
         parts.append(f"{row['ood_split']}, {row['scope']} ({row['n_models']} models): ρ = {v:.2f}{ci}, "
                      f"p = {row['spearman_score_vs_ood_removal_p']:.3g} — {status}")
     return "; ".join(parts) + "."
