@@ -30,6 +30,7 @@ def effect_frame(metrics: pd.DataFrame) -> pd.DataFrame:
         if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()
+    dec = dec.assign(n_backgrounds=pd.to_numeric(dec["n_backgrounds"], errors="coerce").astype(float))
     dec = _trained(dec[dec["n_backgrounds"].notna() & (dec["n_backgrounds"] > 0)])
     dec = dec[dec["split"].isin([ID_SPLIT, *ood_split_names(dec["split"])])]
     keep = [c for c in ("background", "train_range", "family") if c in dec]
