@@ -21,6 +21,7 @@ FAMILIES = Registry(
         "unet": "probe.models.unet:UNet",
         "swinir": "probe.models.swinir:SwinIR",
         "nafnet": "probe.models.nafnet:NAFNet",
+        "external": "probe.models.external:External",  # any user nn.Module: arch = "FILE.py:Class"
     },
 )
 
