@@ -7,10 +7,11 @@
     default_layers(net)                         # e.g. ['conv_first', 'body.0', ..., 'conv_last'] (at most 8)
 
 **Default selection** for a network without HookPoints (documented in the README): the top-level blocks
-(children of the root) that run in the forward pass and output a feature map (N, C, H, W) or token sequence
-(N, L, C), in forward order. When fewer than 3 qualify, the children of the container with the most such
-children (e.g. a ``body`` ``Sequential``) are used instead. At most ``max_layers`` (8) evenly spaced ones are
-kept, always including the first and the last.
+(the modules that run in the forward pass with no running ancestor: ``ModuleList`` items count, the unused
+list itself does not) that output a feature map (N, C, H, W) or token sequence (N, L, C), in forward order.
+While fewer than 3 qualify, each is replaced by its own top-level blocks (e.g. a lone ``body``
+``Sequential`` by its items). At most ``max_layers`` (8) evenly spaced ones are kept, always including the
+first and the last.
 """
 
 from __future__ import annotations
@@ -92,21 +93,35 @@ def _is_feature(call: ModuleCall, batch: int) -> bool:
     return call.shape is not None and len(call.shape) in (3, 4) and call.shape[0] == batch
 
 
+def _topmost(names: list[str], within: str | None = None) -> list[str]:
+    """Names (in order) with no called ancestor below ``within`` (None: the root)."""
+    called = set(names)
+    out = []
+    for name in names:
+        if within is not None and not name.startswith(within + "."):
+            continue
+        parts = name.split(".")
+        start = 0 if within is None else within.count(".") + 1
+        ancestors = {".".join(parts[:k]) for k in range(start + 1, len(parts))}
+        if not ancestors & called:
+            out.append(name)
+    return out
+
+
 def default_layers(model: nn.Module, shape: tuple[int, ...] = (1, 3, 64, 64), max_layers: int = 8) -> list[str]:
     """The default probe points of ``model`` (see the module docstring); [] if nothing qualifies."""
-    rows = [row for row in trace_modules(model, shape) if _is_feature(row, shape[0])]
-    depth1 = [r.name for r in rows if "." not in r.name]
-    chosen = depth1
-    if len(depth1) < 3:
-        by_parent: dict[str, list[str]] = {}
-        for r in rows:
-            parent, _, _leaf = r.name.rpartition(".")
-            if parent:
-                by_parent.setdefault(parent, []).append(r.name)
-        if by_parent:
-            best = max(by_parent.values(), key=len)
-            if len(best) > len(depth1):
-                chosen = best
+    rows = trace_modules(model, shape)
+    names = [r.name for r in rows]
+    feature = {r.name for r in rows if _is_feature(r, shape[0])}
+    chosen = [n for n in _topmost(names) if n in feature]
+    while len(chosen) < 3:  # too few top-level blocks: open the containers one level
+        opened = []
+        for name in chosen:
+            inner = [n for n in _topmost(names, name) if n in feature]
+            opened.extend(inner or [name])
+        if opened == chosen:
+            break
+        chosen = opened
     if len(chosen) <= max_layers:
         return chosen
     step = (len(chosen) - 1) / (max_layers - 1)

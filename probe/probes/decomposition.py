@@ -81,16 +81,16 @@ class Decomposition(Probe):
     def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
         result = ProbeResult()
         splits = list(data.splits)
-        n = len(data.clean)
+        n = max(len(b) for b in data.splits.values())  # real folders: splits may differ in size (NaN-padded)
         values = np.full((len(splits), n, len(QUANTITIES)), np.nan)
-        k = min(self.params["n_examples"], n)
+        k = min([self.params["n_examples"]] + [len(b) for b in data.splits.values()])
         examples = np.zeros((len(splits), k, 4, 3, *data.clean.shape[-2:]), dtype=np.float32)
         for i, split in enumerate(splits):
             batch = data.splits[split]
             output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
             q = decoupled(output, batch.degraded, batch.clean, batch.layer, batch.mask, batch.soft_mask)
             for j, name in enumerate(QUANTITIES):
-                values[i, :, j] = q[name].numpy()
+                values[i, :len(batch), j] = q[name].numpy()
                 result.add_metric(split, name, _nanmean(values[i, :, j]))
             if k:
                 stack = [batch.degraded[:k], output[:k], batch.clean[:k], (batch.degraded[:k] - output[:k])]

@@ -30,15 +30,15 @@ class Generalization(Probe):
         result = ProbeResult()
         scores = ["psnr", "ssim", "psnr_input", "ssim_input"]
         splits = list(data.splits)
-        n = len(data.clean)
-        values = np.zeros((len(splits), n, len(scores)))
+        n = max(len(b) for b in data.splits.values())  # real folders: splits may differ in size (NaN-padded)
+        values = np.full((len(splits), n, len(scores)), np.nan)
         for i, split in enumerate(splits):
             batch = data.splits[split]
             output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
             per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
                          psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
             for j, (name, value) in enumerate(zip(scores, per_image)):
-                values[i, :, j] = value.numpy()
+                values[i, :len(batch), j] = value.numpy()
                 result.add_metric(split, name, float(value.mean()))
             result.add_metric(split, "psnr_gain", float((per_image[0] - per_image[2]).mean()))
         result.arrays["scores"] = xr.DataArray(
