@@ -17,8 +17,10 @@ SECTIONS = Registry(
         "families": "probe.report.sections.families:families",
         "representation": "probe.report.sections.representation:representation",
         "attribution": "probe.report.sections.attribution:attribution",
+        "failures": "probe.report.sections.failures:failures",
     },
 )
 
 #: Order of sections in the report.
-ORDER = ["headline", "curves", "decomposition_bars", "examples", "families", "representation", "attribution"]
+ORDER = ["failures", "headline", "curves", "decomposition_bars", "examples", "families", "representation",
+         "attribution"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names, without_axes
 
 
 def headline_numbers(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -18,6 +18,9 @@ def headline_numbers(metrics: pd.DataFrame) -> pd.DataFrame:
 
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
+        return pd.DataFrame()
+    dec = dec[~without_axes(dec)]  # external networks have no n_backgrounds: they are in their own table
+    if dec.empty:
         return pd.DataFrame()
     ood_splits = ood_split_names(dec["split"])
     rows = []
@@ -48,12 +51,22 @@ def _spearman(spearmanr, frame: pd.DataFrame) -> float:
 
 
 def headline(ctx: ReportContext) -> Section | None:
+    from probe.report.sections.external import external_table
+
     table = headline_numbers(ctx.metrics)
-    if table.empty:
+    external = external_table(ctx.metrics)
+    tables = [Table("headline", "Complexity vs generalization", table.round(3))] if not table.empty else []
+    if not external.empty:
+        tables.append(Table("external_models", "Your networks beside the grid: decoupled metrics per split",
+                            external, "Networks measured from their own checkpoints (no grid axes), beside the "
+                            "grid's models with the fewest and the most training backgrounds per family. "
+                            "removal_ratio: fraction of the degradation removed where it was (1 = all). "
+                            "evaluation: synthetic = the study's splits (the grid's images); real pairs = "
+                            "--eval-folder folders. Compare rows of the same evaluation only."))
+    if not tables:
         return None
     text = ("Spearman ρ between the number of training backgrounds and (a) the fraction of unseen (OOD) rain "
             "removed, (b) the background PSNR on in-distribution rain. The papers' shortcut effect reads as "
             "ρ(n, OOD removal) < 0 — more (complex) backgrounds, less generalization — with ρ(n, background "
             "PSNR) ≥ 0.")
-    return Section("Headline", tables=[Table("headline", "Complexity vs generalization", table.round(3))],
-                   text=text)
+    return Section("Headline", tables=tables, text=text if not table.empty else "")
