@@ -240,7 +240,7 @@ def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[s
     """
     from probe.models.arch import build_arch, parse_kwargs
 
-    if size != "default":
+    if size not in ("default", "tiny"):  # "tiny" is build()'s default size: the same single preset here
         raise ConfigError(f"unknown size {size!r} for family 'external'; allowed: default")
     if not arch:
         raise ConfigError("family 'external' needs arch = \"FILE.py:Class\" or \"package.module:Class\"")
@@ -256,3 +256,23 @@ def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[s
 
 
 External.sizes = {"default": {}}  # type: ignore[attr-defined]
+
+
+def external_model_kwargs(model: dict[str, Any], kwargs: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``external`` family's keyword arguments from a config's ``[model]`` table: ``arch`` (a relative
+    ``FILE.py`` is resolved against the config file's folder, else the working directory), ``kwargs`` → the
+    constructor's ``arch_kwargs``, other keys are conventions."""
+    from pathlib import Path
+
+    from probe.models.arch import split_arch
+
+    out = {k: v for k, v in model.items()}
+    arch = out.get("arch")
+    where, name = split_arch(arch)
+    if where.endswith(".py") and not Path(where).expanduser().is_absolute():
+        origin = Path(str(source).split(" [cell ")[0])  # a grid cell names its spec file first
+        base = origin.parent if origin.is_file() else Path.cwd()
+        out["arch"] = f"{(base / where).resolve()}:{name}"
+    if kwargs:
+        out["arch_kwargs"] = {**dict(out.get("arch_kwargs") or {}), **kwargs}
+    return out

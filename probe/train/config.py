@@ -10,6 +10,8 @@ A config is a TOML file (or a dict of the same shape)::
     family = "resnet"          # any registered family (`probe list`)
     size = "tiny"              # tiny | small | paper
     global_residual = true     # other keys are the family's keyword arguments
+    # or your own network: arch = "my_arch.py:MyNet" (relative to this file), kwargs = {width = 32},
+    # plus its conventions (pad_multiple = 8, output = 0, ...): see probe.models.external
 
     [data]
     background = "natural"
@@ -122,8 +124,13 @@ class TrainConfig:
         _reject_unknown(raw, top, source, "")
         model_raw = dict(raw.pop("model", {}) or {})
         model_kwargs = dict(model_raw.pop("kwargs", {}) or {})
-        family = model_raw.pop("family", ModelConfig.family)
-        size = model_raw.pop("size", ModelConfig.size)
+        family = model_raw.pop("family", "external" if "arch" in model_raw else ModelConfig.family)
+        size = model_raw.pop("size", "default" if family == "external" else ModelConfig.size)
+        if family == "external":  # a user architecture: [model] arch = "FILE.py:Class", kwargs = its arguments
+            from probe.models.external import external_model_kwargs
+
+            model_kwargs = external_model_kwargs(model_raw, model_kwargs, source)
+            model_raw = {}
         model_kwargs.update(model_raw)  # any other [model] key is a family keyword argument
         config = cls(
             name=raw.pop("name", cls.name),
