@@ -281,8 +281,9 @@ def _resolve_spec(path: Path, recorded: dict[str, Any] | None, family: str | Non
                               f"family={family!r} was asked for")
     fam = family if family is not None else rec_family
     if fam is None:
-        raise CheckpointError(f"{path}: the family is not recorded in this file; pass family= "
-                              f"(one of {', '.join(FAMILIES.names())})")
+        raise CheckpointError(f"{path}: the network is not recorded in this file; pass --arch FILE.py:Class / "
+                              f"arch= (your network class) or --family / family= (one of "
+                              f"{', '.join(n for n in FAMILIES.names() if n != 'external')})")
     sz = size if size is not None else (recorded or {}).get("size")
     kw = {**((recorded or {}).get("kwargs") or {}), **kwargs}
     return str(fam), sz, kw
