@@ -46,8 +46,11 @@ def test_subfolder_conventions(tmp_path, deg, clean, deg_name, clean_name):
     batch, info = load_pairs(tmp_path, patch=None)
     assert batch.degraded.shape == (3, 3, 20, 24) and info["n_images"] == 3
     for i, (a, b) in enumerate(pairs):  # each input is matched with *its* clean partner
-        o, c = _pair(int("".join(ch for ch in a.stem if ch.isdigit())))
+        index = int("".join(ch for ch in a.stem if ch.isdigit()))
+        assert int("".join(ch for ch in b.stem if ch.isdigit())) == index
+        o, c = _pair(index)
         assert torch.allclose(batch.clean[i], torch.from_numpy(c).permute(2, 0, 1).float() / 255)
+        assert torch.allclose(batch.degraded[i], torch.from_numpy(o).permute(2, 0, 1).float() / 255)
 
 
 @pytest.mark.parametrize("deg_name,clean_name", [("rain-{i}.png", "norain-{i}.png"), ("{i}_rain.png", "{i}_clean.png"),
