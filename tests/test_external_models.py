@@ -6,6 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,3 +256,24 @@ def test_model_card_loads_with_paths_relative_to_it(tmp_path):
         card.write_text(text)
         with pytest.raises(ConfigError, match=key):
             read_card(card)
+
+
+def test_a_family_loaded_as_a_user_class_gives_the_native_results(tmp_path):
+    """Reference check: probe's own ResNet loaded through the external route (package.module:Class, a plain
+    .pth with a DataParallel prefix) measures exactly what the native family load measures."""
+    from probe.probes.decomposition import Decomposition
+    from probe.probes.evaldata import eval_data_from_info
+
+    native = build("resnet", size="tiny")
+    native.load_state_dict(_distinct(native, 3))
+    save_weights(native, tmp_path / "model.safetensors")
+    torch.save({"state_dict": {"module." + k: v for k, v in native.state_dict().items()}}, tmp_path / "r.pth")
+    external = load_model(tmp_path / "r.pth", arch="probe.models.resnet:ResNet", arch_kwargs={"size": "tiny"})
+    reference = load_model(tmp_path / "model.safetensors")
+    assert external.probe_points() == reference.probe_points()  # the class's own HookPoints are kept
+    data = eval_data_from_info({"background": "smooth", "background_options": {}, "n_images": 2, "patch": 24,
+                                "seed": 1, "splits": {"id": {"type": "rain", "preset": "small"},
+                                                      "ood": {"type": "rain", "preset": "large"}}})
+    a, b = Decomposition().run(external, data).metrics, Decomposition().run(reference, data).metrics
+    assert [m["metric"] for m in a] == [m["metric"] for m in b]
+    assert np.allclose([m["value"] for m in a], [m["value"] for m in b], equal_nan=True)

@@ -23,6 +23,15 @@ def _safe_id(name: str) -> str:
     return text[:80]
 
 
+def study_probes(out: Path) -> tuple[list[str] | None, dict[str, Any]]:
+    """The probes (and their parameters) of the study whose ``study.json`` sits beside ``out``."""
+    study_file = out.parent / "study.json"
+    if not study_file.is_file():
+        return None, {}
+    study = ((json.loads(study_file.read_text(encoding="utf-8")) or {}).get("spec") or {}).get("study") or {}
+    return study.get("probes"), dict(study.get("probe_params") or {})
+
+
 def default_eval_data(out: Path) -> Any:
     """The synthetic ID/OOD splits of the study whose ``study.json`` sits beside ``out``, else of the bundled
     default study (the grid's first cell's evaluation set: the same images the grid's models were measured on)."""
@@ -99,7 +108,8 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
             "load": report.summary() if report is not None else ""}
     if card.arch:
         info["conventions"] = json.dumps({**card.conventions, **conventions}, sort_keys=True)
-    probe_objs = make_probes(probes or DEFAULT_PROBES, {})
+    study_names, study_params = study_probes(Path(summary["store"]))  # beside a grid: the grid's probes
+    probe_objs = make_probes(probes or study_names or DEFAULT_PROBES, study_params)
     summary["runs"] += 1
     summary["load"] = info["load"]
     summary["model_id"] = model_id

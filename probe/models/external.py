@@ -141,6 +141,9 @@ class _ProbeAdapter:
         conv = self._probe_conv
         if conv.layers is not None:
             return list(conv.layers)
+        own = getattr(super(), "probe_points", None)  # the class declares its own probe points (HookPoints)
+        if callable(own):
+            return list(own())
         cached = self.__dict__.get("_probe_points_cache")
         if cached is None:
             from probe.models.trace import default_layers
