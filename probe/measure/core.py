@@ -146,13 +146,13 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
                 return None
         try:
             result = probe.run(model, data)
-        except Exception as exc:  # one failing probe never stops the study
+            store.write(model_id, info, probe.name, probe.params, result, eval_info=data.info, sha256=sha256,
+                        provenance=provenance())
+        except Exception as exc:  # one failing probe (or unstorable result) never stops the study
             cause = cause_of(exc)
             record_failure(store, model_id, info, probe.name, probe.params, data.info, cause, sha256)
             summary["failed"].append({"model": model_id, "probe": probe.name, "cause": cause})
         else:
-            store.write(model_id, info, probe.name, probe.params, result, eval_info=data.info, sha256=sha256,
-                        provenance=provenance())
             clear_failure(store, model_id, probe.name, probe.params, data.info)
             summary["computed"] += 1
         bar.update(1)

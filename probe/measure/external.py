@@ -102,7 +102,8 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
     report = getattr(model, "load_report", None)
     from probe.provenance import sha256_file
 
-    info = {"external": True, "model_name": display, "family": type(model).__name__ if card.arch else card.family,
+    info = {"external": True, "model_name": display, "family": type(model).__name__ if card.arch
+            else (getattr(model, "spec", None) or {}).get("family", card.family),
             "arch": card.arch or "", "path": str(card.weights),
             "weights_container": getattr(report, "container", ""),
             "load": report.summary() if report is not None else ""}
