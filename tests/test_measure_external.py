@@ -212,3 +212,14 @@ def test_probe_layers_lists_modules_in_forward_order(study, capsys):
     starred = [line[2:].split()[0] for line in out if line.startswith("* ") and "×" in line]
     assert starred == ["head", "stages.0", "tails.0", "stages.1", "tails.1"]
     assert any("1×3×64×64" in line for line in out if "tails.1" in line)
+
+
+def test_without_folders_or_a_study_the_default_study_splits_are_used(tmp_path):
+    from probe.demo import bundled_spec
+    from probe.grid.spec import StudySpec
+    from probe.measure.external import default_eval_data
+
+    data = default_eval_data(tmp_path / "nowhere" / "results.h5")
+    spec = StudySpec.from_toml(bundled_spec())
+    declared = spec.config_for(spec.cells()[0]).to_dict()["eval"]["splits"]
+    assert set(data.splits) == set(declared) and {"id", "ood"} <= set(data.splits)

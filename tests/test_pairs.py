@@ -132,3 +132,19 @@ def test_several_folders_become_named_splits_of_different_sizes(tmp_path):
     with pytest.raises(ConfigError, match="NAME=DIR"):
         parse_folder_args(["=x"])
     assert parse_folder_args([str(tmp_path / "a")]) == {"id": str(tmp_path / "a")}
+
+
+def test_folders_of_different_image_sizes_share_one_crop(tmp_path):
+    for name, size in (("big", 48), ("small", 20)):
+        for i in range(2):
+            o, c = _pair(i, size, size)
+            _save(tmp_path / name / "rain" / f"{i}.png", o)
+            _save(tmp_path / name / "norain" / f"{i}.png", c)
+    data = eval_data_from_folders({"id": tmp_path / "big", "ood": tmp_path / "small"}, patch=32)
+    assert {tuple(b.degraded.shape[-2:]) for b in data.splits.values()} == {(20, 20)}
+    assert data.info["splits"]["id"]["cropped_to"] == [20, 20]
+    from probe.probes.decomposition import Decomposition
+
+    result = Decomposition(n_examples=1).run(torch.nn.Identity(), data)
+    assert result.arrays["examples"].shape[-2:] == (20, 20)
+

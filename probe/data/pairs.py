@@ -154,6 +154,17 @@ def _center(t: torch.Tensor, size: int) -> torch.Tensor:
     return t[..., top:top + size, left:left + size]
 
 
+def center_crop_batch(batch: DegradedBatch, h: int, w: int) -> DegradedBatch:
+    """The centre ``h`` × ``w`` of every image of ``batch`` (all fields)."""
+    top, left = (batch.degraded.shape[-2] - h) // 2, (batch.degraded.shape[-1] - w) // 2
+    part = slice(top, top + h), slice(left, left + w)
+    return DegradedBatch(degraded=batch.degraded[..., part[0], part[1]].contiguous(),
+                         clean=batch.clean[..., part[0], part[1]].contiguous(),
+                         layer=batch.layer[..., part[0], part[1]].contiguous(),
+                         mask=batch.mask[..., part[0], part[1]].contiguous(),
+                         soft_mask=batch.soft_mask[..., part[0], part[1]].contiguous(), params=dict(batch.params))
+
+
 def load_pairs(root: str | Path, patch: int | None = 128, threshold: float = THRESHOLD, n_images: int | None = None,
                on_error: str = "raise") -> tuple[DegradedBatch, dict]:
     """A :class:`DegradedBatch` of the pairs under ``root`` and a JSON description (root, convention, files).

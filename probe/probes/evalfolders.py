@@ -50,5 +50,13 @@ def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None 
                                  n_images=n_images, on_error=on_error)
         splits[str(name)] = batch
         infos[str(name)] = info
+    sizes = {tuple(b.degraded.shape[-2:]) for b in splits.values()}
+    if len(sizes) > 1:  # probes stack splits: one common size (a folder with smaller images sets it)
+        from probe.data.pairs import center_crop_batch
+
+        h, w = min(s[0] for s in sizes), min(s[1] for s in sizes)
+        splits = {n: center_crop_batch(b, h, w) for n, b in splits.items()}
+        for n in infos:
+            infos[n]["cropped_to"] = [h, w]
     info = {"source": "paired_folders", "patch": patch, "splits": infos}
     return EvalData(splits=splits, degradations={n: None for n in splits}, alt_clean=None, info=info, seed=0)
