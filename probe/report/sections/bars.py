@@ -29,6 +29,8 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
                        row="background" if "background" in dec else None, sharey=False, height=2.8,
                        aspect=1.3, errorbar=None)
     grid.set(yscale="log")
+    for ax in grid.axes.flat:  # network names are longer than n_backgrounds values
+        ax.tick_params(axis="x", labelrotation=30)
     grid.set_axis_labels("n_backgrounds (grid) / network", "MSE")
     grid.figure.suptitle("rain-removal (mse_rain) and background (mse_bg) errors, ID vs OOD", y=1.02)
     return Section("ID vs OOD decomposition", figures=[ctx.save(
