@@ -64,11 +64,15 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.name:
         external["name"] = args.name
     summary = measure(args.path, probes=probes, splits=splits, out=args.out, force=args.force, device=args.device,
-                      **external)
+                      anchors=getattr(args, "anchors", None), **external)
     if summary.get("load"):
         print(summary["load"])
     print(f"measured {summary['runs']} model(s) of {summary['study']}: {summary['computed']} probe results "
           f"computed, {summary['skipped']} already stored, {len(summary['failed'])} failed -> {summary['store']}")
+    if "anchors" in summary:
+        a = summary["anchors"]
+        print(f"anchors: {len(a['anchor_models'])} anchor models, {a['computed']} results computed, "
+              f"{a['skipped']} already stored")
     for failure in summary["failed"]:
         print(f"probe: failed: {failure['model']}: {failure['probe']}: {failure['cause']}", file=sys.stderr)
     return EXIT_SOME_FAILED if summary["failed"] else 0

@@ -72,7 +72,7 @@ def _kind(path: Path) -> str:
 
 def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
             out: str | Path | None = None, force: bool = False, device: str | None = None,
-            show_progress: bool | None = None, **external: Any) -> dict[str, Any]:
+            show_progress: bool | None = None, anchors: Any = None, **external: Any) -> dict[str, Any]:
     """Run ``probes`` on what ``path`` names and store the results in ``out`` (``results.h5``).
 
     ``path``: a run directory, a grid directory (every finished run), a checkpoint file (with ``arch=`` /
@@ -84,7 +84,10 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     external model sees the synthetic splits of the study already in ``out``'s folder (``study.json``), else
     of the bundled default study — the same images as the grid's models.
 
+    ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
+
     Returns ``{"store", "study", "computed", "skipped", "runs", "failed": [{"model", "probe", "cause"}], ...}``.
+    The study-level ``shortcut`` score (if asked for) reads the committed results, so it is a second commit.
     Results already stored (same model, probe, parameters and evaluation set) are skipped unless ``force``.
     """
     from probe.store import ResultStore
@@ -93,6 +96,12 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     kind = _kind(path)
     if kind == "grid" and external:
         raise ConfigError(f"{path}: {', '.join(sorted(external))} only apply to a checkpoint or a model card")
+    if anchors and kind != "grid":
+        raise ConfigError(f"{path}: anchors are measured beside a grid's runs; pass a run or grid directory")
+    if anchors:  # validate the names before any work (issue 12 calibration anchors)
+        from probe.models.anchors import parse_anchors
+
+        anchors = parse_anchors(anchors)
     study_name, study, study_dir = find_study(path) if kind == "grid" else (None, None, None)
     if out is None:
         out = Path("reports") / (study_name or path.stem) / "results.h5"
@@ -103,13 +112,20 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     store = ResultStore(out)
     summary: dict[str, Any] = {"store": str(out), "study": study_name or path.stem, "computed": 0, "skipped": 0,
                                "runs": 0, "unfinished": 0, "failed": []}
+    study_level: list[Any] = []
     with store.transaction():  # one commit for the whole call
         if kind == "grid":
-            _measure_grid(path, study, study_dir, store, summary, probes, splits, force, device, show_progress)
+            study_level = _measure_grid(path, study, study_dir, store, summary, probes, splits, force, device,
+                                        show_progress, anchors)
         else:
             from probe.measure.external import measure_external
 
             measure_external(path, kind, store, summary, probes, splits, force, device, show_progress, **external)
+    if any(p.name == "shortcut" for p in study_level):  # reads the committed per-model results
+        from probe.provenance import provenance
+        from probe.shortcut import measure_shortcut
+
+        summary["shortcut"] = measure_shortcut(store, provenance=provenance())
     return summary
 
 
@@ -163,7 +179,10 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
 
 def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | None, store: Any,
                   summary: dict[str, Any], probes: list[str] | None, splits: list[str] | None, force: bool,
-                  device: str | None, show_progress: bool | None) -> None:
+                  device: str | None, show_progress: bool | None, anchors: Any = None) -> list[Any]:
+    """Measure every finished run of a grid (inside the caller's transaction); returns the study-level
+    probes (scored after the transaction commits)."""
+    from probe.device import to_device
     from probe.models.checkpoint import load_model
     from probe.probes.evaldata import eval_data_for_run
     from probe.provenance import provenance
@@ -175,6 +194,8 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
     probe_names = probes or (spec.get("study") or {}).get("probes") or DEFAULT_PROBES
     probe_params = (spec.get("study") or {}).get("probe_params") or {}
     probe_objs = make_probes(probe_names, probe_params)
+    study_level = [p for p in probe_objs if getattr(p, "study_level", False)]  # scored after every model
+    probe_objs = [p for p in probe_objs if p not in study_level]
     root = study_dir or (path if not (path / "run.json").is_file() else path.parent)
     runs = [RunDir(p) for p in find_runs(path)]
     finished = [r for r in runs if r.status() == "done"]
@@ -190,11 +211,12 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
             record = run.read()
             row = catalog_row(run, root)
             model_id = row["run_id"]
-            data = eval_data_for_run(record).select(splits)
+            data = to_device(eval_data_for_run(record).select(splits), dev)  # moved once per run
             model = run_probes(store, model_id, model_info(row, record), lambda r=run: load_model(
                 r.path, device=str(dev)), data, probe_objs, summary, bar, force,
                 sha256=record.get("weights_sha256", ""))
-            if model is not None or store.has(model_id, probe_objs[0].name, probe_objs[0].params, data.info):
+            if probe_objs and (model is not None or store.has(model_id, probe_objs[0].name, probe_objs[0].params,
+                                                              data.info)):
                 measured[model_id] = run.path
         if "cka" in probe_names and len(measured) >= 2:  # model x model CKA over the whole grid
             from probe.cross_models import measure_cross_model_cka
@@ -208,5 +230,13 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
                 from probe.measure.failures import cause_of
 
                 summary["failed"].append({"model": "_study", "probe": "cross_model_cka", "cause": cause_of(exc)})
+        if anchors:  # --- calibration anchors (probe/anchors.py), stored as models with role "anchor" ---
+            from probe.anchors import measure_anchors
+
+            summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,
+                                                 device=str(dev), force=force, provenance=provenance())
+            summary["failed"] += [{"model": "anchor", "probe": "anchors", "cause": str(f)}
+                                  for f in summary["anchors"].get("anchor_failures", [])]
     finally:
         bar.close()
+    return study_level

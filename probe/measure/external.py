@@ -99,6 +99,9 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
                                       on_error="skip" if skip_broken else "raise").select(splits)
     else:
         data = default_eval_data(Path(summary["store"])).select(splits)
+    from probe.device import to_device
+
+    data = to_device(data, dev)  # moved to the model's device once
     report = getattr(model, "load_report", None)
     from probe.provenance import sha256_file
 

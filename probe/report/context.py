@@ -21,13 +21,33 @@ STUDY_MODEL_IDS = {"_study"}
 FAILED_PROBE = "failed"
 
 
+def is_anchor(metrics: Any) -> Any:
+    """Boolean Series: rows of calibration anchors (model info ``role`` set, e.g. ``"anchor"``)."""
+    import pandas as pd
+
+    if "role" not in metrics:
+        return pd.Series(False, index=metrics.index)
+    role = metrics["role"]
+    return ~(role.isna() | role.astype(str).isin(["", "model", "nan", "None"]))
+
+
 def without_axes(metrics: Any) -> Any:
-    """Boolean Series: rows of models without grid axes (external networks: no ``n_backgrounds``)."""
+    """Boolean Series: rows of external networks — models without grid axes (no ``n_backgrounds``) that are
+    not calibration anchors."""
     import pandas as pd
 
     if "n_backgrounds" not in metrics:
-        return pd.Series(True, index=metrics.index)
-    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").isna()
+        return ~is_anchor(metrics)
+    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").isna() & ~is_anchor(metrics)
+
+
+def with_axes(metrics: Any) -> Any:
+    """Boolean Series: rows of the grid's trained models (``n_backgrounds`` set, not anchors)."""
+    import pandas as pd
+
+    if "n_backgrounds" not in metrics:
+        return pd.Series(False, index=metrics.index)
+    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").notna() & ~is_anchor(metrics)
 
 
 def display_names(metrics: Any) -> Any:
@@ -116,7 +136,7 @@ class ReportContext:
         frame = self.metrics if probe is None else self.probe_metrics(probe)
         if frame.empty:
             return frame
-        return frame[~without_axes(frame)]
+        return frame[with_axes(frame)]
 
     def external_metrics(self, probe: str | None = None):
         """Rows of models without grid axes (external networks), with a ``name`` column, of one probe."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, display_names, without_axes
+from probe.report.context import ReportContext, Section, display_names, with_axes, without_axes
 
 
 def decomposition_bars(ctx: ReportContext) -> Section | None:
@@ -13,6 +13,9 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
     if dec.empty:
         return None
     # x: n_backgrounds for grid models, the display name for external networks (placed after the grid)
+    dec = dec[with_axes(dec) | without_axes(dec)]  # the grid and external networks (anchors: own section)
+    if dec.empty:
+        return None
     ext = without_axes(dec)
     n = pd.to_numeric(dec["n_backgrounds"], errors="coerce") if "n_backgrounds" in dec else None
     dec = dec.assign(model_x=[name if e else str(int(v)) for name, e, v in

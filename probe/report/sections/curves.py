@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, display_names, evaluation_kind, without_axes
+from probe.report.context import ReportContext, Section, display_names, evaluation_kind, with_axes, without_axes
 
 QUANTITIES = [
     ("removal_ratio", "rain removed (ratio)", False),
@@ -77,7 +77,7 @@ def curves(ctx: ReportContext) -> Section | None:
     ext = without_axes(frame)
     refs = frame[ext].assign(name=display_names(frame[ext]))
     refs = refs[[evaluation_kind(e) == "synthetic" for e in refs["eval"]]]  # same images as the grid only
-    frame = frame[~ext]
+    frame = frame[with_axes(frame)]
     if frame.empty:
         return None
     section = Section("Complexity vs generalization")

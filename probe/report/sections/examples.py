@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probe.report.context import ReportContext, Section, display_names, without_axes
+from probe.report.context import ReportContext, Section, display_names, with_axes, without_axes
 
 
 def examples(ctx: ReportContext) -> Section | None:
@@ -15,7 +15,7 @@ def examples(ctx: ReportContext) -> Section | None:
     if dec.empty:
         return None
     ext = without_axes(dec)
-    external, dec = dec[ext].assign(name=display_names(dec[ext])), dec[~ext]
+    external, dec = dec[ext].assign(name=display_names(dec[ext])), dec[with_axes(dec)]
     import matplotlib
 
     matplotlib.use("Agg")

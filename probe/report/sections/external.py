@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, Table, display_names, evaluation_kind, without_axes
+from probe.report.context import ReportContext, Section, Table, display_names, evaluation_kind, with_axes, without_axes
 
 METRICS = [("decomposition", "removal_ratio"), ("decomposition", "mse_rain"), ("decomposition", "mse_bg"),
            ("decomposition", "psnr_bg_region"), ("generalization", "psnr"), ("generalization", "psnr_gain")]
@@ -36,7 +36,7 @@ def external_table(metrics: pd.DataFrame) -> pd.DataFrame:
     if ext.empty:
         return pd.DataFrame()
     ext_table = _wide(ext, ["model", "kind", "evaluation", "split"])
-    grid = frame[~ext_mask]
+    grid = frame[with_axes(frame)]
     parts = [ext_table]
     if not grid.empty:
         grid = grid.assign(n=pd.to_numeric(grid["n_backgrounds"], errors="coerce"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, Table, display_names, evaluation_kind, without_axes
+from probe.report.context import ReportContext, Section, Table, display_names, evaluation_kind, with_axes, without_axes
 
 
 def _overview(grid: pd.DataFrame, ext: pd.DataFrame) -> pd.DataFrame:
@@ -32,8 +32,7 @@ def families(ctx: ReportContext) -> Section | None:
     ood = dec[(dec["metric"] == "removal_ratio") & dec["split"].isin(ctx.ood_splits())]
     if ood.empty:
         return None
-    external = without_axes(ood)
-    grid, ext = ood[~external], ood[external]
+    grid, ext = ood[with_axes(ood)], ood[without_axes(ood)]
     n_families = grid["family"].nunique() if "family" in grid else 0
     tables = []
     if n_families >= 2:
