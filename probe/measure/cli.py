@@ -68,7 +68,9 @@ def run_cli(args: argparse.Namespace) -> int:
     if summary.get("load"):
         print(summary["load"])
     print(f"measured {summary['runs']} model(s) of {summary['study']}: {summary['computed']} probe results "
-          f"computed, {summary['skipped']} already stored, {len(summary['failed'])} failed -> {summary['store']}")
+          f"computed, {summary['skipped']} already stored"
+          + (f", {len(summary['failed'])} FAILED (stored, see the report)" if summary["failed"] else "")
+          + f" -> {summary['store']}")
     if "anchors" in summary:
         a = summary["anchors"]
         print(f"anchors: {len(a['anchor_models'])} anchor models, {a['computed']} results computed, "
