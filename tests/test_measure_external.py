@@ -223,3 +223,19 @@ def test_without_folders_or_a_study_the_default_study_splits_are_used(tmp_path):
     spec = StudySpec.from_toml(bundled_spec())
     declared = spec.config_for(spec.cells()[0]).to_dict()["eval"]["splits"]
     assert set(data.splits) == set(declared) and {"id", "ood"} <= set(data.splits)
+
+
+def test_measure_a_model_card_from_the_cli(study, capsys):
+    card = study / "cards" / "ms.toml"
+    card.parent.mkdir(exist_ok=True)
+    card.write_text(f'name = "MultiStage (card)"\narch = "{ARCHS / "nets.py"}:MultiStage"\n'
+                    f'weights = "../net_g_10.pth"\noutput = 0\n[kwargs]\nwidth = 8\n')
+    store = study / "card_rep" / "results.h5"
+    assert main(["measure", str(card), "--probes", "generalization", "--eval-folder", str(study / "test_b"),
+                 "--out", str(store), "-q"]) == 0
+    assert "(params_ema)" in capsys.readouterr().out
+    frame = read_metrics(store)
+    assert set(frame["model_id"]) == {"MultiStage_card"} and set(frame["model_name"]) == {"MultiStage (card)"}
+    assert set(frame["split"]) == {"id"} and json.loads(frame["conventions"].iloc[0]) == {"output": 0}
+    assert main(["measure", str(card), "--arch", ARCH, "--out", str(store)]) == 2
+    assert "the model card names the network" in capsys.readouterr().err
