@@ -17,7 +17,7 @@ from probe.train import train
 ARCHS = Path(__file__).parent / "external_archs"
 
 
-def test_a_user_architecture_trains_on_the_grid_and_is_probed_by_module_name(tmp_path, tiny_config):
+def _spec(tmp_path: Path) -> Path:
     spec_file = tmp_path / "specs" / "arch_study.toml"
     spec_file.parent.mkdir()
     rel = os.path.relpath(ARCHS / "nets.py", spec_file.parent)  # relative to the spec, not the cwd
@@ -44,7 +44,11 @@ n_images = 2
 [axes]
 n_backgrounds = [1, 2]
 """)
-    spec = StudySpec.from_toml(spec_file)
+    return spec_file
+
+
+def test_a_user_architecture_trains_and_is_probed_by_module_name(tmp_path):
+    spec = StudySpec.from_toml(_spec(tmp_path))
     config = spec.config_for(spec.cells()[0])
     assert config.model.family == "external" and config.model.size == "default"
     assert config.model.kwargs["arch"] == f"{(ARCHS / 'nets.py').resolve()}:KwargsOnly"
@@ -61,3 +65,19 @@ n_backgrounds = [1, 2]
     assert {m["layer"] for m in result.metrics if "layer" in m} == {"conv_first", "layers.1"}
     default = Activations().run(model, data)  # no layers given: the documented default selection
     assert {m["layer"] for m in default.metrics if "layer" in m} == {"conv_first", "layers", "conv_last"}
+
+
+def test_a_grid_of_a_user_architecture_runs_measures_and_reports_as_its_own_family(tmp_path):
+    from probe.grid.runner import run_grid
+    from probe.measure import measure
+    from probe.report.build import build_report
+    from probe.store import read_metrics
+
+    assert run_grid(_spec(tmp_path), tmp_path / "models", workers=1)["done"] == 2
+    store = tmp_path / "rep" / "results.h5"
+    summary = measure(tmp_path / "models", out=store)
+    assert summary["computed"] == 4 and not summary["failed"]
+    frame = read_metrics(store)
+    assert set(frame["family"]) == {"KwargsOnly"} and set(frame["n_backgrounds"]) == {1, 2}
+    assert "section failed" not in build_report(store.parent).read_text()
+

@@ -1,6 +1,6 @@
-"""Your networks beside the grid: decoupled metrics per split of every model without grid axes (external
-networks measured from a checkpoint or model card), next to the grid's models with the fewest and the most
-training backgrounds of each family on the same split names.
+"""Your networks beside the grid (a table of the headline section): decoupled metrics per split of every
+model without grid axes (external networks measured from a checkpoint or model card), next to the grid's
+models with the fewest and the most training backgrounds of each family on the same split names.
 
 Rows say which evaluation the numbers come from (``synthetic`` splits, shared with the grid, or ``real
 pairs`` from folders): only rows of the same evaluation are directly comparable.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, Table, display_names, evaluation_kind, with_axes, without_axes
+from probe.report.context import display_names, evaluation_kind, with_axes, without_axes
 
 METRICS = [("decomposition", "removal_ratio"), ("decomposition", "mse_rain"), ("decomposition", "mse_bg"),
            ("decomposition", "psnr_bg_region"), ("generalization", "psnr"), ("generalization", "psnr_gain")]
@@ -53,18 +53,3 @@ def external_table(metrics: pd.DataFrame) -> pd.DataFrame:
         if not ref.empty:
             parts.append(_wide(ref, ["model", "kind", "evaluation", "split"]))
     return pd.concat(parts, ignore_index=True).round(4)
-
-
-def external(ctx: ReportContext) -> Section | None:
-    table = external_table(ctx.metrics)
-    if table.empty:
-        return None
-    text = ("Networks measured from their own checkpoints (no grid axes), beside the grid's models with the "
-            "fewest and the most training backgrounds per family. removal_ratio: fraction of the degradation "
-            "removed where it was (1 = all); mse_rain / mse_bg: error where the rain was / elsewhere; a "
-            "shortcut learner keeps mse_bg low but removes little unseen (OOD) rain. Compare rows of the same "
-            "evaluation only.")
-    return Section("Your networks beside the grid", tables=[Table(
-        "external_models", "Decoupled metrics per split", table,
-        "evaluation: synthetic = the study's splits (same images as the grid); real pairs = folders given "
-        "with --eval-folder.")], text=text)
