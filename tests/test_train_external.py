@@ -53,6 +53,9 @@ def test_a_user_architecture_trains_and_is_probed_by_module_name(tmp_path):
     assert config.model.family == "external" and config.model.size == "default"
     assert config.model.kwargs["arch"] == f"{(ARCHS / 'nets.py').resolve()}:KwargsOnly"
     assert config.model.kwargs["arch_kwargs"] == {"embed_dim": 8, "depth": 2}
+    from probe.train.config import TrainConfig
+
+    assert TrainConfig.from_dict(config.to_dict()).model == config.model  # what a grid worker rebuilds
     record = train(config, tmp_path / "run")
     assert record["status"] == "done" and record["model"]["family"] == "external"
     model = load_model(tmp_path / "run")

@@ -269,6 +269,8 @@ def external_model_kwargs(model: dict[str, Any], kwargs: dict[str, Any], source:
 
     from probe.models.arch import split_arch
 
+    if "arch" not in model and "arch" in kwargs:  # the serialised form (TrainConfig.to_dict()): already resolved
+        model, kwargs = {**kwargs, **model}, {}
     out = {k: v for k, v in model.items()}
     arch = out.get("arch")
     where, name = split_arch(arch)
