@@ -70,6 +70,7 @@ def _isnan(value: Any) -> bool:
 def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
             out: str | Path | None = None, force: bool = False, device: str | None = None,
             show_progress: bool | None = None, anchors: Any = None) -> dict[str, Any]:
+    from probe.device import to_device
     from probe.models.checkpoint import load_model
     from probe.probes import PROBES
     from probe.probes.evaldata import eval_data_for_run
@@ -85,6 +86,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     probe_names = probes or (spec.get("study") or {}).get("probes") or DEFAULT_PROBES
     probe_params = (spec.get("study") or {}).get("probe_params") or {}
     probe_objs = [PROBES.get(name)(**probe_params.get(name, {})) for name in probe_names]
+    study_level = [p for p in probe_objs if getattr(p, "study_level", False)]  # scored after every model
+    probe_objs = [p for p in probe_objs if p not in study_level]
     out = Path(out) if out is not None else Path("reports") / study_name / "results.h5"
     out.parent.mkdir(parents=True, exist_ok=True)
     if study_dir is not None:
@@ -115,8 +118,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             model = None
             with store.transaction():
                 for probe in probe_objs:
-                    if data is None:
-                        data = eval_data_for_run(record).select(splits)
+                    if data is None:  # moved to the model's device once per run
+                        data = to_device(eval_data_for_run(record).select(splits), dev)
                     if not force and store.has(model_id, probe.name, probe.params, data.info):
                         summary["skipped"] += 1
                         bar.update(1)
@@ -141,6 +144,10 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
 
             summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,
                                                  device=str(dev), force=force, provenance=provenance())
+        if any(p.name == "shortcut" for p in study_level):
+            from probe.shortcut import measure_shortcut
+
+            summary["shortcut"] = measure_shortcut(store, provenance=provenance())
     finally:
         bar.close()
     return summary

@@ -266,7 +266,8 @@ class Activations(Probe):
 
                 deg = make_degradation(deg)
             gen = torch.Generator().manual_seed(int(data.seed) + SEED_OFFSET + s_index)
-            variants["degradation"] = deg.apply(batch.clean[:m], gen).degraded
+            # synthesised on the CPU: the same inputs (and results) whichever device the data lives on
+            variants["degradation"] = deg.apply(batch.clean[:m].cpu(), gen).degraded.to(batch.clean.device)
         if data.alt_clean is not None:
             variants["background"] = (data.alt_clean[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
         ref_images = batch.degraded[:m]
@@ -282,13 +283,14 @@ class Activations(Probe):
         change_sum = {c: dict.fromkeys(names, 0.0) for c in variants}
         base_sum = dict.fromkeys(names, 0.0)
         for piece in even_batches(m, self.params["batch_size"]):
-            ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat))
+            ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat,
+                                       to_cpu=False))  # stays on the model's device
             for name in names:
                 base_sum[name] += float(ref[name].double().norm(dim=1).sum())
 
             def distance(tensor: Tensor, ctx: BatchContext, ref: dict[str, Tensor] = ref) -> Tensor:
                 other = tensor.reshape(tensor.shape[0], -1).float()
-                return (other - ref[ctx.layer]).double().norm(dim=1)
+                return (other - ref[ctx.layer].to(other.device)).double().norm(dim=1)
 
             for change, images in variants.items():
                 dists = next(iterate_features(model, images[piece], layers, batch_size=m, reducer=distance))

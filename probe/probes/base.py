@@ -139,10 +139,13 @@ class Probe:
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Run ``model`` over ``images`` in batches without gradients, on the model's device, output on CPU."""
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else images.device
+    """Run ``model`` over ``images`` ``(N, C, H, W)`` in batches without gradients, on the model's device;
+    the float32 output comes back on the device of ``images`` (so metrics run where the data lives)."""
+    from probe.device import model_device
+
+    device = model_device(model)
     outputs = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            outputs.append(model(images[start:start + batch_size].to(device)).float().cpu())
+            outputs.append(model(images[start:start + batch_size].to(device)).float().to(images.device))
     return torch.cat(outputs) if outputs else images[:0].clone()

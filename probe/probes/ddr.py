@@ -196,7 +196,8 @@ class DDR(Probe):
         for d_index, (label, deg) in enumerate(degradations.items()):
             for r in range(p["samples_per_pair"]):
                 gen = torch.Generator().manual_seed(int(p["seed"]) * 1_000_003 + 1000 * d_index + r)
-                images.append(deg.apply(backgrounds, gen).degraded)
+                # synthesised on the CPU: the same inputs (and results) whichever device the data lives on
+                images.append(deg.apply(backgrounds.cpu(), gen).degraded.to(backgrounds.device))
                 deg_labels += [label] * n_bg
                 bg.append(np.arange(n_bg))
                 draw.append(np.full(n_bg, r))

@@ -94,13 +94,13 @@ class Decomposition(Probe):
             output = output.clamp(0, 1)
             q = decoupled(output, batch.degraded, batch.clean, batch.layer, batch.mask, batch.soft_mask)
             for j, name in enumerate(QUANTITIES):
-                values[i, :, j] = q[name].numpy()
+                values[i, :, j] = q[name].cpu().numpy()
                 mean = _nanmean(values[i, :, j])
                 result.add_metric(split, name, None if flag else mean,
                                   flag=flag or (None if np.isfinite(mean) else "undefined for every image"))
             if k:
                 stack = [batch.degraded[:k], output[:k], batch.clean[:k], (batch.degraded[:k] - output[:k])]
-                examples[i] = torch.stack(stack, 1).numpy()
+                examples[i] = torch.stack(stack, 1).cpu().numpy()
         clean = data.clean
         restored = predict(model, clean, self.params["batch_size"])
         flag = output_flag(restored)

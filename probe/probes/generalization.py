@@ -42,7 +42,7 @@ class Generalization(Probe):
             per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
                          psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
             for j, (name, value) in enumerate(zip(scores, per_image)):
-                values[i, :, j] = value.numpy()
+                values[i, :, j] = value.cpu().numpy()
                 result.add_metric(split, name, None if flag and j < 2 else float(value.mean()),
                                   flag=flag if j < 2 else None)
             result.add_metric(split, "psnr_gain", None if flag else float((per_image[0] - per_image[2]).mean()),
