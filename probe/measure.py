@@ -139,7 +139,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             summary["cross_model_cka"] = measure_cross_model_cka(
                 measured, store, first, params=probe_params.get("cka", {}), force=force, device=str(dev),
                 provenance=provenance())
-        if anchors:  # --- calibration anchors (probe/anchors.py), stored as models with role "anchor" ---
+        if anchors:  # --- calibration anchors (probe/anchors.py), stored as models with role = anchor name ---
             from probe.anchors import measure_anchors
 
             summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,

@@ -53,7 +53,7 @@ class AnchorModel(nn.Module):
     """Base of the parameter-free anchors: a scalar weight fixed at 1 (so probes find a device and a dtype)
     and the probe points ``hook_input`` and ``hook_output``."""
 
-    role = "anchor"
+    role = ""  # the anchor's name (set by subclasses), as stored in the model info
     anchor = ""
     croppable = True
 
@@ -80,7 +80,7 @@ class AnchorModel(nn.Module):
 class Identity(AnchorModel):
     """Returns its input (removes nothing)."""
 
-    anchor = "identity"
+    anchor = role = "identity"
 
     def restore(self, x: Tensor) -> Tensor:
         return x
@@ -89,7 +89,7 @@ class Identity(AnchorModel):
 class Oracle(AnchorModel):
     """Returns the clean background of its input, looked up in the pairs handed over by :meth:`feed`."""
 
-    anchor = "oracle"
+    anchor = role = "oracle"
     croppable = False
 
     def __init__(self) -> None:
@@ -166,13 +166,13 @@ def feed(model: nn.Module, inputs: Any, targets: Tensor | None = None) -> None:
 
 def untrained(family: str, size: str = "tiny", seed: int = 0, **kwargs: Any) -> nn.Module:
     """A randomly initialised model of ``family``/``size`` (``torch.manual_seed(seed)`` for the weights), in
-    eval mode, tagged ``role = "anchor"``, ``anchor = "untrained"``."""
+    eval mode, tagged ``role = anchor = "untrained"``."""
     from probe.models import build
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = build(family, size=size, **kwargs)
-    model.role, model.anchor = "anchor", "untrained"  # type: ignore[attr-defined]
+    model.role, model.anchor = "untrained", "untrained"  # type: ignore[attr-defined]
     return model.eval()
 
 
