@@ -79,30 +79,34 @@ def _cell_process(conn: Any, config: dict[str, Any], out: str, device: str | Non
 
 
 def run_local(todo: Todo, workers: int | None, scheduler: str | None, device: str | None, threads: int,
-              verbose: bool, **_: Any) -> Iterator[dict[str, Any]]:
-    """Cells in up to ``workers`` spawned processes (in this process when one worker suffices)."""
+              verbose: bool, gpus: list[int] | None = None, **_: Any) -> Iterator[dict[str, Any]]:
+    """Cells in up to ``workers`` spawned processes (in this process when one worker suffices).
+
+    ``gpus`` (validated CUDA indices): cells go round-robin to ``cuda:<i>``, one worker per GPU by default.
+    """
     if not todo:
         return
-    workers = min(len(todo), workers or default_workers(threads))
+    devices = [f"cuda:{g}" for g in gpus] if gpus else [device]
+    workers = min(len(todo), workers or (len(devices) if gpus else default_workers(threads)))
     if workers == 1:
         from probe.grid.runner import run_cell
 
         for _, config, path in todo:
-            yield run_cell(config, str(path), device, threads, verbose)
+            yield run_cell(config, str(path), devices[0], threads, verbose)
         return
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")  # a forked child of a process that already used torch threads can deadlock
-    queue = list(todo)
+    queue = [(i, *item) for i, item in enumerate(todo)]
     running: dict[Any, tuple[Any, Any, Path, float]] = {}
     try:
         while queue or running:
             while queue and len(running) < workers:
-                _, config, path = queue.pop(0)
+                i, _, config, path = queue.pop(0)
                 reader, writer = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_cell_process, name=f"probe-cell-{path.name}",
-                                   args=(writer, config, str(path), device, threads, verbose))
+                                   args=(writer, config, str(path), devices[i % len(devices)], threads, verbose))
                 proc.start()
                 writer.close()
                 running[proc.sentinel] = (proc, reader, path, time.perf_counter())
@@ -149,7 +153,7 @@ def connect(scheduler: str, timeout: float) -> Any:
 
 
 def run_dask(todo: Todo, workers: int | None, scheduler: str | None, device: str | None, threads: int,
-             verbose: bool, retries: int = 2, connect_timeout: float = 10.0) -> Iterator[dict[str, Any]]:
+             verbose: bool, retries: int = 2, connect_timeout: float = 10.0, **_: Any) -> Iterator[dict[str, Any]]:
     """Cells as Dask tasks; a task whose worker died more than ``retries`` times is recorded failed."""
     try:
         import dask

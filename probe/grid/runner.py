@@ -92,21 +92,23 @@ def is_finished(path: Path) -> bool:
 def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, executor: str = "local",
              workers: int | None = None, scheduler: str | None = None, device: str | None = None,
              threads_per_worker: int = 1, dry_run: bool = False, verbose: bool = False,
-             show_progress: bool | None = None, retries: int = 2,
-             connect_timeout: float = 10.0) -> dict[str, Any]:
+             show_progress: bool | None = None, retries: int = 2, connect_timeout: float = 10.0,
+             gpus: list[int] | None = None) -> dict[str, Any]:
     """Train every unfinished cell of ``spec``; returns counts and per-cell outcomes.
 
+    ``executor``: ``local`` (one spawned process per cell), ``dask`` or ``batched`` (many cells in one vmapped
+    step, :mod:`probe.grid.batched`); ``gpus`` (e.g. ``[0, 1]``) spreads the cells over those CUDA devices.
     A cell whose worker process is killed from outside (OOM killer, job limit, preemption) is recorded
     ``failed`` with its cause and the other cells go on (:mod:`probe.grid.executors`); a rerun resumes it.
     ``retries``: times the Dask executor reschedules a cell whose worker died (>= 0). ``connect_timeout``:
     seconds to reach ``scheduler`` before one ConfigError line naming it. Raises ConfigError for a bad
-    executor, ``retries`` or ``workers``.
+    executor, ``retries``, ``workers`` or ``gpus``.
     """
     if not isinstance(spec, StudySpec):
         spec = StudySpec.from_toml(spec)
     out = require_utf8(Path(out) if out is not None else Path("trained_models") / spec.name, "grid output folder")
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask")
+    if executor not in ("local", "dask", "batched"):
+        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask, batched")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -119,12 +121,13 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
     summary: dict[str, Any] = {"study": spec.name, "out": str(out), "total": len(items),
                                "skipped": len(items) - len(todo), "outcomes": {}}
+    gpus = check_gpus(gpus)
     bar = progress(total=len(items), initial=len(items) - len(todo), desc=f"grid {spec.name}",
                    unit="cell", enabled=show_progress, leave=True)
     try:
-        run = run_local if executor == "local" else run_dask
+        run = {"local": run_local, "dask": run_dask, "batched": _run_batched}[executor]
         for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose, retries=retries,
-                           connect_timeout=connect_timeout):
+                           connect_timeout=connect_timeout, gpus=gpus):
             summary["outcomes"][Path(outcome["path"]).name] = outcome
             bar.update(1)
             bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
@@ -135,6 +138,25 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     summary["failed"] = statuses.count("failed")
     summary["busy"] = statuses.count("busy")
     return summary
+
+
+def _run_batched(todo, workers, scheduler, device, threads, verbose, gpus=None, **_):
+    from probe.grid.batched import run_batched
+
+    yield from run_batched(todo, workers, scheduler, device, threads, verbose, gpus)
+
+
+def check_gpus(gpus: list[int] | None) -> list[int] | None:
+    """Validate ``--gpus``: distinct visible CUDA device indices (ConfigError otherwise)."""
+    if not gpus:
+        return None
+    from probe.device import resolve_device
+
+    if len(set(gpus)) != len(gpus) or any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpus):
+        raise ConfigError(f"--gpus {gpus!r}: expected distinct device indices such as 0,1")
+    for g in gpus:
+        resolve_device(f"cuda:{g}")
+    return list(gpus)
 
 
 def _write_study(out: Path, spec: StudySpec, items) -> None:
