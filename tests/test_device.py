@@ -20,8 +20,8 @@ from probe.train.step import LossWindow, Prefetcher
 from tests.conftest import TINY_CONFIG
 from tests.fake_device import FAKE, fake_accelerator
 
-SMALL_PARAMS = {"activations": {"n_images": 2}, "ddr": {"n_backgrounds": 2}, "cka": {}, "attribution": {},
-                "generalization": {}, "decomposition": {}}
+SMALL_PARAMS = {"activations": {"n_images": 2, "pixels_per_class": 8}, "ddr": {"n_backgrounds": 2}, "cka": {},
+                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {}}
 
 
 _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once
