@@ -12,7 +12,9 @@ def run_cli(args: argparse.Namespace) -> int:
     spec = StudySpec.from_toml(args.spec)
     gpus = parse_gpus(getattr(args, "gpus", None))
     summary = run_grid(spec, args.out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                       device=args.device, dry_run=args.dry_run, verbose=args.verbose, gpus=gpus)
+                       device=args.device, dry_run=args.dry_run, verbose=args.verbose,
+                       retries=getattr(args, "retries", 2), connect_timeout=getattr(args, "connect_timeout", 10.0),
+                       gpus=gpus)
     if args.dry_run:
         print(f"study {spec.name}: {len(summary['cells'])} cells -> {summary['out']} "
               f"({len(summary['todo'])} to train)")
@@ -31,8 +33,8 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"study {spec.name}: {summary['done']}/{summary['total']} cells done "
           f"({summary['skipped']} already finished), {summary['failed']} failed -> {summary['out']}")
     for name, outcome in sorted(summary["outcomes"].items()):
-        if outcome["status"] == "failed":
-            print(f"  failed {name}: {outcome.get('error', '')}")
+        if outcome["status"] in ("failed", "busy"):
+            print(f"  {outcome['status']} {name}: {outcome.get('error', '')}")
     return 1 if summary["failed"] else 0
 
 

@@ -53,7 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged
+    import tomli as tomllib
 
 from probe.errors import ConfigError
 

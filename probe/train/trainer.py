@@ -24,6 +24,7 @@ from torch import nn
 
 from probe.device import autocast, grad_scaler, resolve_device, to_device
 from probe.errors import ConfigError, TrainingError
+from probe.fsutil import require_utf8
 from probe.progress import progress
 from probe.provenance import provenance
 from probe.train.config import TrainConfig
@@ -92,7 +93,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
         config = TrainConfig.from_dict(config)
     if device is not None:
         config.device = device
-    run = RunDir(out if out is not None else Path("trained_models") / config.name)
+    run = RunDir(require_utf8(out if out is not None else Path("trained_models") / config.name, "run directory"))
     dev = resolve_device(config.device)
     config_json = json.loads(config.to_json())
     config_cmp = {k: v for k, v in config_json.items() if k != "device"}
