@@ -33,7 +33,7 @@ RESULTS: list[dict] = []
 SPEC = """
 [study]
 name = "gpucheck"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution"]
+probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
 [study.probe_params.activations]
 n_images = 8
 [study.probe_params.ddr]
@@ -151,14 +151,16 @@ def check_measure(device: torch.device, root: Path) -> dict:
     data = eval_data_for_run(run)
     spec = json.loads((root / "grid" / "study.json").read_text())["spec"]["study"]
     worst = {}
-    for name in spec["probes"]:
+    per_model = [n for n in spec["probes"] if not getattr(PROBES.get(n), "study_level", False)]
+    for name in per_model:
         params = spec.get("probe_params", {}).get(name, {})
         cpu = PROBES.get(name)(**params).run(load_model(run), data).metrics
         gpu = PROBES.get(name)(**params).run(load_model(run, device=str(device)), data).metrics
         rel = [abs(a["value"] - b["value"]) / max(1e-6, abs(a["value"])) for a, b in zip(cpu, gpu)
                if a["value"] == a["value"] and b["value"] == b["value"]]
         worst[name] = round(max(rel, default=0.0), 6)
-    return {"ok": summary["computed"] == 4 * len(spec["probes"]) and "cross_model_cka" in summary,
+    return {"ok": summary["computed"] == 4 * len(per_model) and "cross_model_cka" in summary
+            and "shortcut" in summary,
             "computed": summary["computed"], "probes": sorted(set(frame["probe"])),
             "max_rel_diff_cuda_vs_cpu": worst}
 
@@ -202,11 +204,12 @@ def check_battery(device: torch.device, root: Path, size: str, patch: int, n_ima
               "eval": {"n_images": n_images, "splits": {"id": {"type": "rain", "preset": "small"},
                                                        "ood": {"type": "rain", "preset": "large"}}}}
     train(config, root / "battery" / "run", device=str(device), show_progress=False)
+    names = [n for n in PROBES.names() if not getattr(PROBES.get(n), "study_level", False)]  # per model
     t0 = time.perf_counter()
-    summary = measure(root / "battery" / "run", probes=PROBES.names(), out=root / "battery" / "r.h5",
+    summary = measure(root / "battery" / "run", probes=names, out=root / "battery" / "r.h5",
                       device=str(device), show_progress=False)
     seconds = time.perf_counter() - t0
-    return {"ok": summary["computed"] == len(PROBES.names()), "probes": PROBES.names(),
+    return {"ok": summary["computed"] == len(names), "probes": names,
             "measure_s": round(seconds, 1), "target_s": 60, "meets": seconds <= 60, "n_images": n_images}
 
 

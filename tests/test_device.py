@@ -51,7 +51,8 @@ def test_the_fake_accelerator_catches_a_host_tensor_like_cuda():
 @pytest.mark.parametrize("name", sorted(SMALL_PARAMS))
 @pytest.mark.parametrize("data_on_device", [False, True], ids=["data-on-host", "data-on-device"])
 def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, name, data_on_device):
-    assert set(SMALL_PARAMS) == set(PROBES.names()), "a new probe must join the device test"
+    per_model = {n for n in PROBES.names() if not getattr(PROBES.get(n), "study_level", False)}
+    assert set(SMALL_PARAMS) == per_model, "a new per-model probe must join the device test"
     data = eval_data_for_run(tiny_run)
     if name not in _CPU:
         _CPU[name] = _metrics(PROBES.get(name)(**SMALL_PARAMS[name]).run(load_model(tiny_run), data))
@@ -69,7 +70,7 @@ def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, na
 GRID = """
 [study]
 name = "devicestudy"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution"]
+probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
 [study.probe_params.activations]
 n_images = 2
 pixels_per_class = 8
@@ -118,6 +119,7 @@ def test_grid_and_measure_on_an_accelerator(tmp_path):
         measured = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5", device=str(dev),
                            show_progress=False)
     assert measured["computed"] == 2 * len(SMALL_PARAMS) and "cross_model_cka" in measured
+    assert "shortcut" in measured  # the study-level probe, scored from the store
     frame = read_metrics(tmp_path / "rep" / "results.h5")
     assert set(frame["probe"]) >= set(SMALL_PARAMS)
     assert json.loads((tmp_path / "models" / "n_backgrounds-1" / "run.json").read_text())["device"] == "meta"
