@@ -203,3 +203,20 @@ def test_a_run_recorded_before_the_step_options_existed_still_resumes(tmp_path):
         del stored["config"]["train"][key]
     (tmp_path / "run" / "run.json").write_text(json.dumps(stored))
     assert train(config, tmp_path / "run", show_progress=False)["weights_sha256"] == record["weights_sha256"]
+
+
+def test_a_non_finite_loss_on_the_device_is_found_at_its_first_step(tmp_path, monkeypatch):
+    """Off the CPU the loss is read once per window (here 4 steps); the failure still names step 2."""
+    from probe.errors import TrainingError
+    from probe.models import FAMILIES
+    from tests.test_train import _NaNAfterTwo
+
+    monkeypatch.setitem(FAMILIES._loaded, "nan_after_two", _NaNAfterTwo)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"] = {"family": "nan_after_two", "size": "tiny"}
+    config["train"].update(log_every=4, checkpoint_every=0)
+    with fake_accelerator() as dev, pytest.raises(TrainingError, match="non-finite loss .* at step 2"):
+        train(config, tmp_path / "run", device=str(dev), show_progress=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and record["failed_step"] == 2
+    assert "step=2 loss=nan FAILED" in (tmp_path / "run" / "train.log").read_text()
