@@ -15,6 +15,8 @@ from pathlib import Path
 from probe.errors import ConfigError
 
 DEFAULT_SPEC = "derain_complexity.toml"
+#: calibration anchors measured beside the demo's models (cheap ones: no training), see probe/anchors.py
+DEMO_ANCHORS = ["identity", "oracle"]
 
 
 def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
@@ -25,6 +27,14 @@ def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
     raise ConfigError(f"bundled study spec {name!r} not found")
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children, in seconds."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
              models_root: str | Path = "trained_models", reports_root: str | Path = "reports") -> dict:
     from probe.grid.runner import run_grid
@@ -32,13 +42,15 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     from probe.measure import measure
     from probe.report.build import build_report
     from probe.report.context import ReportContext
-    from probe.report.sections.headline import headline_numbers
+    from probe.report.sections.headline import headline_numbers, readable, verdict
+    from probe.report.sections.shortcut import score_validity, validity_text
 
     spec = StudySpec.from_toml(spec_path or bundled_spec())
     models = Path(models_root) / spec.name
     reports = Path(reports_root) / spec.name
     timings = {}
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds()
     print(f"[1/3] training {len(spec.cells())} cells of {spec.name} -> {models}", flush=True)
     grid = run_grid(spec, models, workers=workers)
     timings["grid_s"] = time.perf_counter() - t0
@@ -46,22 +58,28 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
         print(f"      {grid['failed']} cells failed (see `probe grid status {models}`); measuring the rest")
     t1 = time.perf_counter()
     print(f"[2/3] measuring -> {reports / 'results.h5'}", flush=True)
-    summary = measure(models, out=reports / "results.h5")
+    summary = measure(models, out=reports / "results.h5", anchors=DEMO_ANCHORS)
     timings["measure_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     print("[3/3] drawing the report", flush=True)
     html = build_report(reports)
     timings["report_s"] = time.perf_counter() - t2
-    table = headline_numbers(ReportContext.load(reports).metrics)
+    metrics = ReportContext.load(reports).metrics
+    table = headline_numbers(metrics)
     print()
-    print("Headline (Spearman rho over n_backgrounds; the papers predict rho(n, OOD removal) < 0):")
+    print("Headline (Spearman rho over n_backgrounds, one point per model; [95% bootstrap CI over seeds], "
+          "permutation p; the papers predict rho(n, OOD removal) < 0):")
     if not table.empty:
-        cols = [c for c in ("family", "background", "ood_split", "n_backgrounds", "spearman_n_vs_ood_removal",
-                            "spearman_n_vs_bg_psnr", "ood_removal_fewest", "ood_removal_most") if c in table]
-        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(readable(table).to_string(index=False))
+        print(verdict(table))
+    validity = score_validity(metrics)
+    if not validity.empty:
+        print("\nShortcut score (ID data only) vs OOD removal: " + validity_text(validity))
     total = time.perf_counter() - t0
+    timings["cpu_s"] = cpu_seconds() - cpu0
     print(f"\nreport: {html}\n(grid {timings['grid_s']:.0f} s, measure {timings['measure_s']:.0f} s, "
-          f"report {timings['report_s']:.0f} s, total {total:.0f} s)")
+          f"report {timings['report_s']:.0f} s, total {total:.0f} s wall; {timings['cpu_s']:.0f} s CPU "
+          "over every process)")
     return {"grid": grid, "measure": summary, "report": str(html), "headline": table, "timings": timings}
 
 

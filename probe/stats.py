@@ -201,6 +201,9 @@ def mean_difference(a: Any, b: Any, strata_a: Any = None, strata_b: Any = None, 
         return (v * m).sum(-1) / m.sum(-1) - (v * ~m).sum(-1) / (~m).sum(-1)
 
     low, high, note = bootstrap(stat, len(values), labels, n_boot, level, seed, vectorized=True)
+    if min(len(a), len(b)) < 2:  # a group of one: nothing to permute against
+        return Estimate(float(a.mean() - b.mean()), low, high, float("nan"), len(values), level,
+                        note or "a group with one model")
     p = _permutation_p((a, b), lambda u, v, axis=-1: u.mean(axis=axis) - v.mean(axis=axis), "independent",
                        n_perm, seed)
     return Estimate(float(a.mean() - b.mean()), low, high, p, len(values), level, note)

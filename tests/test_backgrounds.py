@@ -286,3 +286,16 @@ def test_folder_duplicates_are_skipped_and_fit_modes(tmp_path):
     ref = np.asarray(Image.open(root / name))[8:32, 4:28] / 255.0  # native-resolution centre window
     assert torch.allclose(c[0], torch.from_numpy(ref).permute(2, 0, 1).float())
     assert not torch.allclose(c, r)
+
+
+def test_distinct_contents_counts_the_pictures_behind_crops():
+    from probe.data.backgrounds import make_background
+    from probe.data.backgrounds.bundled import NATURAL_TEST, NATURAL_TRAIN, TEXTURES
+
+    natural = make_background("natural", patch=16)
+    assert natural.distinct_contents(3) == 3
+    assert natural.distinct_contents(256) == len(NATURAL_TRAIN) == 5
+    assert natural.distinct_contents(256, split="test") == len(NATURAL_TEST)
+    assert make_background("texture", patch=16).distinct_contents(64) == len(TEXTURES)
+    for name in ("smooth", "dead_leaves", "faces"):
+        assert make_background(name, patch=16).distinct_contents(20) == 20

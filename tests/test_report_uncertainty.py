@@ -47,7 +47,7 @@ preset = "large"
 type = "rain"
 preset = "medium"
 [axes]
-background = ["smooth", "natural"]
+background = ["natural"]
 n_backgrounds = [1, 2, 4]
 seed = [0, 1]
 """
@@ -57,7 +57,7 @@ seed = [0, 1]
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ci")
     (root / "s.toml").write_text(SPEC)
-    assert run_grid(root / "s.toml", root / "models", workers=2)["done"] == 12
+    assert run_grid(root / "s.toml", root / "models", workers=2)["done"] == 6
     measure(root / "models", out=root / "rep" / "results.h5")
     build_report(root / "rep")
     return root / "rep"
@@ -101,9 +101,13 @@ def test_headline_ci_and_p_on_a_known_trend():
 
 
 def test_one_seed_per_cell_gives_no_ci():
+    from probe.report.sections.headline import verdict
+
     table = headline_numbers(_synthetic(seeds=1), n_boot=200, n_perm=99)
     assert table["spearman_n_vs_ood_removal_ci_low"].isna().all()
-    assert (table["note"] != "").all()
+    assert (table["note"] != "").all() and "one model per cell" in verdict(table)
+    two_n = _synthetic().query("n_backgrounds != 256")
+    assert "fewer than 3 values of n_backgrounds" in verdict(headline_numbers(two_n, n_boot=50, n_perm=49))
 
 
 def test_effect_sizes_attribute_variance_to_the_right_factor():
@@ -121,14 +125,25 @@ def test_anchor_table_marks_indicators_that_cannot_separate_identity_from_oracle
     for role, removal, psnr in (("identity", 0.0, 30.0), ("oracle", 1.0, 30.0)):
         for split, metric, value in (("id", "removal_ratio", removal), ("ood", "removal_ratio", removal),
                                      ("id", "psnr_bg_region", psnr)):
-            anchors.append({"model_id": f"anchor-{role}", "probe": "decomposition", "role": role,
-                            "split": split, "metric": metric, "value": value})
+            anchors.append({"model_id": f"anchor-{role}", "probe": "decomposition", "role": "anchor",
+                            "anchor": role, "background": "natural", "split": split, "metric": metric,
+                            "value": value})
     table = anchor_table(pd.concat([frame.assign(role=""), pd.DataFrame(anchors)], ignore_index=True))
-    table = table.set_index(["indicator", "split"])
-    assert table.loc[("ID rain removed", "id"), "informative"] == "yes"
-    assert table.loc[("background PSNR (ID)", "id"), "informative"] == "NO"
-    assert table.loc[("ID rain removed", "id"), "identity"] == 0.0
+    table = table.set_index(["indicator", "split", "background"])
+    assert table.loc[("ID rain removed", "id", "natural"), "informative"] == "yes"
+    assert table.loc[("background PSNR (ID)", "id", "natural"), "informative"] == "NO"
+    assert table.loc[("ID rain removed", "id", "natural"), "identity"] == 0.0
+    assert table.loc[("ID rain removed", "id", "natural"), "trained max"] > 0.85  # natural models only
+    assert ("ID rain removed", "id", "smooth") not in table.index  # no anchor measured on smooth
     assert anchor_table(frame).empty
+
+
+def test_report_separation_rule_is_the_anchor_modules_rule():
+    from probe.anchors import separates as reference
+    from probe.report.sections.trust import separates
+
+    for a, b in [(0.0, 1.0), (1.0, 1.01), (np.nan, 1.0), (np.nan, np.nan), (0.0, 0.0), (1e-4, 3e-4), (-1, 1)]:
+        assert separates(a, b) == reference(a, b)
 
 
 def test_report_of_a_real_grid_has_every_uncertainty_section(report):
@@ -142,8 +157,52 @@ def test_report_of_a_real_grid_has_every_uncertainty_section(report):
     assert set(head["ood_split"]) == {"ood", "ood_b"}
     assert (head["seeds_per_n"].astype(str) == "2").all()
     validity = pd.read_csv(report / "shortcut_validity.csv")
-    assert set(validity["scope"]) == {"all models", "without natural", "without smooth"}
+    assert set(validity["scope"]) == {"all models"} and set(validity["ood_split"]) == {"ood", "ood_b"}
     assert validity["spearman_score_vs_ood_removal"].between(-1, 1).all()
     assert (report / "effect_sizes.csv").is_file() and (report / "figures" / "shortcut_validity.png").is_file()
     assert pd.read_csv(report / "replication.csv")["models (seeds)"].eq(2).all()
-    assert len(score_validity(pd.read_csv(report / "metrics.csv"), n_boot=50, n_perm=49)) == 6
+    assert len(score_validity(pd.read_csv(report / "metrics.csv"), n_boot=50, n_perm=49)) == 2
+
+
+def test_score_validity_over_all_models_and_leaving_each_source_out():
+    frame = _synthetic()
+    models = frame.drop_duplicates("model_id")
+    ood = frame[(frame["split"] == "ood") & (frame["metric"] == "removal_ratio")].set_index("model_id")["value"]
+    rows = [{"model_id": m, "probe": "shortcut", "split": "id", "metric": "score", "value": -10 * ood[m] + 0.01 * i,
+             "background": models.set_index("model_id").loc[m, "background"],
+             "n_backgrounds": models.set_index("model_id").loc[m, "n_backgrounds"]}
+            for i, m in enumerate(models["model_id"])]
+    table = score_validity(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True), n_boot=200, n_perm=199)
+    table = table.set_index(["ood_split", "scope"])
+    assert set(table.index.get_level_values("scope")) == {"all models", "without natural", "without smooth"}
+    best = table.loc[("ood", "all models")]
+    assert best["spearman_score_vs_ood_removal"] < -0.95 and best["meets_target"]
+    assert best["spearman_score_vs_ood_removal_ci_high"] < 0 and best["n_models"] == 18
+    assert table.loc[("ood", "without smooth"), "n_models"] == 9
+    from probe.report.sections.shortcut import validity_text
+
+    assert "meets the target" in validity_text(table.reset_index())
+    bad = score_validity(pd.concat([frame, pd.DataFrame(rows).assign(value=lambda d: -d["value"])]),
+                         n_boot=100, n_perm=99)
+    assert not bad["meets_target"].any() and "FAILS" in validity_text(bad)
+    assert "CI includes 0" not in validity_text(bad)  # rho = +1 with a CI far from 0: failing, not uncertain
+
+
+def test_anchors_are_kept_out_of_every_figure_but_shown_in_the_trust_section(tmp_path):
+    from probe.report.context import ReportContext, split_anchors
+    from probe.report.sections.trust import trust
+
+    frame = _synthetic().assign(role="")
+    anchor_rows = pd.DataFrame([{"model_id": f"anchor-{a}-x", "probe": "decomposition", "role": "anchor", "anchor": a,
+                                 "background": "natural", "n_backgrounds": 1 if a == "single" else np.nan,
+                                 "split": "id", "metric": "removal_ratio", "value": v}
+                                for a, v in (("identity", 0.0), ("oracle", 1.0), ("single", 0.7))])
+    trained, anchors = split_anchors(pd.concat([frame, anchor_rows], ignore_index=True))
+    assert not trained["model_id"].str.startswith("anchor").any() and len(anchors) == 3
+    assert headline_numbers(trained, n_boot=50, n_perm=49).equals(headline_numbers(frame, n_boot=50, n_perm=49))
+    ctx = ReportContext(directory=tmp_path, store=tmp_path / "results.h5", metrics=trained, anchors=anchors)
+    section = trust(ctx)
+    table = next(t.frame for t in section.tables if t.name == "anchors")
+    row = table[(table["indicator"] == "ID rain removed") & (table["background"] == "natural")].iloc[0]
+    assert (row["identity"], row["oracle"], row["single"], row["informative"]) == (0.0, 1.0, 0.7, "yes")
+    assert "3 seed(s) per cell" in section.text and "Uninformative" not in section.text

@@ -27,7 +27,7 @@ def _rows(model: str, k: float, role: str = "") -> list[dict]:
          "objective": "lam", "window": "on"},
         {"probe": "decomposition", "split": "id", "metric": "corr_removed_layer", "value": 0.5 + 0.04 * k},
         {"probe": "decomposition", "split": "id", "metric": "corr_removed_background", "value": 0.3 - 0.02 * k},
-        {"probe": "decomposition", "split": "clean", "metric": "removed_energy", "value": 1e-4 * 2**k},
+        {"probe": "decomposition", "split": "clean", "metric": "removed_energy", "value": 1e-4 * 2**-k},
         {"probe": "decomposition", "split": "ood", "metric": "removal_ratio", "value": 0.5},
     ]
     for depth, ratio in [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0 + 0.2 * k)]:

@@ -84,6 +84,12 @@ def test_mean_difference_known_answer_and_exact_p():
     assert est.ci_high < 0
 
 
+def test_mean_difference_with_a_group_of_one_has_no_p_value():
+    est = mean_difference([0.5], [0.1, 0.2, 0.15], n_boot=100)
+    assert est.value == pytest.approx(0.35) and np.isnan(est.p_value) and np.isnan(est.ci_low)
+    assert est.note
+
+
 def test_hedges_g_known_answer():
     # pooled SD 1, d = -1, J = 1 - 3 / (4 * 6 - 9) = 0.8
     assert hedges_g([1, 2, 3], [2, 3, 4]) == pytest.approx(-0.8)

@@ -40,7 +40,8 @@ def training_complexity(background: str, options_json: str, n: int, patch: int, 
 
     source = make_background(background, patch, seed=seed, **json.loads(options_json))
     images = source.images(min(n, 64))
-    return {f"complexity_{k}": float(v) for k, v in score_set(images).items()}
+    return {**{f"complexity_{k}": float(v) for k, v in score_set(images).items()},
+            "n_distinct_contents": source.distinct_contents(n)}
 
 
 def model_info(row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

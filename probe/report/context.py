@@ -65,6 +65,13 @@ def evaluation_kind(eval_json: Any) -> str:
         return "synthetic"
 
 
+def split_anchors(metrics: Any) -> tuple[Any, Any]:
+    """(trained models' rows, calibration anchors' rows): anchors carry a non-empty ``role`` in their info
+    (``role = "anchor"``, see probe.anchors); every figure and table but the trust section uses the first."""
+    anchor = is_anchor(metrics)
+    return metrics[~anchor].reset_index(drop=True), metrics[anchor].reset_index(drop=True)
+
+
 def ood_split_names(splits: Any) -> list[str]:
     """The out-of-distribution test splits among ``splits``: every degraded split except ``id``."""
     return sorted(set(splits) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
@@ -101,8 +108,9 @@ class ReportContext:
 
     directory: Path
     store: Path
-    metrics: Any  # pandas.DataFrame from probe.store.read_metrics
+    metrics: Any  # pandas.DataFrame from probe.store.read_metrics: the study's trained models only
     study: dict[str, Any] | None = None
+    anchors: Any = None  # the calibration anchors' rows (info role = "anchor", probe.anchors), or None
 
     @classmethod
     def load(cls, directory: str | Path) -> ReportContext:
@@ -113,14 +121,15 @@ class ReportContext:
         if not store.is_file():
             raise DataError(f"{store}: no result store (run `probe measure` first)")
         metrics = read_metrics(store)
+        anchors = None
         if len(metrics):
             metrics = metrics[~metrics["model_id"].isin(STUDY_MODEL_IDS)]
-            metrics = metrics.reset_index(drop=True)
+            metrics, anchors = split_anchors(metrics.reset_index(drop=True))
         study = None
         study_file = store.parent / "study.json"
         if study_file.is_file():
             study = json.loads(study_file.read_text(encoding="utf-8"))
-        return cls(directory=store.parent, store=store, metrics=metrics, study=study)
+        return cls(directory=store.parent, store=store, metrics=metrics, study=study, anchors=anchors)
 
     @property
     def figures_dir(self) -> Path:

@@ -163,6 +163,12 @@ class BackgroundSource:
         self._check_split(split)
         return None
 
+    def distinct_contents(self, n: int, split: str = "train") -> int:
+        """How many distinct underlying contents ``images(n, split)`` shows: ``n`` for sources whose every
+        image is a new scene (procedural, faces, folders); fewer for crops of a few pictures."""
+        self._check_split(split)
+        return int(n)
+
     def _validate(self) -> None:
         """Cross-option checks after ``self.params`` is resolved (raise ConfigError/DataError)."""
 

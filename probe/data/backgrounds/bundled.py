@@ -95,6 +95,11 @@ class _Crops(BackgroundSource):
     def _regions(self, split: str) -> list[Tensor]:
         raise NotImplementedError
 
+    def distinct_contents(self, n: int, split: str = "train") -> int:
+        """Crops of a few pictures: at most as many distinct contents as pictures (5 natural train photos)."""
+        self._check_split(split)
+        return min(int(n), len(self._regions(split)))
+
     def _generate(self, n: int, split: str) -> Tensor:
         regions = self._regions(split)
         used: set[bytes] = set()

@@ -47,7 +47,7 @@ def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool,
                 ax.set_visible(False)
                 continue
             sns.lineplot(data=part, x=x, y="value", hue="background", style="split" if col else None,
-                         marker="o", errorbar=("ci", 95) if seeds > 1 else None, ax=ax)
+                         marker="o", errorbar=("ci", 95) if seeds > 1 else None, n_boot=1000, seed=0, ax=ax)
             if refs is not None and col is None and not refs.empty:  # external networks: reference lines
                 mine = refs[(refs["metric"] == metric) & (refs["split"] == column)]
                 for k, (name, value) in enumerate(mine.groupby("name")["value"].mean().items()):
@@ -90,8 +90,8 @@ def curves(ctx: ReportContext) -> Section | None:
                   True, refs),
             f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
             "Columns: test splits (id = training rain, others = unseen rain). Lines: background source. "
-            "Bands: 95% CI over seeds when a study has several. Dashed lines: your networks (no grid axes) on "
-            "the same synthetic splits."))
+            "Bands: 95% bootstrap CI of the mean over seeds (one point per trained model); no band when a cell "
+            "has one seed. Dashed lines: your networks (no grid axes) on the same synthetic splits."))
     complexity = "complexity_png_bpp"
     if complexity in frame and frame[complexity].notna().any():
         section.figures.append(ctx.save(

@@ -121,7 +121,8 @@ def verdict(table: pd.DataFrame) -> str:
     for split, part in table.groupby("ood_split"):
         hi = part["spearman_n_vs_ood_removal_ci_high"]
         if hi.isna().all():
-            parts.append(f"{split}: no CI (one seed per cell)")
+            notes = sorted({str(n) for n in part.get("note", pd.Series(dtype=str)) if str(n)})
+            parts.append(f"{split}: no CI ({'; '.join(notes) or 'not computable'})")
             continue
         holds = part[hi < 0]["background"].tolist() if "background" in part else []
         fails = part[~(hi < 0)]["background"].tolist() if "background" in part else []

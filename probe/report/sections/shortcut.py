@@ -67,9 +67,13 @@ def validity_text(table: pd.DataFrame) -> str:
     for _, row in table.iterrows():
         v, lo, hi = (row["spearman_score_vs_ood_removal"], row["spearman_score_vs_ood_removal_ci_low"],
                      row["spearman_score_vs_ood_removal_ci_high"])
+        if not np.isfinite(v):
+            parts.append(f"{row['ood_split']}, {row['scope']} ({row['n_models']} models): not computable "
+                         f"({row['note']})")
+            continue
         ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
         status = "meets the target ρ ≤ −0.8" if row["meets_target"] else (
-            "FAILS the target ρ ≤ −0.8" + (" and its CI includes 0" if np.isfinite(hi) and hi >= 0 else ""))
+            "FAILS the target ρ ≤ −0.8" + (" and its CI includes 0" if np.isfinite(lo) and lo <= 0 <= hi else ""))
         parts.append(f"{row['ood_split']}, {row['scope']} ({row['n_models']} models): ρ = {v:.2f}{ci}, "
                      f"p = {row['spearman_score_vs_ood_removal_p']:.3g} — {status}")
     return "; ".join(parts) + "."

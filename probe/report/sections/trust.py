@@ -1,9 +1,10 @@
 """"How far to trust these numbers": replication, calibration anchors, data caveats, the score's validity.
 
-Reads only the store. Calibration anchors are models whose info carries a non-empty ``role`` (identity,
-oracle, untrained, single_background, …; see docs/probes.md): their values of the key indicators are shown
-beside the trained models' range, and an indicator is marked *uninformative* when identity and oracle differ
-by less than the spread of trained models within a cell (it cannot tell "removes nothing" from "perfect").
+Reads only the store. Calibration anchors are the models :mod:`probe.anchors` stores with ``role = "anchor"``
+and ``anchor`` = identity | oracle | untrained | single, one per evaluation set (background source): their
+values of the key indicators are shown beside the trained models' range on the same evaluation set, and an
+indicator is marked *uninformative* when identity and oracle do not differ by more than 5 % (the rule of
+``probe.anchors.separates``): it cannot tell "removes nothing" from "perfect" there.
 """
 
 from __future__ import annotations
@@ -27,10 +28,23 @@ INDICATORS = [
 
 
 def _roles(metrics: pd.DataFrame) -> pd.Series:
+    """model_id -> anchor name (``anchor`` column of probe.anchors' models, else the ``role``)."""
     if "role" not in metrics:
         return pd.Series(dtype=str)
-    roles = metrics.drop_duplicates("model_id").set_index("model_id")["role"]
-    return roles[roles.notna() & ~roles.astype(str).isin(["", "model", "nan", "None"])].astype(str)
+    models = metrics.drop_duplicates("model_id").set_index("model_id")
+    role = models["role"]
+    is_anchor = role.notna() & ~role.astype(str).isin(["", "model", "nan", "None"])
+    names = models["anchor"] if "anchor" in models else role
+    return names[is_anchor].astype(str)
+
+
+def separates(a: float, b: float, rtol: float = 0.05) -> bool:
+    """The rule of :func:`probe.anchors.separates` (kept import-free: the report reads stores only): one
+    finite and one NaN, or both finite with |a − b| > rtol · max(|a|, |b|, 1e-3)."""
+    fa, fb = bool(np.isfinite(a)), bool(np.isfinite(b))
+    if fa != fb:
+        return True
+    return bool(fa and abs(a - b) > rtol * max(abs(a), abs(b), 1e-3))
 
 
 def _values(metrics: pd.DataFrame, probe: str, split: str, metric: str, extra: dict) -> pd.DataFrame:
@@ -44,29 +58,31 @@ def _values(metrics: pd.DataFrame, probe: str, split: str, metric: str, extra: d
 
 
 def anchor_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Indicator × split rows: each anchor's value, the trained models' range, and ``informative``."""
+    """Rows indicator × split (× background source of the evaluation set): every anchor's value, the trained
+    models' range on the same evaluation set, and ``informative`` (identity vs oracle, :func:`separates`)."""
     roles = _roles(metrics)
     if roles.empty:
         return pd.DataFrame()
     trained = _trained(metrics)
-    cell_cols = [c for c in ("background", "n_backgrounds") if c in trained]
-    cells = trained.drop_duplicates("model_id").set_index("model_id")[cell_cols].astype(str).agg("|".join, axis=1) \
-        if cell_cols else pd.Series(dtype=str)
+    bg_of = metrics.drop_duplicates("model_id").set_index("model_id")["background"].astype(str) \
+        if "background" in metrics else pd.Series("all", index=metrics["model_id"].unique())
     rows = []
     for label, probe, split, metric, extra in INDICATORS:
         values = _values(metrics, probe, split, metric, extra)
-        for sp, part in values.groupby("split"):
+        values["background"] = values["model_id"].map(bg_of).fillna("all")
+        for (sp, bg), part in values.groupby(["split", "background"]):
             v = part.set_index("model_id")["value"]
-            row = {"indicator": label, "split": sp}
-            for model, role in roles.items():
-                row[role] = float(v.get(model, np.nan))
+            row = {"indicator": label, "split": sp, "background": bg}
+            for model, name in roles.items():
+                if model in v.index:
+                    row[name] = float(v[model])
             tv = v[v.index.isin(trained["model_id"])]
             row["trained min"], row["trained max"] = (float(tv.min()), float(tv.max())) if len(tv) else (np.nan,) * 2
-            spread = tv.groupby(cells.reindex(tv.index)).std(ddof=1).mean() if len(tv) > 1 and len(cells) else 0.0
-            gap = abs(row.get("identity", np.nan) - row.get("oracle", np.nan))
-            row["informative"] = ("?" if not np.isfinite(gap) else
-                                  "yes" if gap > max(float(np.nan_to_num(spread)), 1e-9) else "NO")
-            rows.append(row)
+            if "identity" in row or "oracle" in row:
+                a, b = row.get("identity", np.nan), row.get("oracle", np.nan)
+                row["informative"] = "?" if not ("identity" in row and "oracle" in row) else \
+                    ("yes" if separates(a, b) else "NO")
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -107,7 +123,9 @@ def trust(ctx: ReportContext) -> Section | None:
         return None
     text, counts = replication(ctx.metrics)
     section = Section("How far to trust these numbers", text=text)
-    anchors = anchor_table(ctx.metrics)
+    both = ctx.metrics if ctx.anchors is None or not len(ctx.anchors) else \
+        pd.concat([ctx.metrics, ctx.anchors], ignore_index=True)
+    anchors = anchor_table(both)
     if anchors.empty:
         section.text += ("Calibration anchors (identity, oracle, untrained, single-background networks) were not "
                          "measured for this study, so no indicator here is checked against networks of known "
