@@ -130,7 +130,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     stream = PairedStream(config.data.background, config.data.n_backgrounds, config.degradation,
                           patch=config.data.patch, batch=config.train.batch, seed=config.seed,
                           clean_fraction=config.data.clean_fraction,
-                          background_options=config.data.background_options)
+                          background_options=config.data.background_options,
+                          **config.data.balance_options())
 
     start, history, wall_before = 0, [], 0.0
     state = None if force else run.load_state()
