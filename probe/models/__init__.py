@@ -21,6 +21,7 @@ FAMILIES = Registry(
         "unet": "probe.models.unet:UNet",
         "swinir": "probe.models.swinir:SwinIR",
         "nafnet": "probe.models.nafnet:NAFNet",
+        "prior_restorer": "probe.models.prior_restorer:PriorRestorer",
     },
 )
 
