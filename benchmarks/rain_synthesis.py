@@ -2,7 +2,7 @@
 
 The reference is what a user would write from SCIENCE.md, one image at a time: a uniform per pixel, seeds
 where u > 1 − amount, the streak kernel built with numpy coordinate math (the same anti-aliased line as
-probe, blurred by the width × width OpenCV-sigma Gaussian, with the 3 × 3 seed spread folded in), the layer
+probe, co-authors' window length rule, OpenCV's width × width Gaussian, the 3 × 3 seed spread), the layer
 by ``scipy.signal.fftconvolve(..., mode="same")``, min–max normalisation and the composite
 ``clip(B + beta R)`` with its mask. Both sides draw the ``random`` preset (the widest ranges) at 128 px;
 timings are interleaved, median of the repetitions after a warm-up.
@@ -43,7 +43,7 @@ def reference_kernel(length: float, angle: float, width: int) -> np.ndarray:
     theta = math.radians(angle)
     c, s = math.cos(theta), math.sin(theta)
     vertical = abs(c) >= abs(s)
-    half = (length * max(abs(c), abs(s)) - 1) / 2
+    half = (length - 1) / 2  # the co-authors' window rule: L pixels along the major axis (L / max(|c|, |s|) drawn)
     big = math.floor(half) + 1
     j = np.arange(-big, big + 1)
     w_major = np.clip(half + 1 - np.abs(j), 0, 1)
@@ -57,10 +57,14 @@ def reference_kernel(length: float, angle: float, width: int) -> np.ndarray:
         rows, cols = (j, k) if vertical else (k, j)
         np.add.at(line, (rows.astype(int) + radius, cols.astype(int) + radius), w_major * wk)
     kernel = fftconvolve(line, np.array(SEED_SPREAD), mode="same")
-    if width > 1:
-        sigma = 0.3 * ((width - 1) * 0.5 - 1) + 0.8
-        r = np.arange(width) - width // 2
-        g = np.exp(-(r**2) / (2 * sigma**2))
+    if width > 1:  # cv2.GaussianBlur(k, (width, width), 0): a fixed table for width <= 7, else the sigma rule
+        table = {3: [0.25, 0.5, 0.25], 5: [1, 4, 6, 4, 1], 7: [1, 3.5, 7, 9, 7, 3.5, 1]}
+        if width in table:
+            g = np.array(table[width], float)
+        else:
+            sigma = 0.3 * ((width - 1) * 0.5 - 1) + 0.8
+            r = np.arange(width) - width // 2
+            g = np.exp(-(r**2) / (2 * sigma**2))
         g /= g.sum()
         kernel = fftconvolve(kernel, np.outer(g, g), mode="same")
     return kernel

@@ -68,9 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(g)
     g.add_argument("spec", help="study spec, e.g. analyses/derain_complexity.toml")
     g.add_argument("--out", default=None, help="output directory (default: trained_models/<study>)")
-    g.add_argument("--executor", choices=["local", "dask"], default="local")
+    g.add_argument("--executor", choices=["local", "dask", "batched"], default="local",
+                   help="local process pool, dask, or batched (many small models in one vmapped step)")
+    g.add_argument("--gpus", default=None, help="CUDA devices to spread the cells over, e.g. 0,1")
     g.add_argument("--workers", type=int, default=None, help="parallel workers (default: machine-sized)")
     g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    g.add_argument("--retries", type=int, default=2,
+                   help="times Dask reschedules a cell whose worker died (default 2)")
+    g.add_argument("--connect-timeout", type=float, default=10.0,
+                   help="seconds to reach --scheduler before giving up (default 10)")
     g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
     g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
@@ -88,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
     p.add_argument("--force", action="store_true", help="recompute results already in the store")
     p.add_argument("--device", default=None)
+    p.add_argument("--anchors", default=None,
+                   help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     p.set_defaults(func=_handler("probe.measure:run_cli"))
 
     p = sub.add_parser("report", help="draw figures and the HTML report from result stores")

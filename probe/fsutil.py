@@ -63,3 +63,20 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def require_utf8(path: str | Path, what: str = "path") -> Path:
+    """``path`` as a Path, or one :class:`~probe.errors.ConfigError` line if its name is not valid UTF-8.
+
+    Used up front for paths whose names end up in results (run directories become model ids in the
+    store, HDF5 and safetensors need UTF-8 names); undecodable bytes are shown as ``\\xNN``."""
+    from probe.errors import ConfigError
+
+    path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ConfigError(f"{what} {shown} has a name that is not valid UTF-8; rename it (e.g. "
+                          f"`convmv -f latin1 -t utf8`) or choose another") from None
+    return path

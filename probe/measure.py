@@ -69,7 +69,8 @@ def _isnan(value: Any) -> bool:
 
 def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
             out: str | Path | None = None, force: bool = False, device: str | None = None,
-            show_progress: bool | None = None) -> dict[str, Any]:
+            show_progress: bool | None = None, anchors: Any = None) -> dict[str, Any]:
+    from probe.device import to_device
     from probe.models.checkpoint import load_model
     from probe.probes import PROBES
     from probe.probes.evaldata import eval_data_for_run
@@ -85,6 +86,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     probe_names = probes or (spec.get("study") or {}).get("probes") or DEFAULT_PROBES
     probe_params = (spec.get("study") or {}).get("probe_params") or {}
     probe_objs = [PROBES.get(name)(**probe_params.get(name, {})) for name in probe_names]
+    study_level = [p for p in probe_objs if getattr(p, "study_level", False)]  # scored after every model
+    probe_objs = [p for p in probe_objs if p not in study_level]
     out = Path(out) if out is not None else Path("reports") / study_name / "results.h5"
     out.parent.mkdir(parents=True, exist_ok=True)
     if study_dir is not None:
@@ -95,6 +98,10 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     if not finished:
         raise DataError(f"{path}: no finished runs to measure ({len(runs)} run directories found)")
     dev = resolve_device(device or "cpu")
+    if anchors:  # validate the names before any work (issue 12 calibration anchors)
+        from probe.models.anchors import parse_anchors
+
+        anchors = parse_anchors(anchors)
     store = ResultStore(out)
     summary: dict[str, Any] = {"store": str(out), "study": study_name, "computed": 0, "skipped": 0,
                                "runs": len(finished), "unfinished": len(runs) - len(finished)}
@@ -111,8 +118,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             model = None
             with store.transaction():
                 for probe in probe_objs:
-                    if data is None:
-                        data = eval_data_for_run(record).select(splits)
+                    if data is None:  # moved to the model's device once per run
+                        data = to_device(eval_data_for_run(record).select(splits), dev)
                     if not force and store.has(model_id, probe.name, probe.params, data.info):
                         summary["skipped"] += 1
                         bar.update(1)
@@ -132,6 +139,15 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             summary["cross_model_cka"] = measure_cross_model_cka(
                 measured, store, first, params=probe_params.get("cka", {}), force=force, device=str(dev),
                 provenance=provenance())
+        if anchors:  # --- calibration anchors (probe/anchors.py), stored as models with role "anchor" ---
+            from probe.anchors import measure_anchors
+
+            summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,
+                                                 device=str(dev), force=force, provenance=provenance())
+        if any(p.name == "shortcut" for p in study_level):
+            from probe.shortcut import measure_shortcut
+
+            summary["shortcut"] = measure_shortcut(store, provenance=provenance())
     finally:
         bar.close()
     return summary
@@ -142,7 +158,12 @@ def run_cli(args: argparse.Namespace) -> int:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
     if args.probes is not None and not probes:
         raise ConfigError("--probes is empty")
-    summary = measure(args.path, probes=probes, splits=splits, out=args.out, force=args.force, device=args.device)
+    summary = measure(args.path, probes=probes, splits=splits, out=args.out, force=args.force, device=args.device,
+                      anchors=getattr(args, "anchors", None))
     print(f"measured {summary['runs']} runs of {summary['study']}: {summary['computed']} probe results computed, "
           f"{summary['skipped']} already stored -> {summary['store']}")
+    if "anchors" in summary:
+        a = summary["anchors"]
+        print(f"anchors: {len(a['anchor_models'])} anchor models, {a['computed']} results computed, "
+              f"{a['skipped']} already stored" + "".join(f"\n  failed: {f}" for f in a["anchor_failures"]))
     return 0

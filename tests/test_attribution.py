@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_default_windows_land_on_and_off_rain():
     mask[0, 0, 5:30, 30:33] = 1  # vertical streak near the right edge
     mask[1, 0, 20:24, 0:40] = 1  # horizontal band through the middle
     mask[1, 0, 0:10, 0:10] = 1   # and a dense block in the corner
-    wins = default_windows(mask, 8)
+    wins = default_windows(mask, 8, margin=0)
     on, off = wins["on"], wins["off"]
     on_mask, off_mask = on.mask((40, 40)), off.mask((40, 40))
     density_on = (on_mask * mask).flatten(1).sum(1) / 64
@@ -133,6 +134,19 @@ def test_default_windows_land_on_and_off_rain():
 
 
 # -------------------------------------------------------------------------------------- path engine
+
+def test_default_windows_keep_away_from_the_border():
+    mask = torch.zeros(2, 1, 40, 40)
+    mask[1, 0, 20:24, 0:40] = 1  # horizontal band through the middle
+    mask[1, 0, 0:10, 0:10] = 1   # and a dense block in the corner: on the border, not chosen
+    mask[0, 0, 0:40, 0:3] = 1    # rain only at the left border
+    wins = default_windows(mask, 8)  # auto margin: max(8 // 2, 40 // 8) = 5 px
+    for win in wins.values():
+        assert bool((win.top >= 5).all() and (win.left >= 5).all())
+        assert bool((win.top + 8 <= 35).all() and (win.left + 8 <= 35).all())
+    density = (wins["on"].mask((40, 40)) * mask).flatten(1).sum(1) / 64
+    assert float(density[1]) == 0.5  # the band, not the denser corner block
+
 def test_ig_of_linear_network_is_input_times_weight():
     torch.manual_seed(0)
     model = nn.Conv2d(3, 3, 1)  # a fixed per-pixel linear map plus bias
@@ -377,7 +391,7 @@ def test_probe_end_to_end_named_dims_and_metrics():
     assert boxes.dims == ("split", "window", "image", "box") and int(boxes.sel(box="height")[0, 0, 0]) == 6
     im = result.arrays["image_metrics"]
     assert im.dims == ("split", "window", "image", "metric")
-    assert json.loads(arr.attrs["objective"]) == {"name": "window_sum", "params": {"reduce": "sum"}}
+    assert json.loads(arr.attrs["objective"]) == {"name": "removed", "params": {}}
     # on-rain windows hold rain, off-rain windows hold none
     data = _eval_data()
     for split in ["id", "ood"]:
@@ -392,7 +406,8 @@ def test_probe_end_to_end_named_dims_and_metrics():
     assert rows[("id", "on", "map_size")] == 32 * 32
     assert 0 <= rows[("id", "on", "share_on_rain")] <= 1 and 0 <= rows[("id", "off", "share_in_mask")] <= 1
     assert rows[("id", "on", "relative_delta")] < 0.05
-    assert all(r["method"] == "ig" and r["objective"] == "window_sum" for r in result.metrics)
+    assert all(r["method"] == "ig" and r["objective"] == "removed" for r in result.metrics)
+    assert not any(r.get("flag") for r in result.metrics)
     # the map is the channel-summed abs of A_B + A_L
     np.testing.assert_allclose(im.sel(metric="diffusion_index").values[0, 0, 0],
                                diffusion_index(arr.values[0, 0, 0]).value, rtol=1e-5)
@@ -400,8 +415,8 @@ def test_probe_end_to_end_named_dims_and_metrics():
 
 def test_probe_identity_network_share_is_the_rain_part():
     data = _eval_data()
-    result = PROBES.get("attribution")(method="ig", n_images=2, steps=2, window=8, splits=["id"]).run(
-        nn.Identity(), data)
+    result = PROBES.get("attribution")(method="ig", n_images=2, steps=2, window=8, splits=["id"],
+                                       objective="window_sum").run(nn.Identity(), data)
     batch = data.splits["id"][:2]
     boxes = result.arrays["window_box"].sel(split="id", window="on").values
     shares = result.arrays["image_metrics"].sel(split="id", window="on", metric="share_on_rain").values
@@ -412,12 +427,38 @@ def test_probe_identity_network_share_is_the_rain_part():
         assert shares[i] == pytest.approx(rain / float(batch.degraded[i][region].sum()), rel=1e-5)
 
 
+def test_default_objective_gives_an_identity_network_no_attribution_and_says_why():
+    """The default (removed part) measures the network: an identity removes nothing, so its map is all zero
+    and every map metric is NaN with the reason, while a network that removes something gets numbers."""
+    data = _eval_data()
+    probe = PROBES.get("attribution")(n_images=2, steps=4, window=8, splits=["id"])
+    ident = {(r["window"], r["metric"]): r for r in probe.run(nn.Identity(), data).metrics}
+    for metric in ("diffusion_index", "share_on_rain", "share_in_mask"):
+        row = ident[("on", metric)]
+        assert math.isnan(row["value"]) and "zero attribution map" in row["flag"]
+    assert ident[("on", "objective_value")]["value"] == 0.0
+    trained = {(r["window"], r["metric"]): r for r in probe.run(_conv_net(6, nn.ReLU), data).metrics}
+    di = trained[("on", "diffusion_index")]
+    assert math.isfinite(di["value"]) and not di.get("flag")
+
+
+def test_clean_baseline_share_on_rain_is_nan_with_the_reason():
+    data = _eval_data()
+    res = PROBES.get("attribution")(baseline="clean", n_images=2, steps=4, window=8, splits=["id"]).run(
+        _conv_net(6, nn.ReLU), data)
+    rows = {(r["window"], r["metric"]): r for r in res.metrics}
+    for metric in ("share_on_rain", "background_contribution"):
+        assert math.isnan(rows[("on", metric)]["value"]) and "baseline='clean'" in rows[("on", metric)]["flag"]
+    assert np.isnan(res.arrays["image_metrics"].sel(metric="share_on_rain").values).all()
+    assert math.isfinite(rows[("on", "rain_contribution")]["value"])
+
+
 @pytest.mark.parametrize("method", ["lam", "saliency", "input_x_gradient", "smoothgrad"])
 def test_probe_other_methods(method):
     model = _conv_net(7)
     probe = PROBES.get("attribution")(method=method, n_images=1, steps=6, window=6, smoothgrad_samples=2,
                                       splits=["ood"])
-    assert probe.params["objective"] == ("lam" if method == "lam" else "window_sum")
+    assert probe.params["objective"] == ("lam_removed" if method == "lam" else "removed")
     result = probe.run(model, _eval_data())
     assert result.arrays["attribution"].shape == (1, 2, 1, 32, 32)
     assert ("attribution_component" in result.arrays) == (method in ("lam", "input_x_gradient"))

@@ -213,7 +213,7 @@ def test_fewer_than_four_samples_is_a_config_error():
         MinibatchCKA(estimator="debiased")
 
 
-def test_degenerate_and_negative_hsic_never_nan():
+def test_degenerate_and_negative_hsic():
     rng = np.random.default_rng(9)
     constant = np.ones((10, 6)) * 3.0
     x = rng.standard_normal((10, 6))
@@ -223,7 +223,8 @@ def test_degenerate_and_negative_hsic_never_nan():
             assert d.value == 0.0 and d.degenerate
     # a self-HSIC that rounded below zero: defined as 0 and flagged
     assert cka_from_hsic(0.4, -1e-18, 2.0) == (0.0, True)
-    assert cka_from_hsic(0.4, 1.0, float("nan")) == (0.0, True)
+    value, flagged = cka_from_hsic(0.4, 1.0, float("nan"))  # broken input: NaN, flagged, never a number
+    assert math.isnan(value) and flagged
     # the unbiased *cross* HSIC can be negative: CKA stays negative and finite
     values = [cka(rng.standard_normal((8, 3)), rng.standard_normal((8, 3))) for _ in range(40)]
     assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values)
@@ -243,3 +244,35 @@ def test_degenerate_and_negative_hsic_never_nan():
     assert m.degenerate.tolist() == [[False, True], [True, True]]
     assert m.values[0, 0] == pytest.approx(1.0) and m.values[1, 1] == 0.0
     assert not np.isnan(m.values).any()
+
+
+@pytest.mark.parametrize("dtype, offset, tol", [(torch.float32, 1e5, 1e-3), (torch.float64, 1e5, 1e-9),
+                                                (torch.float64, 1e9, 1e-6)])
+@pytest.mark.parametrize("width", [20, 6000])  # the feature-space route and the blockwise Gram route
+def test_translation_invariance_survives_a_large_common_offset(dtype, offset, tol, width):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 20, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(20, 30, generator=g, dtype=torch.float64) + torch.randn(64, 30, generator=g,
+                                                                                 dtype=torch.float64)
+    xs = x.repeat(1, width // 20)
+    ref = cka(xs, y)
+    assert 0.2 < ref < 0.99
+    shifted = cka_details((xs + offset).to(dtype), y.to(dtype))  # mean = offset x the spread (std 1)
+    assert not shifted.degenerate and shifted.value == pytest.approx(ref, abs=tol)
+
+
+def test_nonfinite_features_give_nan_never_a_number():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 100, generator=g)
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[3, 5] = bad
+        for width in (slice(0, 10), slice(0, 100)):
+            assert math.isnan(cka(x[:, width], y[:, width]))
+            assert math.isnan(cka(x[:, width], y[:, width], kernel="rbf"))
+        m = cka_matrix([x, y])
+        assert m.values[0, 0] == pytest.approx(1.0) and np.isnan(m.values[0, 1]) and m.degenerate[0, 1]
+        acc = MinibatchCKA()
+        acc.update([x[:8]], [y[:8]])
+        acc.update([x[8:]], [y[8:]])
+        assert np.isnan(acc.result().values).all()

@@ -75,7 +75,7 @@ def test_figures_exist_and_are_linked_from_the_report(built):
         assert f"src='figures/{name}.png'" in built["html"]
         assert f"href='figures/{name}.pdf'" in built["html"]
     assert "<h2>Attribution</h2>" in built["html"]
-    assert "method ig, objective window_sum, steps 4, n_images 2, window 6" in built["html"]
+    assert "method ig, objective removed, steps 4, n_images 2, window 6" in built["html"]
 
 
 def test_table_equals_store_means_and_ignores_the_study_pseudo_model(built):

@@ -45,7 +45,8 @@ class DegradedBatch:
             layer=torch.cat([b.layer for b in batches]),
             mask=torch.cat([b.mask for b in batches]),
             soft_mask=torch.cat([b.soft_mask for b in batches]),
-            params={k: torch.cat([b.params.get(k, torch.full((len(b),), float("nan"))) for b in batches])
+            params={k: torch.cat([b.params.get(k, torch.full((len(b),), float("nan"), device=b.degraded.device))
+                                  for b in batches])
                     for k in sorted(keys)},
         )
 

@@ -13,29 +13,32 @@ the cell list so ``probe grid status`` can tell pending cells from finished ones
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ConfigError, DataError
-from probe.fsutil import write_json_atomic
+from probe.fsutil import require_utf8, write_json_atomic
+from probe.grid.executors import default_workers, run_dask, run_local  # noqa: F401 (default_workers: public)
 from probe.grid.spec import StudySpec
 from probe.progress import progress
 from probe.train.rundir import RunDir
 
 STUDY_FILE = "study.json"
-
-
-def default_workers(threads_per_worker: int = 1) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, threads_per_worker))
+CELL_LOCK = ".cell.lock"
 
 
 def run_cell(config_dict: dict[str, Any], out: str, device: str | None, threads: int,
              verbose: bool = False) -> dict[str, Any]:
-    """Train one cell (in a worker). Never raises: failures are returned and recorded in ``run.json``."""
+    """Train one cell (in a worker). Never raises: failures are returned and recorded in ``run.json``.
+
+    The cell's run directory is locked (``<cell>/.cell.lock``, :class:`probe.locks.FileLock`) while it trains:
+    a cell another live process trains (a second ``probe grid run`` on the same ``--out``) is left to it and
+    reported ``busy``."""
     import torch
+
+    from probe.errors import StoreError
+    from probe.locks import FileLock
 
     torch.set_num_threads(max(1, threads))
     from probe.train.config import TrainConfig
@@ -43,6 +46,10 @@ def run_cell(config_dict: dict[str, Any], out: str, device: str | None, threads:
 
     run = RunDir(out)
     t0 = time.perf_counter()
+    try:
+        lock = FileLock(Path(out) / CELL_LOCK, timeout=0, what=f"grid cell {out}").acquire()
+    except StoreError as exc:
+        return {"path": out, "status": "busy", "error": str(exc), "seconds": 0.0}
     try:
         config = TrainConfig.from_dict(config_dict)
         record = train(config, out, device=device, show_progress=verbose if verbose else False)
@@ -56,6 +63,8 @@ def run_cell(config_dict: dict[str, Any], out: str, device: str | None, threads:
         except Exception:
             pass
         return {"path": out, "status": "failed", "error": message, "seconds": time.perf_counter() - t0}
+    finally:
+        lock.release()
 
 
 def plan(spec: StudySpec, out: Path) -> list[tuple[str, dict[str, Any], Path]]:
@@ -83,11 +92,27 @@ def is_finished(path: Path) -> bool:
 def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, executor: str = "local",
              workers: int | None = None, scheduler: str | None = None, device: str | None = None,
              threads_per_worker: int = 1, dry_run: bool = False, verbose: bool = False,
-             show_progress: bool | None = None) -> dict[str, Any]:
-    """Train every unfinished cell of ``spec``; returns counts and per-cell outcomes."""
+             show_progress: bool | None = None, retries: int = 2, connect_timeout: float = 10.0,
+             gpus: list[int] | None = None) -> dict[str, Any]:
+    """Train every unfinished cell of ``spec``; returns counts and per-cell outcomes.
+
+    ``executor``: ``local`` (one spawned process per cell), ``dask`` or ``batched`` (many cells in one vmapped
+    step, :mod:`probe.grid.batched`); ``gpus`` (e.g. ``[0, 1]``) spreads the cells over those CUDA devices.
+    A cell whose worker process is killed from outside (OOM killer, job limit, preemption) is recorded
+    ``failed`` with its cause and the other cells go on (:mod:`probe.grid.executors`); a rerun resumes it.
+    ``retries``: times the Dask executor reschedules a cell whose worker died (>= 0). ``connect_timeout``:
+    seconds to reach ``scheduler`` before one ConfigError line naming it. Raises ConfigError for a bad
+    executor, ``retries``, ``workers`` or ``gpus``.
+    """
     if not isinstance(spec, StudySpec):
         spec = StudySpec.from_toml(spec)
-    out = Path(out) if out is not None else Path("trained_models") / spec.name
+    out = require_utf8(Path(out) if out is not None else Path("trained_models") / spec.name, "grid output folder")
+    if executor not in ("local", "dask", "batched"):
+        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask, batched")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     items = plan(spec, out)
     if dry_run:
         return {"study": spec.name, "out": str(out), "cells": [i for i, _, _ in items], "dry_run": True,
@@ -97,13 +122,13 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
     summary: dict[str, Any] = {"study": spec.name, "out": str(out), "total": len(items),
                                "skipped": len(items) - len(todo), "outcomes": {}, "prior_errors": prior_errors}
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"executor {executor!r} is unknown; allowed: local, dask")
+    gpus = check_gpus(gpus)
     bar = progress(total=len(items), initial=len(items) - len(todo), desc=f"grid {spec.name}",
                    unit="cell", enabled=show_progress, leave=True)
     try:
-        run = _run_local if executor == "local" else _run_dask
-        for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose):
+        run = {"local": run_local, "dask": run_dask, "batched": _run_batched}[executor]
+        for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose, retries=retries,
+                           connect_timeout=connect_timeout, gpus=gpus):
             summary["outcomes"][Path(outcome["path"]).name] = outcome
             bar.update(1)
             bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
@@ -112,6 +137,7 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     statuses = [o["status"] for o in summary["outcomes"].values()]
     summary["done"] = summary["skipped"] + statuses.count("done")
     summary["failed"] = statuses.count("failed")
+    summary["busy"] = statuses.count("busy")
     return summary
 
 
@@ -134,48 +160,23 @@ def _train_priors(spec: StudySpec, device: str | None, show_progress: bool | Non
     return errors
 
 
-def _run_local(todo, workers, scheduler, device, threads, verbose):
-    if not todo:
-        return
-    workers = min(len(todo), workers or default_workers(threads))
-    if workers == 1:
-        for _, config, path in todo:
-            yield run_cell(config, str(path), device, threads, verbose)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def _run_batched(todo, workers, scheduler, device, threads, verbose, gpus=None, **_):
+    from probe.grid.batched import run_batched
 
-    # spawn: a forked child of a process that already used torch threads can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_cell, config, str(path), device, threads, verbose) for _, config, path in todo]
-        for future in as_completed(futures):
-            yield future.result()
+    yield from run_batched(todo, workers, scheduler, device, threads, verbose, gpus)
 
 
-def _run_dask(todo, workers, scheduler, device, threads, verbose):
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as exc:  # pragma: no cover - distributed is a dependency
-        raise ConfigError("the dask executor needs `distributed` (pip install distributed)") from exc
-    if not todo:
-        return
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        n = min(len(todo), workers or default_workers(threads))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    try:
-        futures = [client.submit(run_cell, config, str(path.resolve()), device, threads, verbose,
-                                 key=f"probe-cell-{cell_id}-{time.time_ns()}", pure=False)
-                   for cell_id, config, path in todo]
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+def check_gpus(gpus: list[int] | None) -> list[int] | None:
+    """Validate ``--gpus``: distinct visible CUDA device indices (ConfigError otherwise)."""
+    if not gpus:
+        return None
+    from probe.device import resolve_device
+
+    if len(set(gpus)) != len(gpus) or any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpus):
+        raise ConfigError(f"--gpus {gpus!r}: expected distinct device indices such as 0,1")
+    for g in gpus:
+        resolve_device(f"cuda:{g}")
+    return list(gpus)
 
 
 def _write_study(out: Path, spec: StudySpec, items) -> None:

@@ -32,6 +32,8 @@ class RestorationModel(nn.Module):
 
     family: ClassVar[str] = ""
     sizes: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: a convolutional family: the trainer uses the channels-last memory format for it on CUDA
+    channels_last: ClassVar[bool] = False
 
     def __init__(self, size: str = "tiny", **kwargs: Any):
         super().__init__()

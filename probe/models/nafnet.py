@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
@@ -42,7 +43,13 @@ from probe.models.layers import (
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel dimension of an NCHW map (per pixel), with affine weight and bias."""
+    """LayerNorm over the channel dimension of an NCHW map (per pixel), with affine weight and bias.
+
+    y = (x − μ) / √(σ² + ε) · w + b with μ, σ² the per-pixel channel mean and biased variance (NAFNet's
+    LayerNorm2d). Computed by the fused ``F.layer_norm`` on a channels-last view: one kernel instead of six
+    elementwise passes, always in float32 (so bf16 autocast training keeps full-precision statistics; the
+    next convolution casts back); in float32 it equals the written-out formula
+    (:func:`layer_norm2d_reference`) to rounding."""
 
     def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
@@ -51,10 +58,16 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        y = (x - mu) / torch.sqrt(var + self.eps)
-        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
+        y = F.layer_norm(x.float().permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def layer_norm2d_reference(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-6) -> Tensor:
+    """The written-out channel LayerNorm (the previous implementation), kept as the test reference."""
+    mu = x.mean(1, keepdim=True)
+    var = (x - mu).pow(2).mean(1, keepdim=True)
+    y = (x - mu) / torch.sqrt(var + eps)
+    return weight.view(1, -1, 1, 1) * y + bias.view(1, -1, 1, 1)
 
 
 class SimpleGate(nn.Module):
@@ -125,6 +138,7 @@ class NAFNet(RestorationModel):
     """
 
     family: ClassVar[str] = "nafnet"
+    channels_last: ClassVar[bool] = True
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"width": 16, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1],
                  "global_residual": True},

@@ -57,6 +57,7 @@ class ResNet(RestorationModel):
     """
 
     family: ClassVar[str] = "resnet"
+    channels_last: ClassVar[bool] = True
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"n_blocks": 4, "channels": 16, "res_scale": 1.0, "global_residual": True},
         "small": {"n_blocks": 8, "channels": 32, "res_scale": 1.0, "global_residual": True},

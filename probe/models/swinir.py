@@ -81,8 +81,24 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device: Any = None)
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
+def attention_reference(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """softmax(q·kᵀ/√d + bias)·v written out (Swin, Liu et al. 2021, eq. 4): the unfused reference the
+    fused :class:`WindowAttention` is tested against. Shapes broadcast: q, k, v ``(..., N, d)``."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
+    return scores.softmax(-1) @ v
+
+
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside ws×ws windows with a learned relative position bias."""
+    """Multi-head self-attention inside ws×ws windows with a learned relative position bias.
+
+    Runs on one fused ``scaled_dot_product_attention`` call in a 4-D layout ``(B, nW·heads, N, d)`` whose
+    additive mask (relative-position bias + shift mask, ``(1, nW·heads, N, N)``) broadcasts over the batch,
+    so CUDA's memory-efficient kernel takes it without materialising per-image masks. Where the head
+    dimension is not a multiple of 8 (SwinIR-light: 60 / 6 = 10) q, k, v are zero-padded to the next
+    multiple on CUDA (``pad_head_dim="auto"``; ``True``/``False`` force it) with the softmax scale kept at
+    1/√d — zeros change neither q·kᵀ nor the kept output columns."""
+
+    pad_head_dim: bool | str = "auto"
 
     def __init__(self, dim: int, window_size: int, num_heads: int):
         super().__init__()
@@ -101,14 +117,28 @@ class WindowAttention(nn.Module):
         """x: (B, nW, N, C) window tokens; mask: (nW, N, N) additive or None."""
         b, nw, n, c = x.shape
         heads = self.num_heads
-        qkv = self.qkv(x).reshape(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv.unbind(0)  # (B, nW, heads, N, d)
+        d = c // heads
+        qkv = self.qkv(x).reshape(b, nw, n, 3, heads, d).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = (t.reshape(b, nw * heads, n, d) for t in qkv.unbind(0))  # (B, nW·heads, N, d)
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        bias = bias.reshape(n, n, heads).permute(2, 0, 1)  # (heads, N, N)
+        bias = bias.reshape(n, n, heads).permute(2, 0, 1).unsqueeze(0)  # (1, heads, N, N)
         if mask is not None:
-            bias = bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)  # (nW, heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
+            bias = bias + mask.unsqueeze(1).to(bias.dtype)  # (nW, heads, N, N)
+        bias = bias.expand(nw, heads, n, n).reshape(1, nw * heads, n, n).to(q.dtype)
+        pad = self._padding(d, q)
+        if pad:
+            q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=d ** -0.5)
+        if pad:
+            out = out[..., :d]
+        out = out.reshape(b, nw, heads, n, d).transpose(2, 3).reshape(b, nw, n, c)
+        return self.proj(out)
+
+    def _padding(self, d: int, q: Tensor) -> int:
+        want = self.pad_head_dim
+        if want == "auto":
+            want = q.is_cuda
+        return (-d) % 8 if want else 0
 
 
 class Mlp(nn.Module):

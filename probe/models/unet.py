@@ -67,6 +67,7 @@ class UNet(RestorationModel):
     """
 
     family: ClassVar[str] = "unet"
+    channels_last: ClassVar[bool] = True
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"depth": 2, "base_channels": 16, "global_residual": True},
         "small": {"depth": 3, "base_channels": 32, "global_residual": True},

@@ -13,5 +13,6 @@ PROBES = Registry(
         "cka": "probe.probes.cka:CKAProbe",
         "ddr": "probe.probes.ddr:DDR",
         "attribution": "probe.probes.attribution:Attribution",
+        "shortcut": "probe.shortcut:Shortcut",  # study-level: scored by `probe measure` after every model
     },
 )

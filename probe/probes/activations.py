@@ -23,7 +23,8 @@ alive at a time; statistics merged in float64):
   the baseline the layer ratios should be read against. NaN where ``alt_clean`` or the degradation is absent.
 
 Metric rows per split and layer (``layer``, ``depth`` columns): mean, std, zero_fraction, dead_fraction,
-fisher_ratio, probe_accuracy, sensitivity_ratio (finite values only); per split ``input_sensitivity_ratio``::
+fisher_ratio, probe_accuracy, sensitivity_ratio (undefined values are left out; at a layer with NaN/inf
+activations every row is NaN with a ``flag``, never a number); per split ``input_sensitivity_ratio``::
 
     from probe.probes import PROBES
     result = PROBES.get("activations")(n_images=8).run(model, data)
@@ -41,6 +42,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import (
@@ -58,6 +60,8 @@ CHANGES = ("degradation", "background")
 SEED_OFFSET = 7919
 
 __all__ = ["Activations", "fisher_ratio", "probe_accuracy"]
+
+NONFINITE_FLAG = "non-finite activations (NaN/inf at this layer)"
 
 
 # ----------------------------------------------------------------------------------------------- measures
@@ -200,6 +204,7 @@ class Activations(Probe):
         p = self.params
         data = data.select(names_param(self.name, "splits", p["splits"]))
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
+        feed(model, data)
         result = ProbeResult()
         split_names = list(data.splits)
         per_split: list[dict[str, Any]] = []
@@ -261,10 +266,15 @@ class Activations(Probe):
 
                 deg = make_degradation(deg)
             gen = torch.Generator().manual_seed(int(data.seed) + SEED_OFFSET + s_index)
-            variants["degradation"] = deg.apply(batch.clean[:m], gen).degraded
+            # synthesised on the CPU: the same inputs (and results) whichever device the data lives on
+            variants["degradation"] = deg.apply(batch.clean[:m].cpu(), gen).degraded.to(batch.clean.device)
         if data.alt_clean is not None:
             variants["background"] = (data.alt_clean[:m].to(batch.layer.device) + batch.layer[:m]).clamp(0, 1)
         ref_images = batch.degraded[:m]
+        if "degradation" in variants:  # an oracle anchor must know the background of every input
+            feed(model, variants["degradation"], batch.clean[:m])
+        if "background" in variants:
+            feed(model, variants["background"], data.alt_clean[:m].to(batch.clean.device))
         moved = {c: 0.0 for c in CHANGES}
         values = np.full((len(CHANGES), len(names)), np.nan)
         inputs = np.full(len(CHANGES), np.nan)
@@ -273,13 +283,14 @@ class Activations(Probe):
         change_sum = {c: dict.fromkeys(names, 0.0) for c in variants}
         base_sum = dict.fromkeys(names, 0.0)
         for piece in even_batches(m, self.params["batch_size"]):
-            ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat))
+            ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat,
+                                       to_cpu=False))  # stays on the model's device
             for name in names:
                 base_sum[name] += float(ref[name].double().norm(dim=1).sum())
 
             def distance(tensor: Tensor, ctx: BatchContext, ref: dict[str, Tensor] = ref) -> Tensor:
                 other = tensor.reshape(tensor.shape[0], -1).float()
-                return (other - ref[ctx.layer]).double().norm(dim=1)
+                return (other - ref[ctx.layer].to(other.device)).double().norm(dim=1)
 
             for change, images in variants.items():
                 dists = next(iterate_features(model, images[piece], layers, batch_size=m, reducer=distance))
@@ -307,6 +318,7 @@ class Activations(Probe):
                                                               "fisher_ratio", "probe_accuracy")}
         ch_mean = np.full((n_s, n_l, c_max), np.nan)
         ch_std = np.full((n_s, n_l, c_max), np.nan)
+        nonfinite = np.zeros((n_s, n_l), dtype=bool)
         for si, out in enumerate(per_split):
             for li, name in enumerate(names):
                 st: _Stats = out["stats"][name]
@@ -322,6 +334,11 @@ class Activations(Probe):
                 scalars["dead_fraction"][si, li] = float((st.absmax <= p["dead_tol"]).double().mean())
                 ch_mean[si, li, :c] = mean_c
                 ch_std[si, li, :c] = np.sqrt(st.m2.numpy() / st.count)
+                if not (np.isfinite(mean_c).all() and bool(torch.isfinite(st.absmax).all())):
+                    nonfinite[si, li] = True  # NaN/inf activations: no statistic of this layer is a number
+                    for values in scalars.values():
+                        values[si, li] = np.nan
+                    continue
                 if st.pixels:
                     x = torch.cat(st.pixels).numpy()
                     scalars["fisher_ratio"][si, li] = fisher_ratio(x, out["label"])
@@ -364,5 +381,8 @@ class Activations(Probe):
                 if ratio is not None:
                     rows["sensitivity_ratio"] = ratio[si, li]
                 for metric, value in rows.items():
-                    if np.isfinite(value):
-                        result.add_metric(split, metric, float(value), layer=name, depth=li)
+                    if metric in ("fisher_ratio", "probe_accuracy") and not p["separability"]:
+                        continue
+                    if np.isfinite(value) or nonfinite[si, li]:  # broken layers: NaN rows with the reason
+                        result.add_metric(split, metric, float(value), layer=name, depth=li,
+                                          flag=NONFINITE_FLAG if nonfinite[si, li] else None)

@@ -1,9 +1,15 @@
 """The ``attribution`` probe: which input pixels does the network use — the rain streaks or the content?
 
 For every split and every window type (``on`` rain streaks / ``off`` them, chosen from the rain mask by
-:func:`probe.probes.objectives.default_windows`), the probe attributes a scalar objective of the output
-(:mod:`probe.probes.objectives`, default ``window_sum``; ``lam`` for ``method="lam"``) to the input pixels of
-the first ``n_images`` evaluation images, with
+:func:`probe.probes.objectives.default_windows` inside the image, ``border_margin`` pixels from its border:
+by default ``max(window // 2, min(H, W) // 8)``, see :func:`~probe.probes.objectives.border_margin`), the
+probe attributes a scalar objective (:mod:`probe.probes.objectives`) to the input pixels of the first
+``n_images`` evaluation images. The default objective is what the network *removed*, ``input − output``
+(``removed``: its sum in the window; ``lam_removed``: LAM's gradient energy of it, for ``method="lam"``):
+a restoration network's output is almost its input, so the attribution of the *output* (``window_sum``,
+``lam``) is dominated by the identity path and describes the input — an identity network and a perfect
+deraining network get the same maps (issue 12). An identity network removes nothing and gets an all-zero
+map, reported as NaN with a flag. Methods:
 
 - ``ig``: Integrated Gradients (our batched engine, linear path from ``baseline``),
 - ``lam``: LAM's progressive-blur path (σ from ``sigma`` to 0, ``kernel_size``),
@@ -13,7 +19,14 @@ Component attribution: the input is split as ``B`` (the clean background) + ``L`
 β·R wherever the composite was not clipped, so that B + L is exactly the network input) and both are
 attributed through f(B, L) = objective(model(B + L)). The share of attribution mass on L is ``share_on_rain``
 (methods ``ig``, ``lam``, ``input_x_gradient``; gradient-only methods have no components). IG-type methods
-report the completeness gap.
+report the completeness gap. ``baseline = "clean"`` starts the B path at B itself, so A_B = 0 and
+``share_on_rain`` = 1 by construction: that row (and ``background_contribution``) is stored as NaN with the
+flag ``"fixed by construction: baseline='clean' makes A_B = 0"``.
+
+Every metric row that is NaN carries a ``flag`` column with the reason (``zero attribution map``: the
+objective does not change along the path, e.g. nothing removed; ``non-finite``: NaN/inf in the model or
+its gradients); ``map_size`` is reported beside ``diffusion_index`` (DI depends on it) together with the
+size-corrected ``diffusion_index_corrected`` and the size-invariant ``effective_pixels``.
 
     from probe.probes import PROBES
     result = PROBES.get("attribution")(method="lam", n_images=2, steps=30).run(model, data)
@@ -50,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ConfigError, DataError
+from probe.models.anchors import feed
 from probe.probes.attribution_methods import (
     QUADRATURES,
     ObjectiveForward,
@@ -75,6 +89,11 @@ IMAGE_METRICS = ("diffusion_index", "map_size", "diffusion_index_corrected", "ef
                  "share_in_mask", "mask_fraction", "mask_enrichment", "share_on_rain", "rain_contribution",
                  "background_contribution", "objective_value", "convergence_delta", "relative_delta",
                  "crop_fraction")
+#: metrics computed from the attribution map (NaN when the map is all zero or non-finite)
+MAP_METRICS = ("diffusion_index", "diffusion_index_corrected", "effective_pixels", "share_in_mask",
+               "mask_enrichment", "share_on_rain")
+ZERO_MAP = "zero attribution map (the objective does not change along the path, e.g. nothing removed)"
+NONFINITE_MAP = "non-finite attribution (NaN/inf in the model output or its gradients)"
 
 
 class Attribution(Probe):
@@ -84,10 +103,11 @@ class Attribution(Probe):
     description = "attribution maps (IG, LAM, captum), diffusion index, share of attribution on rain"
     defaults: dict[str, Any] = {
         "method": "ig",
-        "objective": None,  # None: "lam" for method "lam", else "window_sum"
+        "objective": None,  # None: "lam_removed" for method "lam", else "removed" (what the network removes)
         "objective_params": {},
         "window": 16,
         "windows": ["on", "off"],
+        "border_margin": "auto",  # pixels from the image border: "auto" = max(window // 2, min(H, W) // 8)
         "steps": 50,
         "quadrature": None,  # None: "finite_difference" (LAM's scheme) for lam, "gausslegendre" for ig
         "internal_batch_size": 16,
@@ -108,7 +128,7 @@ class Attribution(Probe):
         if p["method"] not in METHODS:
             raise ConfigError(f"attribution: 'method' must be one of {list(METHODS)}, got {p['method']!r}")
         if p["objective"] is None:
-            p["objective"] = "lam" if p["method"] == "lam" else "window_sum"
+            p["objective"] = "lam_removed" if p["method"] == "lam" else "removed"
         if p["objective"] not in OBJECTIVES:
             raise ConfigError(f"attribution: unknown objective {p['objective']!r}; "
                               f"available: {', '.join(OBJECTIVES.names())}")
@@ -118,6 +138,9 @@ class Attribution(Probe):
         for key, low in (("window", 1), ("steps", 1), ("n_images", 1), ("smoothgrad_samples", 1)):
             if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
                 raise ConfigError(f"attribution: {key!r} must be an integer >= {low}, got {p[key]!r}")
+        bm = p["border_margin"]
+        if bm != "auto" and (not isinstance(bm, int) or isinstance(bm, bool) or bm < 0):
+            raise ConfigError(f"attribution: 'border_margin' must be 'auto' or an integer >= 0, got {bm!r}")
         windows = p["windows"]
         if (not isinstance(windows, (list, tuple)) or not windows
                 or any(w not in ("on", "off") for w in windows) or len(set(windows)) != len(windows)):
@@ -166,6 +189,7 @@ class Attribution(Probe):
         if not data.splits:
             raise DataError("attribution: the evaluation data has no splits")
         objective = make_objective(p["objective"], **p["objective_params"])
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         params = list(model.parameters())
         device = params[0].device if params else torch.device("cpu")
         splits = list(data.splits)
@@ -198,7 +222,8 @@ class Attribution(Probe):
                     raise DataError(f"attribution: split {split!r} has images of shape "
                                     f"{tuple(batch.degraded.shape[1:])}, expected {(c, h, w)}")
                 if si not in windows_cache:
-                    windows_cache[si] = (default_windows(batch.mask, p["window"]) if objective.uses_window
+                    windows_cache[si] = (default_windows(batch.mask, p["window"], p["border_margin"])
+                                         if objective.uses_window
                                          else {"full": full_window(n, (h, w))})
                     inputs[si] = batch.degraded.float().cpu().numpy()
                     masks[si] = (batch.mask[:, 0] > 0.5).float().cpu().numpy()
@@ -260,16 +285,38 @@ class Attribution(Probe):
                         "image": image_coord}, attrs=dict(attrs))
 
         result = ProbeResult(arrays=arrays)
+        fixed = self._fixed_by_construction(with_components)
+        skip = set() if with_components else {"share_on_rain", "rain_contribution", "background_contribution"}
         for si, split in enumerate(splits):
             for wi, wname in enumerate(window_names):
+                finite_map = bool(np.isfinite(maps[si, wi]).all())
+                empty = bool((np.nan_to_num(maps[si, wi]).reshape(n, -1).max(1) <= 0).all())
                 for k, metric in enumerate(IMAGE_METRICS):
                     col = values[si, wi, :, k]
-                    if np.all(np.isnan(col)):
+                    flag = fixed.get(metric)
+                    if flag is None and metric in MAP_METRICS:
+                        flag = NONFINITE_MAP if not finite_map else ZERO_MAP if empty else None
+                    if flag is None and np.all(np.isnan(col)):
+                        if metric in skip or metric in ("convergence_delta", "relative_delta"):
+                            continue  # not computed by this method
+                        flag = "undefined for these images"
+                    if flag is not None:
+                        values[si, wi, :, k] = np.nan
+                        result.add_metric(split, metric, None, flag=flag, window=wname, method=p["method"],
+                                          objective=objective.name)
                         continue
                     value = np.nanmax(col) if metric == "relative_delta" else np.nanmean(col)
                     result.add_metric(split, metric, value, window=wname, method=p["method"],
                                       objective=objective.name)
         return result
+
+    def _fixed_by_construction(self, with_components: bool) -> dict[str, str]:
+        """Metric → reason for the metrics whose value the configuration fixes whatever the network does."""
+        p = self.params
+        if with_components and p["method"] == "ig" and p["baseline"] == "clean":
+            reason = "fixed by construction: baseline='clean' makes A_B = 0 (share_on_rain = 1 for any network)"
+            return {"share_on_rain": reason, "background_contribution": reason}
+        return {}
 
     # ------------------------------------------------------------------------------------- internals
     def _baselines(self, clean: Tensor, layer: Tensor) -> tuple[Tensor, Tensor]:
@@ -309,7 +356,8 @@ class Attribution(Probe):
             res = path_integrated_gradients(fwd, inputs, baselines, path=path, path_params=path_params,
                                             steps=p["steps"], method=p["quadrature"],
                                             internal_batch_size=p["internal_batch_size"], additional=extra,
-                                            crop=None if p["crop"] == "none" else "auto")
+                                            crop=None if p["crop"] == "none" or not getattr(model, "croppable", True)
+                                            else "auto")
         else:
             res = captum_attribute(method, fwd, inputs, additional=extra,
                                    internal_batch_size=p["internal_batch_size"],

@@ -535,7 +535,9 @@ def captum_attribute(method: str, forward: nn.Module | Callable[..., Tensor],
     ``saliency`` and ``smoothgrad`` return signed gradients (maps take |Σ_c| later), so their "attributions"
     are gradients, not contributions (``info["kind"] == "gradient"``, no completeness). SmoothGrad draws its
     noise under ``seed`` without touching the global RNG state. ``captum_ig`` with ``internal_batch_size=None``
-    is captum's default call.
+    is captum's default call. ``internal_batch_size`` bounds the rows of every forward/backward for every
+    method: images go in groups of at most that many, SmoothGrad takes ``internal_batch_size // group``
+    noise samples per pass and IG as many steps (its noise draws, not its expectation, depend on the value).
 
     >>> f = lambda x: (3.0 * x).flatten(1).sum(1)
     >>> captum_attribute("saliency", f, torch.ones(1, 1, 2, 2)).attributions[0].flatten().tolist()
@@ -545,29 +547,47 @@ def captum_attribute(method: str, forward: nn.Module | Callable[..., Tensor],
 
     if method not in CAPTUM_METHODS:
         raise ConfigError(f"unknown captum method {method!r}; allowed: {', '.join(CAPTUM_METHODS)}")
-    inputs_t = tuple(x.detach().requires_grad_(True) for x in _as_tuple(inputs))
-    extra = tuple(additional) if additional else None
+    inputs_t = tuple(x.detach() for x in _as_tuple(inputs))
+    n = int(inputs_t[0].shape[0])
+    if internal_batch_size is not None and int(internal_batch_size) < 1:
+        raise ConfigError(f"internal_batch_size must be >= 1, got {internal_batch_size}")
+    # internal_batch_size bounds the rows of every forward: images are taken in groups of at most that many,
+    # and SmoothGrad / IG split their samples / steps so that group × samples (steps) stays within it.
+    group = n if internal_batch_size is None else max(1, min(n, int(internal_batch_size)))
     kind = "gradient" if method in ("saliency", "smoothgrad") else "attribution"
-    delta = f_start = None
-    with torch.enable_grad():
-        if method == "saliency":
-            attrs = Saliency(forward).attribute(inputs_t, abs=False, additional_forward_args=extra)
-        elif method == "input_x_gradient":
-            attrs = InputXGradient(forward).attribute(inputs_t, additional_forward_args=extra)
-        elif method == "smoothgrad":
-            devices = [inputs_t[0].device] if inputs_t[0].device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(int(seed))
+    parts: list[tuple[Tensor, ...]] = []
+    deltas: list[Tensor] = []
+    devices = [inputs_t[0].device] if inputs_t[0].device.type == "cuda" else []
+    with torch.enable_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))  # SmoothGrad's noise, without touching the global RNG state
+        for s in range(0, n, group):
+            idx = torch.arange(s, min(n, s + group), device=inputs_t[0].device)
+            xs = tuple(x[idx].requires_grad_(True) for x in inputs_t)
+            extra = _index_extra(tuple(additional), idx) if additional else None
+            rows = len(idx)
+            if method == "saliency":
+                attrs = Saliency(forward).attribute(xs, abs=False, additional_forward_args=extra)
+            elif method == "input_x_gradient":
+                attrs = InputXGradient(forward).attribute(xs, additional_forward_args=extra)
+            elif method == "smoothgrad":
+                per = None if internal_batch_size is None else max(1, int(internal_batch_size) // rows)
                 attrs = NoiseTunnel(Saliency(forward)).attribute(
-                    inputs_t, nt_type="smoothgrad", nt_samples=int(nt_samples), stdevs=float(stdev),
-                    nt_samples_batch_size=internal_batch_size, additional_forward_args=extra, abs=False)
-        else:
-            base = None if baselines is None else tuple(
-                torch.zeros_like(x) if b is None else b for x, b in zip(inputs_t, _as_tuple(baselines)))
-            attrs, delta = IntegratedGradients(forward).attribute(
-                inputs_t, baselines=base, additional_forward_args=extra, n_steps=int(steps),
-                method=quadrature_method, internal_batch_size=internal_batch_size,
-                return_convergence_delta=True)
+                    xs, nt_type="smoothgrad", nt_samples=int(nt_samples), stdevs=float(stdev),
+                    nt_samples_batch_size=per, additional_forward_args=extra, abs=False)
+            else:
+                base = None if baselines is None else tuple(
+                    torch.zeros_like(x) if b is None
+                    else torch.as_tensor(b, dtype=x.dtype, device=x.device).expand_as(inputs_t[0])[idx]
+                    for x, b in zip(xs, _as_tuple(baselines)))
+                attrs, delta = IntegratedGradients(forward).attribute(
+                    xs, baselines=base, additional_forward_args=extra, n_steps=int(steps),
+                    method=quadrature_method, internal_batch_size=internal_batch_size,
+                    return_convergence_delta=True)
+                deltas.append(delta.detach())
+            parts.append(tuple(a.detach() for a in _as_tuple(attrs)))
+    attrs = tuple(torch.cat(p) for p in zip(*parts))
+    delta = torch.cat(deltas) if deltas else None
+    f_start = None
     attrs = tuple(a.detach() for a in _as_tuple(attrs))
     inputs_t = tuple(x.detach() for x in inputs_t)
     chunk = internal_batch_size or inputs_t[0].shape[0]

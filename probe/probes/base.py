@@ -14,6 +14,7 @@ metrics::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,13 +65,50 @@ class ProbeResult:
 
     Every metric row has ``split``, ``metric`` and ``value``; extra keys (``layer``, ``mask``, …) become
     columns of :func:`probe.store.read_metrics`.
+
+    Non-finite values are never stored as numbers: :meth:`add_metric` stores NaN with a ``flag`` column
+    saying why (the probe's reason, or ``"non-finite"`` for a NaN/±inf it did not explain); rows without a
+    problem have ``flag`` "" (the store's missing string). A report marks flagged rows instead of showing
+    a number.
     """
 
     arrays: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_metric(self, split: str, metric: str, value: float, **extra: Any) -> None:
-        self.metrics.append({"split": split, "metric": metric, "value": float(value), **extra})
+    def add_metric(self, split: str, metric: str, value: float | None, flag: str | None = None,
+                   **extra: Any) -> None:
+        """Append one row; ``value`` None or non-finite → NaN with ``flag`` (default ``"non-finite"``).
+        A ``flag`` given with a finite value marks it (e.g. "saturated") and keeps the value."""
+        v = float("nan") if value is None else float(value)
+        row: dict[str, Any] = {"split": split, "metric": metric, "value": v if math.isfinite(v) else float("nan"),
+                               **extra}
+        if flag or not math.isfinite(v):
+            row["flag"] = str(flag or NONFINITE)
+        self.metrics.append(row)
+
+
+NONFINITE = "non-finite"  # the default flag of a metric row whose value is NaN or ±inf
+
+
+def output_flag(output: torch.Tensor) -> str | None:
+    """Flag for metrics computed from a model ``output`` (N, ...): None when every value is finite, else
+    ``"non-finite model output (k of N images)"``."""
+    bad = int((~torch.isfinite(output.detach())).flatten(1).any(1).sum())
+    return None if bad == 0 else f"non-finite model output ({bad} of {output.shape[0]} images)"
+
+
+def finite_or_flag(values: Any) -> tuple[bool, str | None]:
+    """``(True, None)`` when every entry of ``values`` (tensor, array or number) is finite, else
+    ``(False, "non-finite input (k of n values)")`` — for probes to flag results computed from broken data."""
+    import numpy as np
+
+    if isinstance(values, torch.Tensor):
+        finite = torch.isfinite(values.detach())
+        k, n = int((~finite).sum()), int(finite.numel())
+    else:
+        arr = np.asarray(values, dtype=np.float64)
+        k, n = int((~np.isfinite(arr)).sum()), int(arr.size)
+    return (k == 0, None) if k == 0 else (False, f"non-finite input ({k} of {n} values)")
 
 
 class Probe:
@@ -101,10 +139,13 @@ class Probe:
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Run ``model`` over ``images`` in batches without gradients, on the model's device, output on CPU."""
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else images.device
+    """Run ``model`` over ``images`` ``(N, C, H, W)`` in batches without gradients, on the model's device;
+    the float32 output comes back on the device of ``images`` (so metrics run where the data lives)."""
+    from probe.device import model_device
+
+    device = model_device(model)
     outputs = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            outputs.append(model(images[start:start + batch_size].to(device)).float().cpu())
+            outputs.append(model(images[start:start + batch_size].to(device)).float().to(images.device))
     return torch.cat(outputs) if outputs else images[:0].clone()

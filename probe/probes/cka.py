@@ -8,7 +8,8 @@ For every split of the evaluation set (math and guards in :mod:`probe.probes.cka
   alone: ``clamp(D, 0, 1)`` — D on black — by default, or raw D with ``degradation_input="layer"``), through the
   same network. The shortcut signature is high alignment with the degradation at depth.
 * ``layer_cka_degenerate`` / ``alignment_degenerate``: True where a representation is constant and the CKA is
-  defined as 0 (e.g. the degradation input of a clean split).
+  defined as 0 (e.g. the degradation input of a clean split), or non-finite (NaN/inf activations) and the
+  CKA is NaN. Metric rows carry the reason in their ``flag`` column.
 
 Metric rows per split and layer: ``align_clean``, ``align_degradation`` (with ``layer`` and ``depth``); per
 split ``align_gap_deep`` = mean over the deepest third of the layers of (align_degradation − align_clean).
@@ -39,6 +40,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import (
@@ -54,6 +56,8 @@ from probe.probes.capture import (
 from probe.probes.cka_math import ESTIMATORS, KERNELS, MIN_SAMPLES, CKAMatrix, MinibatchCKA, gram_linear
 
 CONVENTIONS = ("image", "pooled", "pixels")
+NONFINITE_FLAG = "non-finite features (NaN/inf activations at this layer)"
+DEGENERATE_FLAG = "degenerate: constant representation, CKA defined as 0"
 
 __all__ = ["CONVENTIONS", "CKAProbe", "Representations", "cross_model_cka", "extract_representations"]
 
@@ -177,6 +181,9 @@ class CKAProbe(Probe):
         p = self.params
         data = data.select(names_param(self.name, "splits", p["splits"]))
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
+        feed(model, data)  # an oracle anchor needs the clean backgrounds (and black under raw D)
+        for batch in data.splits.values():
+            feed(model, batch.layer, torch.zeros_like(batch.layer))
         result = ProbeResult()
         split_names = list(data.splits)
         matrices, matrix_flags, align, align_flags, counts = [], [], [], [], []
@@ -208,7 +215,7 @@ class CKAProbe(Probe):
                     flags.append(res.degenerate)
                 align.append(np.stack(rows))
                 align_flags.append(np.stack(flags))
-                self._align_metrics(result, split, names, rows)
+                self._align_metrics(result, split, names, rows, flags)
         assert names is not None
         attrs = {"kernel": p["kernel"], "estimator": p["estimator"], "convention": p["convention"],
                  "threshold": float(p["threshold"]), "seed": int(p["seed"]),
@@ -232,13 +239,23 @@ class CKAProbe(Probe):
         return result
 
     @staticmethod
-    def _align_metrics(result: ProbeResult, split: str, names: list[str], rows: list[np.ndarray]) -> None:
+    def _align_metrics(result: ProbeResult, split: str, names: list[str], rows: list[np.ndarray],
+                       flags: list[np.ndarray]) -> None:
+        """Metric rows; NaN (non-finite features) and degenerate (constant, defined as 0) values carry a flag."""
+
+        def flag(value: float, degenerate: bool) -> str | None:
+            if not np.isfinite(value):
+                return NONFINITE_FLAG
+            return DEGENERATE_FLAG if degenerate else None
+
         clean, degradation = rows
         for depth, name in enumerate(names):
-            result.add_metric(split, "align_clean", clean[depth], layer=name, depth=depth)
-            result.add_metric(split, "align_degradation", degradation[depth], layer=name, depth=depth)
+            for metric, values, bad in (("align_clean", clean, flags[0]), ("align_degradation", degradation, flags[1])):
+                result.add_metric(split, metric, values[depth], flag=flag(values[depth], bool(bad[depth])),
+                                  layer=name, depth=depth)
         deep = slice(len(names) - max(1, len(names) // 3), len(names))
-        result.add_metric(split, "align_gap_deep", float(np.mean(degradation[deep] - clean[deep])))
+        gap = float(np.mean(degradation[deep] - clean[deep]))
+        result.add_metric(split, "align_gap_deep", gap, flag=None if np.isfinite(gap) else NONFINITE_FLAG)
 
 
 # ----------------------------------------------------------------------------------------------- across models

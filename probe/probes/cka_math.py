@@ -21,14 +21,18 @@ and L — accumulated in float64. How they are obtained is the efficiency story:
 
 Both estimators are invariant to translating the features, so features are centred (column means in
 float64) before any product — which keeps float32 products accurate to ~1e-10 in CKA. A representation whose
-centred energy Σ‖xᵢ − x̄‖² is ≤ 1e-10 × its raw energy Σ‖xᵢ‖² (identical up to float rounding, e.g. a layer's
-response to an all-zero input) is treated as exactly constant.
+centred energy Σ‖xᵢ − x̄‖² is ≤ (8 ε)² × its raw energy Σ‖xᵢ‖², ε the machine epsilon of the features' dtype
+(identical up to float rounding, e.g. a layer's response to an all-zero input), is treated as exactly
+constant. The guard is relative to the data's own scale and precision, so a large common offset does not
+trip it: translation invariance holds at a mean of 1e5 × the spread in float32 and far beyond in float64
+(tested).
 
 **Guards.** Every (mini)batch needs n ≥ 4 samples (HSIC₁ divides by n − 3; the same rule is applied to the
 biased estimator so switching estimators never changes which inputs are valid) → :class:`ConfigError`.
 HSIC₁(K, K) is a squared norm of the U-centred K and so ≥ 0, but it is 0 for a constant representation and
 can round to a tiny negative number; when HSIC(K,K) or HSIC(L,L) is ≤ 1e-12 × its scale (‖K‖²_F over the
-estimator's normaliser) or not finite, the CKA is **defined as 0.0 and flagged** ``degenerate`` — never NaN.
+estimator's normaliser), the CKA is **defined as 0.0 and flagged** ``degenerate``. **Non-finite** features
+(NaN/inf activations of a diverged or overflowed layer) or HSICs give **NaN**, also flagged — never a number.
 The unbiased cross term HSIC₁(K, L) may legitimately be negative: CKA then lies in [−1, 0) and is kept (only
 rounding beyond ±1 is clipped).
 
@@ -62,7 +66,14 @@ KERNELS = ("linear", "rbf")
 ESTIMATORS = ("unbiased", "biased")
 MIN_SAMPLES = 4
 DEGENERATE_RTOL = 1e-12
-CONSTANT_RTOL = 1e-10  # centred energy / raw energy below this: the representation is numerically constant
+CONSTANT_ULPS = 8.0  # centred energy <= (CONSTANT_ULPS * eps)^2 x raw energy: numerically constant
+
+
+def constant_rtol(dtype: Any) -> float:
+    """Relative energy below which a representation of ``dtype`` (torch or numpy) is numerically constant:
+    ``(8 ε)²`` — 9.1e-13 for float32, 3.2e-30 for float64 (rounding of a constant is ~ε per entry)."""
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else float(np.finfo(dtype).eps)
+    return (CONSTANT_ULPS * eps) ** 2
 
 __all__ = [
     "CKAMatrix",
@@ -73,6 +84,7 @@ __all__ = [
     "MinibatchCKA",
     "as_samples",
     "check_kernel_params",
+    "constant_rtol",
     "cka",
     "cka_details",
     "cka_estimates",
@@ -86,7 +98,7 @@ __all__ = [
 
 
 class CKAValue(NamedTuple):
-    """One CKA with its parts: ``value`` (0.0 when ``degenerate``), the three HSICs and the sample count."""
+    """One CKA with its parts: ``value`` (0.0 when ``degenerate``, NaN when non-finite), the HSICs and n."""
 
     value: float
     hsic_xy: float
@@ -157,11 +169,11 @@ def _centre(x: Any) -> Any:
 
 
 def _nearly_constant(centred_trace: float, n: int, mu: Any) -> bool:
-    """Centred energy ≤ CONSTANT_RTOL × raw energy, the raw energy being Σ‖xᵢ − μ‖² + n‖μ‖² (exact for the
+    """Centred energy ≤ constant_rtol(dtype) × raw energy, the raw energy being Σ‖xᵢ − μ‖² + n‖μ‖² (exact for the
     exact mean; no second pass over the data)."""
     mu_energy = float((mu.astype(np.float64) ** 2).sum()) if isinstance(mu, np.ndarray) else float(
         mu.double().square().sum())
-    return centred_trace <= CONSTANT_RTOL * (centred_trace + n * mu_energy)
+    return centred_trace <= constant_rtol(mu.dtype) * (centred_trace + n * mu_energy)
 
 
 def _gram_block(x: Any, mu: Any, rows_a: slice, rows_b: slice, chunk: int) -> Any:
@@ -240,13 +252,14 @@ def _scale(n: int, kk: float, estimator: str) -> float:
 def cka_from_hsic(hsic_xy: float, hsic_xx: float, hsic_yy: float, *, scale_xx: float | None = None,
                   scale_yy: float | None = None) -> tuple[float, bool]:
     """CKA from three HSICs → ``(value, degenerate)``; 0.0 and ``True`` when a self-HSIC is ≤ 1e-12 × its scale
-    (or ≤ 0 without scales) or anything is non-finite — never NaN::
+    (or ≤ 0 without scales); NaN and ``True`` when anything is non-finite (broken features)::
 
         cka_from_hsic(0.5, -1e-18, 2.0)    # (0.0, True)
+        cka_from_hsic(0.5, float("nan"), 2.0)    # (nan, True)
     """
-    values = (hsic_xy, hsic_xx, hsic_yy)
+    values = (hsic_xy, hsic_xx, hsic_yy, *(v for v in (scale_xx, scale_yy) if v is not None))
     if not all(math.isfinite(v) for v in values):
-        return 0.0, True
+        return float("nan"), True
     tol_x = DEGENERATE_RTOL * abs(scale_xx) if scale_xx is not None else 0.0
     tol_y = DEGENERATE_RTOL * abs(scale_yy) if scale_yy is not None else 0.0
     if not (hsic_xx > tol_x and hsic_yy > tol_y):
@@ -272,7 +285,7 @@ class _Rep:
         if kernel == "linear" and d <= max(n, 64) and d <= 4096:
             raw = t.to(torch.float64)
             xc = raw - raw.mean(0)
-            if float(xc.square().sum()) <= CONSTANT_RTOL * float(raw.square().sum()):
+            if float(xc.square().sum()) <= constant_rtol(t.dtype) * float(raw.square().sum()):
                 xc = xc * 0.0
             gram_xx = xc.T @ xc
             row = xc @ xc.sum(0)

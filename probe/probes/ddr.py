@@ -39,6 +39,7 @@ import xarray as xr
 from torch import nn
 
 from probe.errors import ConfigError
+from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
 from probe.probes.capture import collect_features, evaluating, pool, resolve_layers
@@ -102,13 +103,16 @@ def cluster_scores(features: np.ndarray, labels: np.ndarray) -> tuple[float, flo
 
     x = np.asarray(features, dtype=np.float64)
     n_groups = len(np.unique(labels))
-    if n_groups < 2 or n_groups > len(x) - 1:
-        return float("nan"), float("nan")
+    if n_groups < 2 or n_groups > len(x) - 1 or not np.isfinite(x).all():
+        return float("nan"), float("nan")  # undefined, or broken (non-finite) features: never a number
     if not np.any(x.var(axis=0) > 0):
         return 0.0, 0.0
     with np.errstate(divide="ignore"):
         ch = float(calinski_harabasz_score(x, labels))
     return ch, float(silhouette_score(x, labels, metric="euclidean"))
+
+
+NONFINITE_FLAG = "non-finite features (NaN/inf activations at this layer)"
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -119,6 +123,8 @@ def _standardize(x: np.ndarray) -> np.ndarray:
 
 def _embed(x: np.ndarray, method: str, seed: int, perplexity: float) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[0]
+    if not np.isfinite(x).all():
+        return np.full((n, 2), np.nan), np.full(2, np.nan)
     if x.shape[1] < 2:
         x = np.concatenate([x, np.zeros((n, 2 - x.shape[1]))], axis=1)
     if not np.any(x.var(axis=0) > 0):
@@ -190,7 +196,8 @@ class DDR(Probe):
         for d_index, (label, deg) in enumerate(degradations.items()):
             for r in range(p["samples_per_pair"]):
                 gen = torch.Generator().manual_seed(int(p["seed"]) * 1_000_003 + 1000 * d_index + r)
-                images.append(deg.apply(backgrounds, gen).degraded)
+                # synthesised on the CPU: the same inputs (and results) whichever device the data lives on
+                images.append(deg.apply(backgrounds.cpu(), gen).degraded.to(backgrounds.device))
                 deg_labels += [label] * n_bg
                 bg.append(np.arange(n_bg))
                 draw.append(np.full(n_bg, r))
@@ -200,6 +207,7 @@ class DDR(Probe):
         p = self.params
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
         images, deg_labels, bg, draw = self.inputs(data)
+        feed(model, images, data.clean[torch.as_tensor(bg)])  # an oracle anchor learns every background
         with evaluating(model):
             feats = collect_features(model, images, layers, p["batch_size"], reducer=pool)
         names = list(feats)
@@ -210,7 +218,8 @@ class DDR(Probe):
         result = ProbeResult()
         for li, name in enumerate(names):
             x = feats[name].double().numpy()
-            if p["standardize"]:
+            finite = bool(np.isfinite(x).all())
+            if p["standardize"] and finite:
                 x = _standardize(x)
             for gi, groups in enumerate((deg_arr, bg)):
                 scores[li, gi] = cluster_scores(x, groups)
@@ -219,8 +228,9 @@ class DDR(Probe):
                     "silhouette_degradation": scores[li, 0, 1], "silhouette_background": scores[li, 1, 1],
                     "ddr_score": scores[li, 0, 1] - scores[li, 1, 1]}
             for metric, value in rows.items():
-                if np.isfinite(value):
-                    result.add_metric("all", metric, float(value), layer=name, depth=li)
+                if np.isfinite(value) or not finite:
+                    result.add_metric("all", metric, float(value), layer=name, depth=li,
+                                      flag=None if finite else NONFINITE_FLAG)
         attrs = {"standardize": bool(p["standardize"]), "n_backgrounds": int(p["n_backgrounds"]),
                  "samples_per_pair": int(p["samples_per_pair"]), "seed": int(p["seed"]),
                  "degradations": sorted(set(deg_labels), key=deg_labels.index)}

@@ -25,7 +25,8 @@ import xarray as xr
 
 from probe.errors import ConfigError
 from probe.metrics import correlation, mse, mse_background, mse_rain, psnr, removal_ratio
-from probe.probes.base import EvalData, Probe, ProbeResult, predict
+from probe.models.anchors import feed
+from probe.probes.base import EvalData, Probe, ProbeResult, output_flag, predict
 
 QUANTITIES = [
     "mse_rain", "mse_bg", "mse_rain_soft", "mse_bg_soft", "mse", "mse_rain_input", "rain_over_bg",
@@ -79,6 +80,7 @@ class Decomposition(Probe):
                 raise ConfigError(f"decomposition: {key} = {value!r} must be an integer >= {low}")
 
     def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         result = ProbeResult()
         splits = list(data.splits)
         n = len(data.clean)
@@ -87,18 +89,25 @@ class Decomposition(Probe):
         examples = np.zeros((len(splits), k, 4, 3, *data.clean.shape[-2:]), dtype=np.float32)
         for i, split in enumerate(splits):
             batch = data.splits[split]
-            output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
+            output = predict(model, batch.degraded, self.params["batch_size"])
+            flag = output_flag(output)  # a broken image must not vanish into the mean over the others
+            output = output.clamp(0, 1)
             q = decoupled(output, batch.degraded, batch.clean, batch.layer, batch.mask, batch.soft_mask)
             for j, name in enumerate(QUANTITIES):
-                values[i, :, j] = q[name].numpy()
-                result.add_metric(split, name, _nanmean(values[i, :, j]))
+                values[i, :, j] = q[name].cpu().numpy()
+                mean = _nanmean(values[i, :, j])
+                result.add_metric(split, name, None if flag else mean,
+                                  flag=flag or (None if np.isfinite(mean) else "undefined for every image"))
             if k:
                 stack = [batch.degraded[:k], output[:k], batch.clean[:k], (batch.degraded[:k] - output[:k])]
-                examples[i] = torch.stack(stack, 1).numpy()
+                examples[i] = torch.stack(stack, 1).cpu().numpy()
         clean = data.clean
-        restored = predict(model, clean, self.params["batch_size"]).clamp(0, 1)
-        result.add_metric("clean", "psnr", float(psnr(restored, clean).mean()))
-        result.add_metric("clean", "removed_energy", float(((clean - restored) ** 2).flatten(1).mean(1).mean()))
+        restored = predict(model, clean, self.params["batch_size"])
+        flag = output_flag(restored)
+        restored = restored.clamp(0, 1)
+        result.add_metric("clean", "psnr", float(psnr(restored, clean).mean()), flag=flag)
+        result.add_metric("clean", "removed_energy", float(((clean - restored) ** 2).flatten(1).mean(1).mean()),
+                          flag=flag)
         result.arrays["per_image"] = xr.DataArray(
             values, dims=("split", "image", "quantity"),
             coords={"split": splits, "image": np.arange(n), "quantity": QUANTITIES},

@@ -15,7 +15,8 @@ import xarray as xr
 
 from probe.errors import ConfigError
 from probe.metrics import psnr, ssim
-from probe.probes.base import EvalData, Probe, ProbeResult, predict
+from probe.models.anchors import feed
+from probe.probes.base import EvalData, Probe, ProbeResult, output_flag, predict
 
 
 class Generalization(Probe):
@@ -27,6 +28,7 @@ class Generalization(Probe):
             raise ConfigError(f"generalization: batch_size = {self.params['batch_size']!r} must be an integer >= 1")
 
     def run(self, model: torch.nn.Module, data: EvalData) -> ProbeResult:
+        feed(model, data)  # an oracle anchor needs the clean backgrounds
         result = ProbeResult()
         scores = ["psnr", "ssim", "psnr_input", "ssim_input"]
         splits = list(data.splits)
@@ -34,13 +36,17 @@ class Generalization(Probe):
         values = np.zeros((len(splits), n, len(scores)))
         for i, split in enumerate(splits):
             batch = data.splits[split]
-            output = predict(model, batch.degraded, self.params["batch_size"]).clamp(0, 1)
+            output = predict(model, batch.degraded, self.params["batch_size"])
+            flag = output_flag(output)
+            output = output.clamp(0, 1)
             per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
                          psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
             for j, (name, value) in enumerate(zip(scores, per_image)):
-                values[i, :, j] = value.numpy()
-                result.add_metric(split, name, float(value.mean()))
-            result.add_metric(split, "psnr_gain", float((per_image[0] - per_image[2]).mean()))
+                values[i, :, j] = value.cpu().numpy()
+                result.add_metric(split, name, None if flag and j < 2 else float(value.mean()),
+                                  flag=flag if j < 2 else None)
+            result.add_metric(split, "psnr_gain", None if flag else float((per_image[0] - per_image[2]).mean()),
+                              flag=flag)
         result.arrays["scores"] = xr.DataArray(
             values, dims=("split", "image", "score"),
             coords={"split": splits, "image": np.arange(n), "score": scores},

@@ -106,17 +106,36 @@ class Window:
         return Window(top_t, left_t, int(size), int(size))
 
 
-def default_windows(mask: Tensor, size: int) -> dict[str, Window]:
+def border_margin(size: int, shape: tuple[int, int], margin: int | str = "auto") -> int:
+    """Pixels a ``size`` × ``size`` window keeps from every image border (the window-placement rule).
+
+    ``"auto"``: ``max(size // 2, min(H, W) // 8)`` — zero padding reaches about one receptive field into
+    the image and dominates gradients there, so windows stay at least half a window and an eighth of the
+    image away from the border. An integer is used as given. Either is clipped to ``(min(H, W) − size) // 2``
+    so that at least one position remains.
+
+    >>> border_margin(16, (48, 48)), border_margin(16, (128, 128)), border_margin(40, (48, 48))
+    (8, 16, 4)
+    """
+    h, w = shape
+    m = max(int(size) // 2, min(h, w) // 8) if margin == "auto" else int(margin)
+    return max(0, min(m, (min(h, w) - int(size)) // 2))
+
+
+def default_windows(mask: Tensor, size: int, margin: int | str = "auto") -> dict[str, Window]:
     """Pick, per image, one ``size``×``size`` window ON rain (max mask density) and one OFF (min density).
 
     ``mask`` is ``(N, 1, H, W)`` (or ``(N, H, W)``), binary or soft. Density is the window mean of the mask
-    over every fully-inside position. Ties (e.g. many rain-free positions) are broken deterministically by the
+    over every position that keeps :func:`border_margin` pixels (``margin``, default ``"auto"``) from each
+    image border. Ties (e.g. many rain-free positions) are broken deterministically by the
     distance of the window centre to the image centre, then by raster order — so the result depends on the
     mask alone (a rain-free image gets the central window for both). Returns ``{"on": Window, "off": Window}``.
 
     >>> m = torch.zeros(1, 1, 32, 32); m[0, 0, 2:10, 2:10] = 1
-    >>> w = default_windows(m, 8); (int(w["on"].top), int(w["on"].left))
+    >>> w = default_windows(m, 8, margin=0); (int(w["on"].top), int(w["on"].left))
     (2, 2)
+    >>> w = default_windows(m, 8); (int(w["on"].top), int(w["on"].left))  # 4 px from the border
+    (4, 4)
     """
     if mask.dim() == 3:
         mask = mask.unsqueeze(1)
@@ -126,10 +145,12 @@ def default_windows(mask: Tensor, size: int) -> dict[str, Window]:
     size = int(size)
     if size < 1 or size > min(h, w):
         raise ConfigError(f"window size {size} does not fit images of {h}x{w}")
+    m = border_margin(size, (h, w), margin)
     density = F.avg_pool2d(mask.float().sum(1, keepdim=True).cpu().double(), size, stride=1)[:, 0]
+    density = density[:, m:density.shape[-2] - m, m:density.shape[-1] - m]
     ph, pw = density.shape[-2:]
-    ys = torch.arange(ph, dtype=torch.float64).view(ph, 1) + (size - 1) / 2.0
-    xs = torch.arange(pw, dtype=torch.float64).view(1, pw) + (size - 1) / 2.0
+    ys = torch.arange(ph, dtype=torch.float64).view(ph, 1) + m + (size - 1) / 2.0
+    xs = torch.arange(pw, dtype=torch.float64).view(1, pw) + m + (size - 1) / 2.0
     dist = ((ys - (h - 1) / 2.0) ** 2 + (xs - (w - 1) / 2.0) ** 2).reshape(-1)
     order_key = dist / (dist.max() + 1.0)  # in [0, 1): only breaks ties
     result: dict[str, Window] = {}
@@ -141,8 +162,8 @@ def default_windows(mask: Tensor, size: int) -> dict[str, Window]:
             tie = (d - best).abs() <= 1e-9
             score = torch.where(tie, order_key, torch.full_like(order_key, 2.0))
             idx = int(torch.argmin(score))  # first minimum → raster order among equal distances
-            tops.append(idx // pw)
-            lefts.append(idx % pw)
+            tops.append(idx // pw + m)
+            lefts.append(idx % pw + m)
         result[name] = Window.square(tops, lefts, size)
     return result
 
@@ -273,6 +294,18 @@ class LAMObjective(Objective):
         return _masked_sum(energy, context["window"][:, :, :-1, :-1])
 
 
+@OBJECTIVES.register("lam_removed")
+class LAMRemovedObjective(LAMObjective):
+    """LAM's gradient energy of what the network removed, ``input − output``, inside the window (the
+    default of ``method = "lam"``: an identity network removes nothing and gets no attribution, where the
+    output's own energy would describe the input)."""
+
+    description = "LAM gradient energy of the removed part (input - output) inside the window"
+
+    def compute(self, output, inputs, context):
+        return super().compute(inputs - output, inputs, context)
+
+
 @OBJECTIVES.register("removed")
 class RemovedObjective(Objective):
     """What the network removed inside the window: Σ (input − output) over the window and channels."""
@@ -348,5 +381,5 @@ def objective_from_json(text: str) -> Objective:
         raise ConfigError(f"bad objective description {text!r}: {exc}") from exc
 
 
-__all__ = ["CONTEXT_KEYS", "OBJECTIVES", "Objective", "Window", "default_windows", "full_window",
+__all__ = ["CONTEXT_KEYS", "OBJECTIVES", "Objective", "Window", "border_margin", "default_windows", "full_window",
            "make_context", "make_objective", "objective_from_json"]

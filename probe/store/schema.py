@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,10 +53,30 @@ def _default(obj: Any) -> Any:
     return str(obj)  # Paths, dtypes, ... (like Probe.params_key)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """JSON text with lone surrogates (undecodable bytes of file names, PEP 383) as ``\\uXXXX`` escapes.
+
+    The result is valid UTF-8 and ``json.loads`` gives the original strings back; text without surrogates is
+    returned unchanged (so entry keys of ordinary parameters do not change)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def utf8_text(text: str) -> str:
+    """``text`` if it encodes as UTF-8, else its file-system bytes with undecodable ones as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def dumps(obj: Any, what: str = "value", sort_keys: bool = True) -> str:
     """JSON text of ``obj`` (numpy scalars/arrays become numbers/lists, other objects their ``str``)."""
     try:
-        return json.dumps(obj, sort_keys=sort_keys, default=_default, ensure_ascii=False)
+        return escape_surrogates(json.dumps(obj, sort_keys=sort_keys, default=_default, ensure_ascii=False))
     except (TypeError, ValueError) as exc:
         raise StoreError(one_line(f"{what} is not JSON-serialisable: {exc}")) from None
 
@@ -72,7 +94,8 @@ def parse_params(params: Any, what: str = "params") -> Any:
 def canonical(obj: Any, what: str = "value") -> str:
     """The canonical JSON of ``obj`` (sorted keys, no spaces): equal inputs give equal text."""
     text = dumps(parse_params(obj, what), what)
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return escape_surrogates(json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
+                                        ensure_ascii=False))
 
 
 def entry_key(params: Any, eval_info: Any = None) -> str:
@@ -85,6 +108,9 @@ def check_name(kind: str, name: Any) -> str:
     """Validate an HDF5 path component (model id, probe, array, coordinate or column name)."""
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name:
         raise StoreError(f"invalid {kind} name {name!r}: need a non-empty string without '/'")
+    if utf8_text(name) != name:
+        raise StoreError(f"invalid {kind} name {utf8_text(name)!r}: not valid UTF-8 (a file or folder name with "
+                         "undecodable bytes); rename it")
     return name
 
 

@@ -11,18 +11,17 @@
 
 Every commit copies ``results.h5`` to a temporary sibling, appends to the copy, closes and fsyncs it, then
 ``os.replace``-s it over the original: a writer killed at any moment leaves the previous store intact (and at
-worst a stale ``.results.h5.*.tmp`` that the next writer removes). Writers serialise on an exclusive
-``fcntl.flock`` of ``<path>.lock``; readers never lock.
+worst a stale ``.results.h5.*.tmp`` that the next writer removes). Writers serialise on an exclusive lock of
+``<path>.lock`` (:class:`probe.locks.FileLock`: ``flock``, or an exclusive-create ``<path>.lock.held`` with
+stale-lock detection on file systems without ``flock``); readers never lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ import h5py
 import numpy as np
 
 from probe import provenance as _provenance
-from probe.errors import StoreError, one_line
+from probe.errors import StoreError
+from probe.locks import FileLock
 from probe.store.codec import (
     MetricTable,
     PreparedArray,
@@ -55,6 +55,7 @@ from probe.store.schema import (
     parse_params,
     read_text,
     reading,
+    utf8_text,
     write_text,
 )
 
@@ -135,30 +136,8 @@ class ResultStore:
 
     # ------------------------------------------------------------------------------------------ locking
 
-    def _lock(self) -> int:
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(one_line(f"cannot create lock file {self.lock_path}: {exc}")) from None
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    try:
-                        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
-                    finally:
-                        os.close(fd)
-                    raise StoreError(f"results store {self.path} is being written by another process "
-                                     f"(pid {holder}): gave up after {self.lock_timeout:g} s waiting for "
-                                     f"the lock file {self.lock_path}") from None
-                time.sleep(0.02)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-        return fd
+    def _lock(self) -> FileLock:
+        return FileLock(self.lock_path, timeout=self.lock_timeout, what=f"results store {self.path}").acquire()
 
     def _remove_stale_temporaries(self) -> None:
         # Only the lock holder creates temporaries, so any left now belong to a killed writer.
@@ -188,7 +167,7 @@ class ResultStore:
                 finally:
                     self._depth -= 1
                 return
-            lock_fd = self._lock()
+            lock = self._lock()
             self._depth = 1
             try:
                 self._remove_stale_temporaries()
@@ -212,7 +191,7 @@ class ResultStore:
                 if self._tmp is not None and self._tmp.exists():
                     self._tmp.unlink()
                 self._tmp = None
-                os.close(lock_fd)  # releases the flock
+                lock.release()
 
     def _writable(self) -> h5py.File:
         """The transaction's private copy of the store, made on the first change (no change → no commit)."""
@@ -324,7 +303,7 @@ class ResultStore:
                 group.attrs["sha256"] = entry.sha256
             path = entry.model_path if entry.model_path is not None else dict(model_info or {}).get("path")
             if path is not None or "path" not in group.attrs:
-                group.attrs["path"] = "" if path is None else str(path)
+                group.attrs["path"] = "" if path is None else utf8_text(str(path))
             if "info" not in group or read_text(group["info"]) != entry.info_json:
                 if "info" in group:
                     self._add_garbage(group["info"])

@@ -26,6 +26,9 @@ A config is a TOML file (or a dict of the same shape)::
     [train]
     iterations = 300
     batch = 8
+    precision = "auto"         # auto = bf16 on CUDA, fp32 on CPU | fp32 | bf16 | fp16 (autocast)
+    channels_last = "auto"     # auto = on CUDA for convolutional families | true | false
+    compile = false            # torch.compile the training forward
 
     [eval]                     # the test splits every run is validated (and later probed) on
     n_images = 16
@@ -52,12 +55,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged
+    import tomli as tomllib
 
 from probe.errors import ConfigError
 
 LOSSES = ("l1", "l2")
 SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -99,6 +106,9 @@ class OptimConfig:
     val_every: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
+    precision: str = "auto"        # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    channels_last: Any = "auto"    # auto (on CUDA for convolutional families) | true | false
+    compile: bool = False          # torch.compile the training forward
 
 
 @dataclass
@@ -211,6 +221,10 @@ class TrainConfig:
         _check(_is_num(t.ema) and 0 <= t.ema < 1, source, "train.ema", t.ema, "a number in [0, 1) (0 = off)")
         _check(_is_num(t.grad_clip) and t.grad_clip >= 0, source, "train.grad_clip", t.grad_clip,
                "a number >= 0 (0 = off)")
+        _check(t.precision in PRECISIONS, source, "train.precision", t.precision, ", ".join(PRECISIONS))
+        _check(t.channels_last in ("auto", True, False), source, "train.channels_last", t.channels_last,
+               "auto, true or false")
+        _check(isinstance(t.compile, bool), source, "train.compile", t.compile, "true or false")
         for key in ("val_every", "checkpoint_every", "log_every"):
             value = getattr(t, key)
             _check(_is_int(value) and value >= 0, source, f"train.{key}", value, "an integer >= 0 (0 = off)")

@@ -22,24 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.device import autocast, grad_scaler, resolve_device, to_device
 from probe.errors import ConfigError, TrainingError
+from probe.fsutil import require_utf8
 from probe.progress import progress
 from probe.provenance import provenance
 from probe.train.config import TrainConfig
 from probe.train.rundir import RunDir, owner
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else is checked for availability."""
-    name = name or "auto"
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} requested but MPS is not available on this machine")
-    return device
+from probe.train.step import LossWindow, Prefetcher, step_setup, to_memory_format
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -64,22 +54,23 @@ def evaluation_batches(config: TrainConfig) -> dict[str, Any]:
 
 def validate_model(model: nn.Module, batches: dict[str, Any], device: torch.device,
                    batch_size: int = 16) -> dict[str, float]:
-    """Mean PSNR of the model's output on each split (and of the untouched input, for reference)."""
+    """Mean PSNR (dB) of the model's output on each split (and of the untouched input, for reference).
+
+    ``batches`` may live on the CPU or on ``device`` (the trainer moves its evaluation set there once); the
+    PSNR is computed where the data lives, in float64."""
+    from probe.device import prepared
     from probe.metrics import psnr
 
-    was_training = model.training
-    model.eval()
     out: dict[str, float] = {}
-    with torch.no_grad():
+    with prepared(model):
         for split, batch in batches.items():
             scores = []
             for start in range(0, len(batch), batch_size):
                 part = batch[start:start + batch_size]
-                pred = model(part.degraded.to(device)).float().cpu().clamp(0, 1)
+                pred = model(part.degraded.to(device)).float().to(part.clean.device).clamp(0, 1)
                 scores.append(psnr(pred, part.clean))
             out[f"psnr_{split}"] = float(torch.cat(scores).mean())
             out[f"psnr_input_{split}"] = float(psnr(batch.degraded, batch.clean).mean())
-    model.train(was_training)
     return out
 
 
@@ -102,7 +93,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
         config = TrainConfig.from_dict(config)
     if device is not None:
         config.device = device
-    run = RunDir(out if out is not None else Path("trained_models") / config.name)
+    run = RunDir(require_utf8(out if out is not None else Path("trained_models") / config.name, "run directory"))
     dev = resolve_device(config.device)
     config_json = json.loads(config.to_json())
     config_cmp = {k: v for k, v in config_json.items() if k != "device"}
@@ -110,7 +101,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     previous: dict[str, Any] = {}
     if run.exists():
         previous = run.read()
-        stored = {k: v for k, v in (previous.get("config") or {}).items() if k != "device"}
+        stored = {k: v for k, v in _with_defaults(previous.get("config") or {}).items() if k != "device"}
         if stored and stored != config_cmp:
             raise ConfigError(f"{run.path}: holds a run with a different config; choose another output "
                               f"directory or delete it")
@@ -130,9 +121,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     stream = PairedStream(config.data.background, config.data.n_backgrounds, config.degradation,
                           patch=config.data.patch, batch=config.train.batch, seed=config.seed,
                           clean_fraction=config.data.clean_fraction,
-                          background_options=config.data.background_options,
+                          background_options=config.data.background_options, device=dev,
                           **config.data.balance_options())
 
+    setup, forward = step_setup(config, model, dev)
+    scaler = grad_scaler(dev, setup.precision)
     start, history, wall_before = 0, [], 0.0
     state = None if force else run.load_state()
     if state is not None:
@@ -148,59 +141,81 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     record: dict[str, Any] = {
         "status": "running", "name": config.name, "config": config_json, "axes": dict(config.axes),
         "model": {"family": config.model.family, "size": config.model.size, "kwargs": config.model.kwargs},
-        "seed": config.seed, "device": str(dev), "owner": owner(), "history": history, "resumed_from": start,
+        "seed": config.seed, "device": str(dev), "step": setup.describe(), "owner": owner(), "history": history,
+        "resumed_from": start,
         "provenance": provenance(), "error": None,
     }
     run.path.mkdir(parents=True, exist_ok=True)
     run.write(record)
     run.log(f"# start step={start} device={dev} config={config.name}")
 
-    eval_batches = evaluation_batches(config)
+    eval_batches = to_device(evaluation_batches(config), dev)  # moved once
     loss_fn = nn.L1Loss() if config.train.loss == "l1" else nn.MSELoss()
     t0 = time.perf_counter()
     recent: list[float] = []
+    every = config.train.log_every or 50
+    losses = LossWindow(dev, every)
     model.train()
     bar = progress(total=config.train.iterations, initial=start, desc=config.name, enabled=show_progress)
+
+    def flush() -> None:
+        """Read the window's losses (one host sync); stop the run at the first non-finite one."""
+        values, bad = losses.flush()
+        recent.extend(values)
+        if values:
+            bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+        if bad is not None:
+            bad, value = bad
+            message = (f"{run.path}: non-finite loss ({value}) at step {bad}; run marked failed "
+                       f"(lower train.lr or enable train.grad_clip)")
+            run.log(f"step={bad} loss={value} FAILED")
+            record.update(status="failed", error=message, failed_step=bad,
+                          wall_time_s=wall_before + time.perf_counter() - t0)
+            run.write(record)
+            raise TrainingError(message)
+
     try:
-        for step in range(start, config.train.iterations):
-            batch = stream.batch(step).to(dev)
-            pred = model(batch.degraded)
-            loss = loss_fn(pred, batch.clean)
-            if not torch.isfinite(loss):
-                message = (f"{run.path}: non-finite loss ({loss.item()}) at step {step}; run marked failed "
-                           f"(lower train.lr or enable train.grad_clip)")
-                run.log(f"step={step} loss={loss.item()} FAILED")
-                record.update(status="failed", error=message, failed_step=step,
-                              wall_time_s=wall_before + time.perf_counter() - t0)
-                run.write(record)
-                raise TrainingError(message)
+        for step, batch in enumerate(Prefetcher(stream, start, config.train.iterations, dev), start=start):
+            degraded = to_memory_format(batch.degraded, setup.channels_last)
+            with autocast(dev, setup.precision):
+                pred = forward(degraded)
+            loss = loss_fn(pred.float(), batch.clean)
+            losses.add(step, loss)
+            if dev.type == "cpu":  # free on the CPU: stop before a non-finite step touches the weights
+                flush()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if config.train.grad_clip:
+                scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             if ema is not None:
                 _ema_update(ema, model, config.train.ema)
-            value = float(loss.detach())
-            recent.append(value)
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             done = step + 1
+            boundary = done % every == 0 or done == config.train.iterations
+            val_now = config.train.val_every and done % config.train.val_every == 0 \
+                and done < config.train.iterations
+            ckpt_now = config.train.checkpoint_every and done % config.train.checkpoint_every == 0 \
+                and done < config.train.iterations
+            if boundary or val_now or ckpt_now:
+                flush()
             if config.train.log_every and done % config.train.log_every == 0:
                 last = recent[-config.train.log_every:]
                 run.log(f"step={done} loss={sum(last) / len(last):.6f} lr={optimizer.param_groups[0]['lr']:.3e}")
-            if config.train.val_every and done % config.train.val_every == 0 and done < config.train.iterations:
+            if val_now:
                 scores = validate_model(ema or model, eval_batches, dev)
                 history.append({"step": done, **scores})
                 run.log(f"validation {json.dumps(history[-1], sort_keys=True)}")
-            if config.train.checkpoint_every and done % config.train.checkpoint_every == 0 \
-                    and done < config.train.iterations:
+            if ckpt_now:
                 run.save_state({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(),
                                 "ema": ema.state_dict() if ema is not None else None})
                 record.update(history=history, wall_time_s=wall_before + time.perf_counter() - t0)
                 run.write(record)
+        flush()
     finally:
         bar.close()
 
@@ -224,3 +239,12 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.lerp_(p.detach(), 1 - decay)
         for e, b in zip(ema.buffers(), model.buffers()):
             e.copy_(b)
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config with keys added since it was written filled by their defaults (so an older run
+    resumes instead of being refused as "a different config")."""
+    try:
+        return json.loads(TrainConfig.from_dict(stored).to_json())
+    except Exception:
+        return stored

@@ -8,8 +8,8 @@ torch.Size([8, 3, 256, 256])
 * Files are listed recursively (hidden files and folders skipped) and sorted by relative path, so the
   listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
   forms the test split, independent of the seed; the seed only orders the files within a split.
-* 8- and 16-bit, grey, grey+alpha, palette, RGB and RGBA are all read as RGB float32 in [0, 1] (alpha is
-  dropped). 16-bit TIFFs are read with full precision through ``tifffile``.
+* Files are decoded by :func:`probe.data.images.read_image` (re-exported here): RGB float32 in [0, 1] with one
+  scale per bit depth (8/16/32-bit integer, float), palette and alpha handled, EXIF orientation applied.
 * Each image gives one ``size`` × ``size`` background: ``fit="crop"`` takes the centre window at native
   resolution (enlarging the centre square only when the image is smaller than ``size``), ``fit="resize"``
   resizes the centre square.
@@ -38,6 +38,7 @@ from probe.data.backgrounds.base import (
     one_of,
     resize_square,
 )
+from probe.data.images import read_image  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
 from probe.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -65,74 +66,6 @@ def list_images(root: Path) -> list[Path]:
             if not f.startswith(".") and f.lower().endswith(EXTENSIONS):
                 found.append(Path(dirpath) / f)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def read_image(path: Path) -> np.ndarray:
-    """One image file as an (H, W, 3) float32 array in [0, 1]; DataError naming the file if unreadable."""
-    arr: np.ndarray | None = None
-    errors = []
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            import tifffile
-
-            arr = np.asarray(tifffile.imread(path, key=0))
-        except Exception as exc:  # fall back to Pillow
-            errors.append(f"{type(exc).__name__}: {exc}")
-    if arr is None:
-        try:
-            arr = _read_pillow(path)
-        except Exception as exc:  # any decoder failure means unreadable
-            errors.append(f"{type(exc).__name__}: {exc}")
-    if arr is None:
-        raise DataError(f"cannot read image {path}: {errors[-1]}")
-    try:
-        return _to_rgb_float(arr)
-    except ValueError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode.startswith("I;16") or mode in ("I", "F", "L", "RGB", "RGBA", "LA"):
-                return np.asarray(img)
-            if mode == "1":
-                return np.asarray(img.convert("L"))
-            has_alpha = "A" in mode or "transparency" in img.info
-            return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
-
-
-def _to_rgb_float(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[-1] > 4:  # planar (C, H, W) TIFF
-        arr = np.moveaxis(arr, 0, -1)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"unsupported pixel layout {arr.shape}")
-    arr = arr[..., :1] if arr.shape[-1] in (1, 2) else arr[..., :3]  # drop alpha
-    if arr.dtype.byteorder not in ("=", "|"):
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        out = arr.astype(np.float32) / 65535.0
-    elif arr.dtype == bool:
-        out = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.integer):  # Pillow mode "I": 16-bit data in 32-bit ints
-        out = arr.astype(np.float32) / (65535.0 if arr.max(initial=0) > 255 else 255.0)
-    elif np.issubdtype(arr.dtype, np.floating):
-        out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
-            raise ValueError("non-finite pixel values")
-    else:
-        raise ValueError(f"unsupported pixel type {arr.dtype}")
-    out = np.clip(out, 0.0, 1.0)
-    return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
 
 class Folder(BackgroundSource):

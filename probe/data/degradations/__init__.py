@@ -18,6 +18,7 @@ DEGRADATIONS = Registry(
     "degradation",
     lazy={
         "rain": "probe.data.degradations.rain:Rain",
+        "rain_particles": "probe.data.degradations.rain_particles:RainParticles",
         "noise": "probe.data.degradations.noise:Noise",
         "blur": "probe.data.degradations.blur:Blur",
     },

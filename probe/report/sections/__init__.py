@@ -10,7 +10,10 @@ from probe.registry import Registry
 SECTIONS = Registry(
     "report section",
     lazy={
+        "trust": "probe.report.sections.trust:trust",
         "headline": "probe.report.sections.headline:headline",
+        "effects": "probe.report.sections.effects:effects",
+        "shortcut": "probe.report.sections.shortcut:shortcut",
         "curves": "probe.report.sections.curves:curves",
         "decomposition_bars": "probe.report.sections.bars:decomposition_bars",
         "examples": "probe.report.sections.examples:examples",
@@ -21,4 +24,5 @@ SECTIONS = Registry(
 )
 
 #: Order of sections in the report.
-ORDER = ["headline", "curves", "decomposition_bars", "examples", "families", "representation", "attribution"]
+ORDER = ["headline", "trust", "effects", "shortcut", "curves", "decomposition_bars", "examples", "families",
+         "representation", "attribution"]

@@ -1,50 +1,153 @@
 """Headline numbers: does generalization to unseen rain fall as training backgrounds grow?
 
-Spearman rank correlation of ``n_backgrounds`` with OOD rain removal (removal ratio) and with the
-background reconstruction PSNR on the ID split, per family (and background source).
+Spearman ρ of ``n_backgrounds`` with OOD rain removal (removal ratio) and with the background PSNR on the ID
+split, per family × background source × OOD split, each with a 95 % bootstrap CI over seeds (models
+resampled within each ``n_backgrounds``) and a two-sided permutation p (:mod:`probe.stats`). A second table
+gives the gap in OOD removal between background sources (mean difference with CI, permutation p, Hedges g).
+One point = one trained model (its mean over the evaluation images).
 """
 
 from __future__ import annotations
+
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
 
+#: the bootstrap / permutation sizes of the report (fixed: every number of a report is reproducible)
+N_BOOT, N_PERM, SEED = 2000, 9999, 0
 
-def headline_numbers(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per family × background source × OOD split with the two Spearman correlations."""
-    from scipy.stats import spearmanr
+
+def _per_model(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: n_backgrounds and the mean value."""
+    return frame.groupby("model_id").agg(n_backgrounds=("n_backgrounds", "first"), value=("value", "mean"))
+
+
+def _trained(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of trained study models only (calibration anchors carry a non-empty ``role``)."""
+    if "role" not in frame:
+        return frame
+    role = frame["role"]
+    return frame[role.isna() | role.astype(str).isin(["", "model", "nan", "None"])]
+
+
+def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+                     seed: int = SEED) -> pd.DataFrame:
+    """One row per family × background source × OOD split: the two Spearman ρ with CI and p, the OOD
+    removal of the fewest / most backgrounds (mean over seeds, with CI), and the seeds per cell."""
+    from probe.stats import mean_ci, spearman_test
 
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()
+    dec = _trained(dec[dec["n_backgrounds"].notna()])
     ood_splits = ood_split_names(dec["split"])
     rows = []
     group_keys = [k for k in ("family", "background") if k in dec]
     for keys, group in dec.groupby(group_keys, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         label = dict(zip(group_keys, keys))
-        bg = group[(group["split"] == ID_SPLIT) & (group["metric"] == "psnr_bg_region")]
+        bg = _per_model(group[(group["split"] == ID_SPLIT) & (group["metric"] == "psnr_bg_region")])
         for split in ood_splits:
-            removal = group[(group["split"] == split) & (group["metric"] == "removal_ratio")]
-            row = {**label, "ood_split": split, "n_models": int(removal["model_id"].nunique()),
-                   "n_backgrounds": ",".join(str(int(v)) for v in sorted(removal["n_backgrounds"].unique()))}
-            row["spearman_n_vs_ood_removal"] = _spearman(spearmanr, removal)
-            row["spearman_n_vs_bg_psnr"] = _spearman(spearmanr, bg)
-            smallest = removal[removal["n_backgrounds"] == removal["n_backgrounds"].min()]["value"].mean()
-            largest = removal[removal["n_backgrounds"] == removal["n_backgrounds"].max()]["value"].mean()
-            row["ood_removal_fewest"] = smallest
-            row["ood_removal_most"] = largest
+            removal = _per_model(group[(group["split"] == split) & (group["metric"] == "removal_ratio")])
+            if removal.empty:
+                continue
+            n = removal["n_backgrounds"].astype(float)
+            seeds = removal.groupby("n_backgrounds").size()
+            row = {**label, "ood_split": split, "n_models": len(removal),
+                   "n_backgrounds": ",".join(str(int(v)) for v in sorted(n.unique())),
+                   "seeds_per_n": f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"}
+            rho = _rho(spearman_test, n, removal["value"], n_boot, n_perm, seed)
+            row.update(rho.as_dict("spearman_n_vs_ood_removal"))
+            rho_bg = _rho(spearman_test, bg["n_backgrounds"].astype(float), bg["value"], n_boot, n_perm, seed)
+            row.update(rho_bg.as_dict("spearman_n_vs_bg_psnr"))
+            for name, pick in (("fewest", n.min()), ("most", n.max())):
+                values = removal.loc[n == pick, "value"]
+                est = mean_ci(values, n_boot=n_boot, seed=seed)
+                row[f"ood_removal_{name}"] = est.value
+                row[f"ood_removal_{name}_ci_low"], row[f"ood_removal_{name}_ci_high"] = est.ci_low, est.ci_high
+            row["note"] = rho.note
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _spearman(spearmanr, frame: pd.DataFrame) -> float:
-    if frame["n_backgrounds"].nunique() < 3:
-        return float("nan")
-    value = spearmanr(frame["n_backgrounds"].astype(float), frame["value"].astype(float)).statistic
-    return float(value) if np.isfinite(value) else float("nan")
+def _rho(spearman_test, x: pd.Series, y: pd.Series, n_boot: int, n_perm: int, seed: int):
+    from probe.stats import Estimate
+
+    if x.nunique() < 3:
+        return Estimate(float("nan"), note="fewer than 3 values of n_backgrounds")
+    return spearman_test(x.to_numpy(), y.to_numpy(), strata=x.to_numpy(), n_boot=n_boot, n_perm=n_perm,
+                         seed=seed)
+
+
+def source_differences(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+                       seed: int = SEED) -> pd.DataFrame:
+    """OOD removal gap between every pair of background sources (per family and OOD split), pooled over
+    ``n_backgrounds``: mean difference (first − second) with a bootstrap CI (models resampled within each
+    source × n_backgrounds cell), a permutation p and Hedges' g."""
+    from probe.stats import hedges_g, mean_difference
+
+    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")] \
+        if len(metrics) else metrics
+    if dec.empty or "background" not in dec or dec["background"].nunique() < 2:
+        return pd.DataFrame()
+    dec = _trained(dec)
+    rows = []
+    families = dec.groupby("family", dropna=False) if "family" in dec else [(None, dec)]
+    for family, part in families:
+        for split in ood_split_names(part["split"]):
+            per = part[part["split"] == split].groupby("model_id").agg(
+                background=("background", "first"), n=("n_backgrounds", "first"), value=("value", "mean"))
+            for a, b in combinations(sorted(per["background"].unique()), 2):
+                va, vb = per[per["background"] == a], per[per["background"] == b]
+                est = mean_difference(va["value"], vb["value"], strata_a=va["n"], strata_b=vb["n"],
+                                      n_boot=n_boot, n_perm=n_perm, seed=seed)
+                rows.append({"family": family, "ood_split": split, "source_a": a, "source_b": b,
+                             "ood_removal_a": va["value"].mean(), "ood_removal_b": vb["value"].mean(),
+                             **est.as_dict("difference"), "hedges_g": hedges_g(va["value"], vb["value"]),
+                             "n_models": est.n, "note": est.note})
+    return pd.DataFrame(rows)
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """One sentence per OOD split: does ρ(n, OOD removal) < 0 hold with its CI on every source?"""
+    if table.empty:
+        return ""
+    parts = []
+    for split, part in table.groupby("ood_split"):
+        hi = part["spearman_n_vs_ood_removal_ci_high"]
+        if hi.isna().all():
+            parts.append(f"{split}: no CI (one seed per cell)")
+            continue
+        holds = part[hi < 0]["background"].tolist() if "background" in part else []
+        fails = part[~(hi < 0)]["background"].tolist() if "background" in part else []
+        parts.append(f"{split}: ρ(n, OOD removal) < 0 with its 95% CI below 0 on "
+                     f"{', '.join(holds) or 'no source'}" + (f"; not on {', '.join(fails)}" if fails else ""))
+    return "; ".join(parts) + "."
+
+
+def _ci_text(frame: pd.DataFrame, prefix: str) -> pd.Series:
+    def fmt(row: pd.Series) -> str:
+        v, lo, hi = row[prefix], row.get(f"{prefix}_ci_low"), row.get(f"{prefix}_ci_high")
+        if not np.isfinite(v):
+            return "–"
+        return f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.2f}"
+    return frame.apply(fmt, axis=1)
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline as printed (value [95% CI] and p), for the report page and ``probe demo``."""
+    out = table[[c for c in ("family", "background", "ood_split", "n_backgrounds", "seeds_per_n") if c in table]]
+    out = out.copy()
+    out["ρ(n, OOD removal)"] = _ci_text(table, "spearman_n_vs_ood_removal")
+    out["p"] = table["spearman_n_vs_ood_removal_p"].map(lambda p: f"{p:.3g}")
+    out["ρ(n, bg PSNR)"] = _ci_text(table, "spearman_n_vs_bg_psnr")
+    out["p "] = table["spearman_n_vs_bg_psnr_p"].map(lambda p: f"{p:.3g}")
+    out["OOD removal, fewest"] = _ci_text(table, "ood_removal_fewest")
+    out["OOD removal, most"] = _ci_text(table, "ood_removal_most")
+    return out
 
 
 def headline(ctx: ReportContext) -> Section | None:
@@ -52,8 +155,17 @@ def headline(ctx: ReportContext) -> Section | None:
     if table.empty:
         return None
     text = ("Spearman ρ between the number of training backgrounds and (a) the fraction of unseen (OOD) rain "
-            "removed, (b) the background PSNR on in-distribution rain. The papers' shortcut effect reads as "
-            "ρ(n, OOD removal) < 0 — more (complex) backgrounds, less generalization — with ρ(n, background "
-            "PSNR) ≥ 0.")
-    return Section("Headline", tables=[Table("headline", "Complexity vs generalization", table.round(3))],
-                   text=text)
+            "removed, (b) the background PSNR on in-distribution rain; one point per trained model. The papers' "
+            "shortcut effect reads as ρ(n, OOD removal) < 0 — more (complex) backgrounds, less generalization — "
+            "with ρ(n, background PSNR) ≥ 0. Brackets: 95% bootstrap CI over seeds (models resampled within "
+            "each n); p: two-sided permutation test. " + verdict(table))
+    tables = [Table("headline_ci", "Complexity vs generalization (95% CI, permutation p)", readable(table),
+                    caption="Every number at full precision: the next table and headline.csv."),
+              Table("headline", "Headline, every number", table.round(4))]
+    gaps = source_differences(ctx.metrics)
+    if not gaps.empty:
+        tables.append(Table("source_differences", "OOD removal gap between background sources",
+                            gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
+                            "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
+                            "Hedges' g."))
+    return Section("Headline", tables=tables, text=text)

@@ -407,6 +407,8 @@ def _model_cka(d: _Data) -> Figure | None:
 # ------------------------------------------------------------------------------------------------ section
 
 def representation(ctx: ReportContext) -> Section | None:
+    if ctx.metrics.empty or not ctx.metrics["probe"].isin(PROBES).any():
+        return None
     d = _Data(ctx)
     if not d.has_any():
         return None

@@ -1,0 +1,196 @@
+"""The one image reader of ``probe``: a file → (H, W, 3) float32 RGB in [0, 1], scaled by its bit depth.
+
+>>> from probe.data.images import read_image
+>>> read_image("photo.png").shape                      # doctest: +SKIP
+(480, 640, 3)
+
+Every reader of the project (``folder`` backgrounds, paired folders) goes through :func:`read_image`.
+
+* **One scale per pixel type**, never a per-image guess (the convention of ``skimage.util.img_as_float``):
+  ``uint8`` / 255, ``uint16`` / 65 535, ``uint32`` / (2³² − 1), signed ``intN`` / (2^(N−1) − 1) with negative
+  values clipped to 0, ``bool`` 0 / 1, floating point as stored (clipped to [0, 1]; NaN/Inf refused).
+  A 16-bit PNG is 16-bit whatever mode Pillow opens it in (Pillow 10.0 opens 16-bit grey PNGs as 32-bit
+  mode ``I``); a TIFF's ``BitsPerSample`` decides for Pillow's ``I`` / ``I;16`` modes.
+* Grey, grey+alpha, palette (PNG/GIF/BMP/TIFF colour maps; 16-bit TIFF map entries taken as ``>> 8`` as
+  libtiff does), RGB, RGBA, CMYK and YCbCr become RGB; alpha is dropped. TIFFs are decoded by ``tifffile``
+  (full precision, planar or contiguous samples; ``MinIsWhite`` inverted) with Pillow as fallback; everything
+  else by Pillow.
+* The EXIF / TIFF ``Orientation`` tag is applied as image viewers do (values 1–8, EXIF 2.32 §4.6.4).
+* A file that cannot be decoded, is truncated, or has an unsupported pixel layout raises one
+  :class:`~probe.errors.DataError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import DataError, one_line
+
+ORIENTATION_TAG = 0x0112
+
+
+def read_image(path: str | os.PathLike[str] | bytes) -> np.ndarray:
+    """One image file as an (H, W, 3) float32 array in [0, 1] (see the module doc for the scales).
+
+    Raises DataError naming the file when it is missing, unreadable, truncated or of an unsupported layout.
+    """
+    path = Path(os.fsdecode(path))
+    errors: list[str] = []
+    decoded: tuple[np.ndarray, int] | None = None
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            decoded = _read_tifffile(path)
+        except Exception as exc:  # fall back to Pillow
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if decoded is None:
+        try:
+            decoded = _read_pillow(path)
+        except Exception as exc:  # any decoder failure means unreadable
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if decoded is None:
+        raise DataError(one_line(f"cannot read image {_shown(path)}: {errors[-1]}"))
+    arr, orientation = decoded
+    try:
+        out = orient(to_rgb_float(arr), orientation)
+    except ValueError as exc:
+        raise DataError(one_line(f"cannot read image {_shown(path)}: {exc}")) from None
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4 and out.size and out.max() < 1.0 / 255.0:
+        warnings.warn(one_line(
+            f"image {_shown(path)}: {arr.dtype.itemsize * 8}-bit integer pixels scaled by their full range are "
+            f"black (max {arr.max()} of {np.iinfo(arr.dtype).max}); store 16-bit data as uint16"), stacklevel=2)
+    return out
+
+
+def _shown(path: Path) -> str:
+    """The path as text that prints anywhere (undecodable bytes of a file name shown as \\xNN escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# ------------------------------------------------------------------------------------------- decoders
+def _read_tifffile(path: Path) -> tuple[np.ndarray, int]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        photometric = int(page.photometric)
+        if photometric not in (0, 1, 2, 3):  # MinIsWhite, MinIsBlack, RGB, Palette; others: Pillow
+            raise ValueError(f"photometric {photometric} left to Pillow")
+        arr = page.asarray()
+        if arr.ndim == 3 and page.planarconfig == 2 and arr.shape[0] <= 4:  # planar (C, H, W)
+            arr = np.moveaxis(arr, 0, -1)
+        if photometric == 3:
+            if page.colormap is None:
+                raise ValueError("palette TIFF without a colour map")
+            cmap = np.asarray(page.colormap)  # (3, 2**bits) uint16
+            if arr.ndim == 3:  # index + extra (alpha) samples
+                arr = arr[..., 0]
+            if cmap.max() > 255:  # 16-bit entries → 8-bit colours, as libtiff (and Pillow) do
+                cmap = cmap >> 8
+            arr = np.moveaxis(cmap[:, np.asarray(arr).astype(np.intp)], 0, -1).astype(np.uint8)
+        elif photometric == 0:
+            arr = _invert(arr)
+        tag = page.tags.get("Orientation")
+        return np.asarray(arr), int(tag.value) if tag is not None else 1
+
+
+def _invert(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return ~arr
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return np.iinfo(arr.dtype).max - arr
+    if np.issubdtype(arr.dtype, np.floating):
+        return 1.0 - arr
+    raise ValueError(f"MinIsWhite with pixel type {arr.dtype}")
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, int]:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+            orientation = int(img.getexif().get(ORIENTATION_TAG, 1) or 1)
+            return _pillow_array(img), orientation
+
+
+def _pillow_array(img: Any) -> np.ndarray:
+    mode = img.mode
+    if mode in ("L", "LA", "RGB", "RGBA", "F") or mode.startswith("I;16"):
+        return np.asarray(img)
+    if mode == "1":
+        return np.asarray(img.convert("L")) > 0
+    if mode == "I":
+        arr = np.asarray(img)
+        bits = _stored_bits(img)
+        if bits is not None and bits <= 16:  # 16-bit data Pillow widened to int32: its own scale, not int32's
+            return np.clip(arr, 0, 2 ** bits - 1).astype(np.uint16 if bits > 8 else np.uint8)
+        return arr
+    has_alpha = "A" in mode or "a" in mode or "transparency" in img.info
+    return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+
+
+def _stored_bits(img: Any) -> int | None:
+    """Bits per sample in the file behind a Pillow mode ``I`` image (None: unknown, keep int32's scale)."""
+    if img.format == "PNG":
+        return 16  # PNG samples have at most 16 bits
+    if img.format == "TIFF":
+        tag = getattr(img, "tag_v2", {}).get(258)  # BitsPerSample
+        if tag is not None:
+            return int(tag[0] if isinstance(tag, tuple) else tag)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ conversion
+def to_rgb_float(arr: np.ndarray) -> np.ndarray:
+    """Decoded pixels (H, W), (H, W, C) or planar (C, H, W), C ≤ 4 → (H, W, 3) float32 in [0, 1].
+
+    The scale depends on the pixel type only (module doc). ValueError for other layouts or types."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[-1] > 4:  # planar (C, H, W)
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
+        raise ValueError(f"unsupported pixel layout {arr.shape}")
+    arr = arr[..., :1] if arr.shape[-1] in (1, 2) else arr[..., :3]  # drop alpha
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.dtype == bool:
+        out = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.unsignedinteger):
+        out = (arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)).astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.signedinteger):
+        out = (arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)).astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError("non-finite pixel values")
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype}")
+    out = np.clip(out, 0.0, 1.0)
+    return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else np.ascontiguousarray(out)
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF/TIFF ``Orientation`` value (1–8; others are ignored) to an (H, W, ...) array."""
+    if orientation == 2:
+        arr = arr[:, ::-1]
+    elif orientation == 3:
+        arr = arr[::-1, ::-1]
+    elif orientation == 4:
+        arr = arr[::-1]
+    elif orientation == 5:
+        arr = arr.swapaxes(0, 1)
+    elif orientation == 6:
+        arr = np.rot90(arr, k=-1)
+    elif orientation == 7:
+        arr = arr[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        arr = np.rot90(arr, k=1)
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,194 @@
+"""Grid executors: run cells in worker processes; a worker killed from outside costs only its own cell.
+
+* ``local``: one spawned process per cell, at most ``workers`` at a time. A process that dies without
+  reporting (SIGKILL from the OOM killer, a SLURM memory/time limit, preemption, a segfault) has its cell
+  recorded ``failed`` in ``run.json`` with the cause (``"killed"``, the signal) — the other cells go on, and a
+  rerun resumes it from its last ``state.pt``.
+* ``dask``: a ``LocalCluster`` (or ``scheduler=ADDRESS``). A cell whose worker dies is rescheduled by Dask at
+  most ``retries`` times (``distributed.scheduler.allowed-failures``; for a remote scheduler its own setting),
+  then recorded ``failed`` like above. An unreachable scheduler is one :class:`~probe.errors.ConfigError`
+  line naming the address after ``connect_timeout`` seconds.
+
+Each executor yields one outcome dict per cell: ``{"path", "status", "seconds", "error"?, "cause"?}``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ConfigError, one_line
+from probe.train.rundir import RunDir
+
+Todo = list[tuple[str, dict[str, Any], Path]]
+
+
+def default_workers(threads_per_worker: int = 1) -> int:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, threads_per_worker))
+
+
+def death_cause(exitcode: int | None) -> str:
+    """One line saying how a worker process ended without reporting its cell."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = (" (out of memory, a job memory/time limit or preemption?)" if -exitcode == signal.SIGKILL
+                else "")
+        return f"worker process killed by {name}{hint}"
+    return f"worker process ended with exit status {exitcode} without reporting a result"
+
+
+def record_lost_cell(path: str | Path, error: str, cause: str = "killed", seconds: float = 0.0,
+                     **extra: Any) -> dict[str, Any]:
+    """Mark the cell at ``path`` failed in its ``run.json`` (keeping what is there); return its outcome."""
+    run = RunDir(path)
+    error = one_line(error)
+    try:
+        record = run.read() if run.exists() else {}
+    except Exception:
+        record = {}
+    record.update(status="failed", error=error, cause=cause, **extra)
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write(record)
+    except OSError:
+        pass
+    return {"path": str(path), "status": "failed", "error": error, "cause": cause, "seconds": seconds}
+
+
+# ------------------------------------------------------------------------------------------------- local
+def _cell_process(conn: Any, config: dict[str, Any], out: str, device: str | None, threads: int,
+                  verbose: bool) -> None:
+    from probe.grid.runner import run_cell
+
+    try:
+        outcome = run_cell(config, out, device, threads, verbose)
+    except BaseException as exc:  # run_cell records its own failures; this is a last resort
+        outcome = {"path": out, "status": "failed", "error": one_line(f"{type(exc).__name__}: {exc}"),
+                   "seconds": 0.0}
+    conn.send(outcome)
+    conn.close()
+
+
+def run_local(todo: Todo, workers: int | None, scheduler: str | None, device: str | None, threads: int,
+              verbose: bool, gpus: list[int] | None = None, **_: Any) -> Iterator[dict[str, Any]]:
+    """Cells in up to ``workers`` spawned processes (in this process when one worker suffices).
+
+    ``gpus`` (validated CUDA indices): cells go round-robin to ``cuda:<i>``, one worker per GPU by default.
+    """
+    if not todo:
+        return
+    devices = [f"cuda:{g}" for g in gpus] if gpus else [device]
+    workers = min(len(todo), workers or (len(devices) if gpus else default_workers(threads)))
+    if workers == 1:
+        from probe.grid.runner import run_cell
+
+        for _, config, path in todo:
+            yield run_cell(config, str(path), devices[0], threads, verbose)
+        return
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")  # a forked child of a process that already used torch threads can deadlock
+    queue = [(i, *item) for i, item in enumerate(todo)]
+    running: dict[Any, tuple[Any, Any, Path, float]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                i, _, config, path = queue.pop(0)
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_cell_process, name=f"probe-cell-{path.name}",
+                                   args=(writer, config, str(path), devices[i % len(devices)], threads, verbose))
+                proc.start()
+                writer.close()
+                running[proc.sentinel] = (proc, reader, path, time.perf_counter())
+            for sentinel in wait(list(running)):
+                proc, reader, path, t0 = running.pop(sentinel)
+                outcome = None
+                try:
+                    if reader.poll():
+                        outcome = reader.recv()
+                except (EOFError, OSError):
+                    outcome = None
+                finally:
+                    reader.close()
+                proc.join()
+                if outcome is None:
+                    outcome = record_lost_cell(path, death_cause(proc.exitcode), seconds=time.perf_counter() - t0,
+                                               exitcode=proc.exitcode)
+                yield outcome
+    finally:  # interrupted (Ctrl-C, an exception): stop the workers we started; their cells resume on rerun
+        for proc, _reader, _, _ in running.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc, reader, _, _ in running.values():
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            reader.close()
+
+
+# -------------------------------------------------------------------------------------------------- dask
+def connect(scheduler: str, timeout: float) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``; one ConfigError line if unreachable."""
+    from dask.distributed import Client
+
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ConfigError(f"--scheduler must be an address like tcp://HOST:8786, got {scheduler!r}")
+    try:
+        return Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise ConfigError(one_line(
+            f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s ({exc}); check the address "
+            f"(tcp://HOST:PORT) and that `dask scheduler` runs there, or drop --scheduler")) from None
+
+
+def run_dask(todo: Todo, workers: int | None, scheduler: str | None, device: str | None, threads: int,
+             verbose: bool, retries: int = 2, connect_timeout: float = 10.0, **_: Any) -> Iterator[dict[str, Any]]:
+    """Cells as Dask tasks; a task whose worker died more than ``retries`` times is recorded failed."""
+    try:
+        import dask
+        from dask.distributed import LocalCluster, as_completed
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise ConfigError("the dask executor needs `distributed` (pip install distributed)") from exc
+    if not todo:
+        return
+    from probe.grid.runner import run_cell
+
+    cluster = None
+    if scheduler:
+        client = connect(scheduler, connect_timeout)
+    else:
+        n = min(len(todo), workers or default_workers(threads))
+        with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = connect(cluster.scheduler_address, connect_timeout)
+    try:
+        futures, paths = [], {}
+        for cell_id, config, path in todo:
+            future = client.submit(run_cell, config, str(path.resolve()), device, threads, verbose,
+                                   key=f"probe-cell-{cell_id}-{time.time_ns()}", pure=False, retries=int(retries))
+            futures.append(future)
+            paths[future.key] = path
+        t0 = time.perf_counter()
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # KilledWorker after the allowed failures, a lost scheduler, ...
+                cause = "killed" if type(exc).__name__ == "KilledWorker" else "lost"
+                yield record_lost_cell(paths[future.key], f"dask worker lost: {type(exc).__name__}: {exc}",
+                                       cause=cause, seconds=time.perf_counter() - t0)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+

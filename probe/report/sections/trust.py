@@ -1,0 +1,129 @@
+""""How far to trust these numbers": replication, calibration anchors, data caveats, the score's validity.
+
+Reads only the store. Calibration anchors are models whose info carries a non-empty ``role`` (identity,
+oracle, untrained, single_background, …; see docs/probes.md): their values of the key indicators are shown
+beside the trained models' range, and an indicator is marked *uninformative* when identity and oracle differ
+by less than the spread of trained models within a cell (it cannot tell "removes nothing" from "perfect").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
+from probe.report.sections.headline import _trained
+
+#: (label, probe, split ("ood" = every OOD split), metric, extra filter)
+INDICATORS = [
+    ("ID rain removed", "decomposition", ID_SPLIT, "removal_ratio", {}),
+    ("OOD rain removed", "decomposition", "ood", "removal_ratio", {}),
+    ("background PSNR (ID)", "decomposition", ID_SPLIT, "psnr_bg_region", {}),
+    ("change on clean input", "decomposition", "clean", "removed_energy", {}),
+    ("CKA rain − clean, deep", "cka", ID_SPLIT, "align_gap_deep", {}),
+    ("share on rain (removed part)", "attribution", ID_SPLIT, "share_on_rain", {"window": "on"}),
+    ("shortcut score", "shortcut", ID_SPLIT, "score", {}),
+]
+
+
+def _roles(metrics: pd.DataFrame) -> pd.Series:
+    if "role" not in metrics:
+        return pd.Series(dtype=str)
+    roles = metrics.drop_duplicates("model_id").set_index("model_id")["role"]
+    return roles[roles.notna() & ~roles.astype(str).isin(["", "model", "nan", "None"])].astype(str)
+
+
+def _values(metrics: pd.DataFrame, probe: str, split: str, metric: str, extra: dict) -> pd.DataFrame:
+    m = metrics[(metrics["probe"] == probe) & (metrics["metric"] == metric)]
+    splits = ood_split_names(metrics["split"]) if split == "ood" else [split]
+    m = m[m["split"].isin(splits)]
+    for key, value in extra.items():
+        if key in m:
+            m = m[m[key].astype(str) == value]
+    return m.groupby(["model_id", "split"], as_index=False)["value"].mean()
+
+
+def anchor_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Indicator × split rows: each anchor's value, the trained models' range, and ``informative``."""
+    roles = _roles(metrics)
+    if roles.empty:
+        return pd.DataFrame()
+    trained = _trained(metrics)
+    cell_cols = [c for c in ("background", "n_backgrounds") if c in trained]
+    cells = trained.drop_duplicates("model_id").set_index("model_id")[cell_cols].astype(str).agg("|".join, axis=1) \
+        if cell_cols else pd.Series(dtype=str)
+    rows = []
+    for label, probe, split, metric, extra in INDICATORS:
+        values = _values(metrics, probe, split, metric, extra)
+        for sp, part in values.groupby("split"):
+            v = part.set_index("model_id")["value"]
+            row = {"indicator": label, "split": sp}
+            for model, role in roles.items():
+                row[role] = float(v.get(model, np.nan))
+            tv = v[v.index.isin(trained["model_id"])]
+            row["trained min"], row["trained max"] = (float(tv.min()), float(tv.max())) if len(tv) else (np.nan,) * 2
+            spread = tv.groupby(cells.reindex(tv.index)).std(ddof=1).mean() if len(tv) > 1 and len(cells) else 0.0
+            gap = abs(row.get("identity", np.nan) - row.get("oracle", np.nan))
+            row["informative"] = ("?" if not np.isfinite(gap) else
+                                  "yes" if gap > max(float(np.nan_to_num(spread)), 1e-9) else "NO")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def replication(metrics: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Text + per-cell counts of trained models (seeds)."""
+    trained = _trained(metrics)
+    models = trained.drop_duplicates("model_id")
+    cell_cols = [c for c in ("family", "background", "n_backgrounds") if c in models]
+    if not cell_cols:
+        return f"{len(models)} trained models.", pd.DataFrame()
+    counts = models.groupby(cell_cols, dropna=False).size().rename("models (seeds)").reset_index()
+    lo, hi = int(counts["models (seeds)"].min()), int(counts["models (seeds)"].max())
+    text = (f"{len(models)} trained models in {len(counts)} cells, {lo}" + (f"–{hi}" if hi != lo else "")
+            + " seed(s) per cell. ")
+    if lo < 2:
+        text += ("Some cells have one seed: their numbers carry no uncertainty over training seeds and the CIs "
+                 "that need them are left empty. ")
+    elif lo < 5:
+        text += (f"With {lo} seeds per cell a bootstrap within cells understates the spread (its variance is "
+                 f"≈ {(lo - 1) / lo:.2f} of the true one): read CIs as a lower bound on uncertainty and trust the "
+                 "permutation p-values for yes/no questions. ")
+    if "n_distinct_contents" in models:
+        distinct = models.dropna(subset=["n_distinct_contents"])
+        few = distinct[distinct["n_distinct_contents"] < distinct["n_backgrounds"]]
+        for source, part in few.groupby("background"):
+            ns = ", ".join(str(int(v)) for v in sorted(part["n_backgrounds"].unique()))
+            text += (f"Background `{source}`: n_backgrounds = {ns} "
+                     f"are crops of at most {int(part['n_distinct_contents'].max())} distinct photographs "
+                     "(more n adds views, not contents). ")
+    return text, counts
+
+
+def trust(ctx: ReportContext) -> Section | None:
+    from probe.report.sections.headline import headline_numbers, verdict
+    from probe.report.sections.shortcut import score_validity, validity_text
+
+    if ctx.metrics.empty:
+        return None
+    text, counts = replication(ctx.metrics)
+    section = Section("How far to trust these numbers", text=text)
+    anchors = anchor_table(ctx.metrics)
+    if anchors.empty:
+        section.text += ("Calibration anchors (identity, oracle, untrained, single-background networks) were not "
+                         "measured for this study, so no indicator here is checked against networks of known "
+                         "behaviour. ")
+    else:
+        bad = sorted(set(anchors.loc[anchors["informative"] == "NO", "indicator"]))
+        section.text += ("Anchors: networks of known behaviour measured like the study's models. "
+                         + (f"Uninformative on this study (identity ≈ oracle): {', '.join(bad)}. " if bad else
+                            "Every indicator shown separates identity from oracle. "))
+        section.tables.append(Table("anchors", "Calibration anchors vs the trained models", anchors.round(4)))
+    head = headline_numbers(ctx.metrics)
+    if not head.empty:
+        section.text += "Headline: " + verdict(head) + " "
+    section.text += "Shortcut score: " + validity_text(score_validity(ctx.metrics)) + " "
+    section.text += ("Indicators computed from OOD inputs (the ddr probe pools every split) are not used by the "
+                     "shortcut score.")
+    if not counts.empty:
+        section.tables.append(Table("replication", "Trained models per cell", counts))
+    return section

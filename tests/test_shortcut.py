@@ -1,0 +1,138 @@
+"""The study-level `shortcut` score: the fixed rule on known inputs, ID-only, anchors, and end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probe.cli import main
+from probe.errors import DataError
+from probe.grid.runner import run_grid
+from probe.measure import measure
+from probe.shortcut import SIGNS, Shortcut, indicators, shortcut_scores
+from probe.store import read_metrics
+
+
+def _rows(model: str, k: float, role: str = "") -> list[dict]:
+    """Metric rows whose every indicator grows with ``k`` (k = how rain-driven the model is)."""
+    base = {"model_id": model, "role": role, "params": "{}"}
+    rows = [
+        {"probe": "cka", "split": "id", "metric": "align_gap_deep", "value": 0.1 * k},
+        {"probe": "attribution", "split": "id", "metric": "share_on_rain", "value": 0.5 + 0.05 * k,
+         "objective": "removed", "window": "on"},
+        {"probe": "attribution", "split": "id", "metric": "share_on_rain", "value": 0.99,  # off-window: unused
+         "objective": "removed", "window": "off"},
+        {"probe": "attribution", "split": "id", "metric": "share_on_rain", "value": 1.0 - 0.05 * k,  # other objective
+         "objective": "lam", "window": "on"},
+        {"probe": "decomposition", "split": "id", "metric": "corr_removed_layer", "value": 0.5 + 0.04 * k},
+        {"probe": "decomposition", "split": "id", "metric": "corr_removed_background", "value": 0.3 - 0.02 * k},
+        {"probe": "decomposition", "split": "clean", "metric": "removed_energy", "value": 1e-4 * 2**k},
+        {"probe": "decomposition", "split": "ood", "metric": "removal_ratio", "value": 0.5},
+    ]
+    for depth, ratio in [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0 + 0.2 * k)]:
+        rows.append({"probe": "activations", "split": "id", "metric": "sensitivity_ratio", "value": ratio,
+                     "depth": depth, "layer": f"l{depth}"})
+    return [{**base, **r} for r in rows]
+
+
+def _frame(ks: dict[str, float], anchors: dict[str, float] | None = None) -> pd.DataFrame:
+    rows = [r for m, k in ks.items() for r in _rows(m, k)]
+    rows += [r for m, k in (anchors or {}).items() for r in _rows(m, k, role="identity")]
+    return pd.DataFrame(rows)
+
+
+def test_score_orders_models_by_every_indicator_and_uses_the_fixed_rule():
+    ks = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0, "e": 4.0}
+    scores = shortcut_scores(_frame(ks))
+    assert list(scores.sort_values("score").index) == ["a", "b", "c", "d", "e"]
+    assert (scores["n_indicators"] == len(SIGNS)).all()
+    # every indicator is linear in k here except the log ones, so z of the middle model is 0
+    assert scores.loc["c", "score"] == pytest.approx(0.0, abs=1e-9)
+    # the rule by hand for one indicator: robust z over the five models
+    raw = indicators(_frame(ks))["residual_rain_vs_bg"]
+    mad = 1.4826 * (raw - raw.median()).abs().median()
+    assert scores.loc["e", "z_residual_rain_vs_bg"] == pytest.approx((raw["e"] - raw.median()) / mad)
+    assert raw["a"] == pytest.approx(0.2) and indicators(_frame(ks))["attribution_on_rain"]["a"] == 0.5
+
+
+def test_score_never_reads_ood_rows():
+    frame = _frame({"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0})
+    before = shortcut_scores(frame)["score"]
+    shuffled = frame.copy()
+    ood = shuffled["split"] == "ood"
+    shuffled.loc[ood, "value"] = np.random.default_rng(0).random(int(ood.sum()))
+    extra = frame[frame["split"] == "id"].assign(split="ood", value=123.0)  # OOD copies of every indicator
+    after = shortcut_scores(pd.concat([shuffled, extra], ignore_index=True))["score"]
+    pd.testing.assert_series_equal(before, after)
+
+
+def test_anchors_are_scored_but_do_not_move_the_standardisation():
+    ks = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+    plain = shortcut_scores(_frame(ks))
+    with_anchor = shortcut_scores(_frame(ks, anchors={"identity": 50.0}))
+    pd.testing.assert_series_equal(plain["score"], with_anchor.loc[list(ks), "score"])
+    assert with_anchor.loc["identity", "anchor"] and with_anchor.loc["identity", "score"] > plain["score"].max()
+
+
+def test_too_few_indicators_give_nan_not_a_number_from_one_indicator():
+    frame = _frame({"a": 0.0, "b": 1.0, "c": 2.0})
+    only_cka = frame[(frame["probe"] == "cka") | (frame["model_id"] != "a")]
+    scores = shortcut_scores(only_cka)
+    assert scores.loc["a", "n_indicators"] == 1 and np.isnan(scores.loc["a", "score"])
+    assert np.isfinite(scores.loc["b", "score"])
+
+
+SPEC = """
+[study]
+name = "shortcutstudy"
+probes = ["decomposition", "shortcut"]
+[base]
+seed = 0
+device = "cpu"
+[base.model]
+family = "resnet"
+size = "tiny"
+[base.data]
+patch = 24
+[base.degradation]
+type = "rain"
+preset = "small"
+[base.train]
+iterations = 3
+batch = 2
+[base.eval]
+n_images = 3
+[base.eval.splits.id]
+type = "rain"
+preset = "small"
+[base.eval.splits.ood]
+type = "rain"
+preset = "large"
+[axes]
+n_backgrounds = [1, 2, 4]
+"""
+
+
+def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SPEC)
+    assert run_grid(tmp_path / "s.toml", tmp_path / "models", workers=1)["done"] == 3
+    store = tmp_path / "rep" / "results.h5"
+    summary = measure(tmp_path / "models", out=store)
+    assert summary["shortcut"] == 3
+    df = read_metrics(store)
+    score = df[(df["probe"] == "shortcut") & (df["metric"] == "score")]
+    assert sorted(score["model_id"]) == sorted(df.loc[df["probe"] == "decomposition", "model_id"].unique())
+    assert score["value"].notna().all() and score["n_backgrounds"].notna().all()  # model info kept
+    z = df[(df["probe"] == "shortcut") & (df["metric"] == "z")]
+    assert set(z["indicator"]) == set(SIGNS)
+    # the stored score is the rule applied to the stored indicators
+    ref = shortcut_scores(df[df["probe"] != "shortcut"])["score"]
+    assert np.allclose(score.set_index("model_id")["value"].sort_index(), ref.sort_index())
+    # measuring again replaces, never duplicates; the CLI runs it too
+    assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--probes", "decomposition,shortcut",
+                 "-q"]) == 0
+    again = read_metrics(store)
+    assert len(again[(again["probe"] == "shortcut") & (again["metric"] == "score")]) == 3
+    with pytest.raises(DataError, match="study-level"):
+        Shortcut().run(None, None)
