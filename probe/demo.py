@@ -52,9 +52,15 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     print("[3/3] drawing the report", flush=True)
     html = build_report(reports)
     timings["report_s"] = time.perf_counter() - t2
-    table = headline_numbers(ReportContext.load(reports).metrics)
+    ctx = ReportContext.load(reports)
+    table = headline_numbers(ctx.metrics)
+    remedies = _remedy_table(ctx)
     print()
-    print("Headline (Spearman rho over n_backgrounds; the papers predict rho(n, OOD removal) < 0):")
+    if remedies is not None:
+        print("Remedies (paired change vs 'none', 95 % bootstrap CI over seeds):")
+        print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        print("Headline (Spearman rho over n_backgrounds; the papers predict rho(n, OOD removal) < 0):")
     if not table.empty:
         cols = [c for c in ("family", "background", "ood_split", "n_backgrounds", "spearman_n_vs_ood_removal",
                             "spearman_n_vs_bg_psnr", "ood_removal_fewest", "ood_removal_most") if c in table]
@@ -63,6 +69,18 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     print(f"\nreport: {html}\n(grid {timings['grid_s']:.0f} s, measure {timings['measure_s']:.0f} s, "
           f"report {timings['report_s']:.0f} s, total {total:.0f} s)")
     return {"grid": grid, "measure": summary, "report": str(html), "headline": table, "timings": timings}
+
+
+def _remedy_table(ctx):
+    """The Remedies effects table when the study has a ``remedy`` axis (else None)."""
+    metrics = ctx.metrics
+    if not len(metrics) or "remedy" not in metrics or metrics["remedy"].dropna().empty:
+        return None
+    from probe.report.sections.remedies import remedy_effects
+
+    metrics = metrics[metrics["remedy"].notna()].assign(remedy=lambda f: f["remedy"].astype(str))
+    effects = remedy_effects(metrics, ctx.ood_splits())
+    return effects.drop(columns=["none", "remedy_value"]) if not effects.empty else None
 
 
 def run_cli(args: argparse.Namespace) -> int:
