@@ -13,9 +13,10 @@ background source):
   training range, ``C_bg`` and ``C_deg`` being the measured complexity of the training backgrounds and of the
   training-range degradation layer. The more complex the backgrounds relative to the rain, the more of the
   wide range: the degradation range is widened *relative to the background complexity*.
-* ``complexity_band`` (``[lo, hi]``; empty = off) — a complexity-matched sampler: ``oversample`` × batch
-  candidate pairs are drawn and the batch keeps the pairs whose ratio ``C(B) / C(D)`` of background to
-  degradation complexity lies in the band (in draw order), then the nearest ones (in log ratio).
+* ``complexity_band`` (``[lo, hi]``; empty = off) — a complexity-matched sampler: rounds of ``OVERSAMPLE``
+  × batch candidate pairs are drawn until ``batch`` of them have a ratio ``C(B) / C(D)`` of background to
+  degradation complexity inside the band (at most ``MAX_ROUNDS`` rounds); the batch keeps the in-band
+  pairs in draw order, then (only if too few were found) the nearest ones in log ratio.
 * ``curriculum`` (steps; 0 = off) — a curriculum over complexity: the backgrounds are ranked by measured
   complexity and step ``t`` samples from the simplest ``ceil(n * f(t))`` of them, ``f(t) = f0 + (1 - f0) *
   min(1, t / curriculum)`` with ``f0 = CURRICULUM_START``: the network meets simple content first (where
@@ -46,7 +47,8 @@ from probe.data.types import DegradedBatch
 from probe.errors import ConfigError
 
 CURRICULUM_START = 0.25  # share of the (simplest) backgrounds available at step 0
-OVERSAMPLE = 4  # candidate pairs per batch item for the complexity-matched sampler
+OVERSAMPLE = 4  # candidate pairs per batch item and round for the complexity-matched sampler
+MAX_ROUNDS = 8  # rounds of candidates before the nearest pairs fill the batch
 _LUMA = (0.299, 0.587, 0.114)
 _CALIBRATION_SALT = 0x5EED_0003
 
@@ -149,18 +151,25 @@ class Balance:
         pool = self.pool
         if self.sorted_pool is not None:
             pool = BackgroundPool(self.sorted_pool.images[:self.available(step)], self.pool.patch)
-        n = batch * (self.oversample if self.band else 1)
-        clean = pool.sample(n, g)
-        out = self._degrade(clean, g)
         if not self.band:
-            return out
-        ratio = gradient_complexity(out.clean) / gradient_complexity(out.degraded - out.clean).clamp_min(1e-12)
+            return self._degrade(pool.sample(batch, g), g)
         lo, hi = self.band
-        log_r = torch.log(ratio.clamp_min(1e-12)).cpu()
+        drawn, in_band = [], 0
+        for _ in range(MAX_ROUNDS):  # rejection sampling, bounded: then the nearest pairs fill the batch
+            out = self._degrade(pool.sample(batch * self.oversample, g), g)
+            ratio = (gradient_complexity(out.clean)
+                     / gradient_complexity(out.degraded - out.clean).clamp_min(1e-12)).cpu()
+            drawn.append((out, ratio))
+            in_band += int(((ratio >= lo) & (ratio <= hi)).sum())
+            if in_band >= batch:
+                break
+        out = DegradedBatch.cat([d for d, _ in drawn]) if len(drawn) > 1 else drawn[0][0]
+        ratio = torch.cat([r for _, r in drawn])
+        log_r = torch.log(ratio.clamp_min(1e-12))
         distance = torch.clamp(math.log(lo) - log_r, min=0) + torch.clamp(log_r - math.log(hi), min=0)
-        order = torch.from_numpy(np.lexsort((np.arange(n), distance.numpy())))[:batch]
+        order = torch.from_numpy(np.lexsort((np.arange(len(ratio)), distance.numpy())))[:batch]
         chosen = _take(out, order)
-        chosen.params["complexity_ratio"] = ratio.cpu()[order].float()
+        chosen.params["complexity_ratio"] = ratio[order].float()
         return chosen
 
     def _degrade(self, clean: Tensor, g: torch.Generator) -> DegradedBatch:

@@ -127,7 +127,9 @@ class PriorRestorer(RestorationModel):
             self.frozen = True
         else:
             vq = external if isinstance(external, VQAutoencoder) else self._load(size)
-            self.frozen = isinstance(external, VQAutoencoder) or (self._ready and self.prior_path is not None)
+            # a declared prior is frozen and quantized whether or not its folder exists here (a run checkpoint
+            # rebuilt elsewhere must behave the same)
+            self.frozen = isinstance(external, VQAutoencoder) or self.prior_path is not None
             self.encoder = copy.deepcopy(vq.encoder)  # trainable, starts as the prior's encoder
             self.hook_latent, self.hook_quantized = HookPoint(), HookPoint()
             self.quantizer, self.decoder = vq.quantizer, vq.decoder
