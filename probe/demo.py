@@ -80,7 +80,7 @@ def _remedy_table(ctx):
 
     metrics = metrics[metrics["remedy"].notna()].assign(remedy=lambda f: f["remedy"].astype(str))
     effects = remedy_effects(metrics, ctx.ood_splits())
-    return effects.drop(columns=["none", "remedy_value"]) if not effects.empty else None
+    return effects.drop(columns=["none", "remedy_value", "t_low", "t_high"]) if not effects.empty else None
 
 
 def run_cli(args: argparse.Namespace) -> int:
