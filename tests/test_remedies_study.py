@@ -151,14 +151,24 @@ def test_section_draws_on_a_store_and_is_none_without_the_axis(tmp_path):
 
 
 def test_tiny_remedies_study_end_to_end(tmp_path, monkeypatch, capsys):
+    """grid (prior first) → measure → the Remedies section, through the CLI (the other, generic report
+    sections are left out to keep the suite fast; the shipped spec runs them all via `probe demo`)."""
+    from probe.demo import _remedy_table
+    from probe.report.build import build_sections, render
+    from probe.report.sections import ORDER
+
     spec = tmp_path / "tinyremedies.toml"
     spec.write_text(SPEC)
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--spec", str(spec), "--workers", "2", "-q"]) == 0
-    out = capsys.readouterr().out
-    assert "Remedies (paired change vs 'none'" in out and "balanced_mixture" in out
+    assert main(["grid", "run", str(spec), "--workers", "1", "-q"]) == 0
     assert (tmp_path / "priors" / "natural" / "prior.safetensors").is_file()
-    html = (tmp_path / "reports" / "tinyremedies" / "report.html").read_text()
-    assert "<h2>Remedies</h2>" in html and "OOD removal ratio: ood_particles" in html
-    effects = pd.read_csv(tmp_path / "reports" / "tinyremedies" / "remedy_effects.csv")
+    assert main(["measure", "trained_models/tinyremedies", "-q"]) == 0
+    ctx = ReportContext.load(tmp_path / "reports" / "tinyremedies")
+    assert set(ctx.metrics["remedy"]) == {"none", "balanced_mixture", "prior"}
+    sections = build_sections(ctx, ["remedies"])
+    assert "remedies" in ORDER and [s.title for s in sections] == ["Remedies"]
+    html = render(ctx, sections)
+    assert "OOD removal ratio: ood_particles" in html and "OOD removal ratio: ood_streaks" in html
+    effects = sections[0].tables[0].frame
     assert set(effects["remedy"]) == {"balanced_mixture", "prior"} and (effects["n_seeds"] == 2).all()
+    assert set(_remedy_table(ctx)["remedy"]) == {"balanced_mixture", "prior"}  # what `probe demo` prints
