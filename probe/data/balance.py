@@ -75,10 +75,10 @@ def check_options(widen_degradation: Any, complexity_band: Any, curriculum: Any)
     """
     from probe.data.degradations import make_degradation
 
-    widen = dict(widen_degradation or {})
     if not isinstance(widen_degradation, (Mapping, type(None))):
         raise ConfigError(f"data.widen_degradation = {widen_degradation!r} must be a degradation table "
                           "(e.g. {type = \"rain\", preset = \"random\"}) or empty")
+    widen = dict(widen_degradation or {})
     if widen:
         try:
             make_degradation(widen)
