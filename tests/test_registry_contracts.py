@@ -39,11 +39,11 @@ def test_family_contract(family):
 @pytest.mark.parametrize("name", DEGRADATIONS.names())
 def test_degradation_contract(name):
     degradation = make_degradation({"type": name})
-    clean = make_background("smooth", patch=32, seed=0).images(2)[..., :32, :32]
+    clean = make_background("smooth", patch=64, seed=0).images(2)[..., :64, :64]
     a = degradation.apply(clean, torch.Generator().manual_seed(3))
     b = degradation.apply(clean, torch.Generator().manual_seed(3))
     for part in ("degraded", "clean", "layer", "mask"):
-        assert getattr(a, part).shape[0] == 2 and getattr(a, part).shape[-2:] == (32, 32), part
+        assert getattr(a, part).shape[0] == 2 and getattr(a, part).shape[-2:] == (64, 64), part
     assert torch.equal(a.clean, clean)
     assert float(a.degraded.min()) >= 0.0 and float(a.degraded.max()) <= 1.0
     assert torch.equal(a.degraded, b.degraded), f"{name}: same generator seed, different output"
@@ -81,6 +81,10 @@ def test_probe_contract(name, tiny_eval):
         cls(not_a_parameter=1)
     probe = cls()
     assert probe.name == name
+    if getattr(cls, "study_level", False):  # scored by `probe measure` across a study's models, never one model
+        with pytest.raises(ProbeError, match=name):
+            probe.run(build("resnet", "tiny").eval(), tiny_eval)
+        return
     before = dict(probe.params)
     torch.manual_seed(0)
     result = probe.run(build("resnet", "tiny").eval(), tiny_eval)

@@ -156,7 +156,9 @@ def test_study_rows_with_metrics_are_filtered_out(study, tmp_path):
     ctx = ReportContext.load(tmp_path)
     assert STUDY_MODEL_ID not in set(ctx.metrics["model_id"]) and set(ctx.metrics["model_id"]) == set(RUN_IDS)
     headline = SECTIONS.get("headline")(ctx)
-    assert headline is not None and headline.tables[0].frame["n_models"].tolist() == [2]
+    assert headline is not None
+    every_number = next(t for t in headline.tables if t.name == "headline")
+    assert every_number.frame["n_models"].tolist() == [2]
 
 
 def test_representation_is_skipped_without_its_probes(tmp_path):

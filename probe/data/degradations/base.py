@@ -10,7 +10,7 @@ A degradation is built from a spec (the TOML table minus ``type``), validates ev
     >>> bool((out.degraded == (out.clean + out.layer).clamp(0, 1)).all())
     True
     >>> sorted(out.params)
-    ['amount', 'angle', 'beta', 'length', 'length_px', 'width']
+    ['amount', 'amount_px', 'angle', 'beta', 'length', 'length_px', 'streak_px', 'width', 'width_px']
 
 Writing a new degradation: subclass :class:`Degradation`, list its spec keys in ``keys`` (and its
 ``presets``), parse them in ``_configure`` with the helpers below (:meth:`Uniform.parse`,
