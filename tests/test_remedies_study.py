@@ -172,3 +172,21 @@ def test_tiny_remedies_study_end_to_end(tmp_path, monkeypatch, capsys):
     effects = sections[0].tables[0].frame
     assert set(effects["remedy"]) == {"balanced_mixture", "prior"} and (effects["n_seeds"] == 2).all()
     assert set(_remedy_table(ctx)["remedy"]) == {"balanced_mixture", "prior"}  # what `probe demo` prints
+
+
+def test_shipped_remedies_spec_keeps_its_promise():
+    from pathlib import Path
+
+    spec = StudySpec.from_toml(Path(__file__).resolve().parent.parent / "analyses" / "remedies.toml")
+    remedy = spec.axes["remedy"]
+    assert remedy[0] == "none" and remedy[-1] == "prior"
+    balanced = [r for r in remedy if r.startswith("balanced")]
+    assert len(balanced) == 4 and len(spec.axes["seed"]) >= 3
+    configs = [spec.config_for(c) for c in spec.cells()]
+    assert {c.train.iterations for c in configs} == {600} and {c.train.batch for c in configs} == {8}  # budget
+    none = configs[0]
+    assert none.data.background == "natural" and none.model.family == "resnet"
+    ood = {k: v for k, v in none.eval.splits.items() if k != "id"}
+    assert len(ood) >= 2 and len({v["type"] for v in ood.values()}) >= 2  # a second kind of rain
+    prior = [c for c in configs if c.axes["remedy"] == "prior"][0]
+    assert prior.model.kwargs["prior"] == spec.priors["natural"]["out"]
