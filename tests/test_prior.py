@@ -168,3 +168,22 @@ def test_prior_cli_trains_and_reports_bad_input(tmp_path, capsys):
     assert main(["prior", "train", "--background", "nope", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and len(err.strip().splitlines()) == 1
+
+
+def test_batched_executor_keeps_the_prior_frozen(prior_dir, tiny_config, tmp_path):
+    from probe.grid.batched import train_group
+    from probe.train.config import TrainConfig
+
+    tiny_config["model"] = {"family": "prior_restorer", "size": "tiny", "prior": str(prior_dir)}
+    tiny_config["data"]["patch"] = 16
+    cells = []
+    for seed in (0, 1):
+        config = TrainConfig.from_dict({**tiny_config, "seed": seed, "name": f"s{seed}"}).to_dict()
+        cells.append((f"s{seed}", config, tmp_path / f"s{seed}"))
+    outcomes = train_group(cells, "cpu")
+    assert [o["status"] for o in outcomes] == ["done", "done"]
+    prior, _ = load_prior(prior_dir)
+    for _, _, path in cells:
+        model = load_model(path)
+        assert all(torch.equal(v, model.decoder.state_dict()[k]) for k, v in prior.decoder.state_dict().items())
+        assert not torch.equal(prior.encoder.net[0].weight, model.encoder.net[0].weight)
