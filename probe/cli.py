@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_handler("probe.demo:run_cli"))
 
+    import_module("probe.train.prior_cli").add_parser(sub, _common)  # `probe prior train`
+
     p = sub.add_parser("list", help="list registered families, backgrounds, degradations and probes")
     _common(p)
     p.set_defaults(func=_list)

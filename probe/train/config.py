@@ -18,6 +18,8 @@ A config is a TOML file (or a dict of the same shape)::
     n_backgrounds = 16
     patch = 48
     clean_fraction = 0.1       # share of pairs left clean (the co-authors used 10 %)
+    # paper B's balanced complexity (probe.data.balance), all off by default:
+    # widen_degradation = {type = "rain", preset = "random"}   complexity_band = [0.5, 2.0]   curriculum = 300
 
     [degradation]              # the training range
     type = "rain"
@@ -81,6 +83,15 @@ class DataConfig:
     patch: int = 48
     clean_fraction: float = 0.1
     background_options: dict[str, Any] = field(default_factory=dict)
+    # paper B's remedy 1, balanced complexity (probe.data.balance; off by default)
+    widen_degradation: dict[str, Any] = field(default_factory=dict)
+    complexity_band: list[float] = field(default_factory=list)
+    curriculum: int = 0
+
+    def balance_options(self) -> dict[str, Any]:
+        """The balanced-complexity keyword arguments of :class:`probe.data.paired.PairedStream`."""
+        return {"widen_degradation": self.widen_degradation, "complexity_band": self.complexity_band,
+                "curriculum": self.curriculum}
 
 
 @dataclass
@@ -206,6 +217,12 @@ class TrainConfig:
                d.clean_fraction, "a number in [0, 1)")
         _check(isinstance(d.background_options, dict), source, "data.background_options",
                d.background_options, "a table")
+        from probe.data.balance import check_options
+
+        try:
+            check_options(d.widen_degradation, d.complexity_band, d.curriculum)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
         t = self.train
         _check(_is_int(t.iterations) and t.iterations >= 1, source, "train.iterations", t.iterations,
                "an integer >= 1")

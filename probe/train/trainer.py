@@ -121,7 +121,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     stream = PairedStream(config.data.background, config.data.n_backgrounds, config.degradation,
                           patch=config.data.patch, batch=config.train.batch, seed=config.seed,
                           clean_fraction=config.data.clean_fraction,
-                          background_options=config.data.background_options, device=dev)
+                          background_options=config.data.background_options, device=dev,
+                          **config.data.balance_options())
 
     setup, forward = step_setup(config, model, dev)
     scaler = grad_scaler(dev, setup.precision)

@@ -14,6 +14,7 @@ SECTIONS = Registry(
         "headline": "probe.report.sections.headline:headline",
         "effects": "probe.report.sections.effects:effects",
         "shortcut": "probe.report.sections.shortcut:shortcut",
+        "remedies": "probe.report.sections.remedies:remedies",
         "curves": "probe.report.sections.curves:curves",
         "decomposition_bars": "probe.report.sections.bars:decomposition_bars",
         "examples": "probe.report.sections.examples:examples",
@@ -25,5 +26,5 @@ SECTIONS = Registry(
 )
 
 #: Order of sections in the report.
-ORDER = ["failures", "headline", "trust", "effects", "shortcut", "curves", "decomposition_bars", "examples",
-         "families", "representation", "attribution"]
+ORDER = ["failures", "headline", "trust", "effects", "shortcut", "remedies", "curves", "decomposition_bars",
+         "examples", "families", "representation", "attribution"]
