@@ -64,15 +64,20 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     print("[3/3] drawing the report", flush=True)
     html = build_report(reports)
     timings["report_s"] = time.perf_counter() - t2
-    metrics = ReportContext.load(reports).metrics
-    table = headline_numbers(metrics)
+    ctx = ReportContext.load(reports)
+    table = headline_numbers(ctx.metrics)
+    remedies = _remedy_table(ctx)
     print()
-    print("Headline (Spearman rho over n_backgrounds, one point per model; [95% bootstrap CI over seeds], "
-          "permutation p; the papers predict rho(n, OOD removal) < 0):")
+    if remedies is not None:
+        print("Remedies (paired change vs 'none', 95 % bootstrap CI over seeds):")
+        print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        print("Headline (Spearman rho over n_backgrounds, one point per model; [95% bootstrap CI over seeds], "
+              "permutation p; the papers predict rho(n, OOD removal) < 0):")
     if not table.empty:
         print(readable(table).to_string(index=False))
         print(verdict(table))
-    validity = score_validity(metrics)
+    validity = score_validity(ctx.metrics)
     if not validity.empty:
         print("\nShortcut score (ID data only) vs OOD removal: " + validity_text(validity))
     total = time.perf_counter() - t0
@@ -81,6 +86,18 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
           f"report {timings['report_s']:.0f} s, total {total:.0f} s wall; {timings['cpu_s']:.0f} s CPU "
           "over every process)")
     return {"grid": grid, "measure": summary, "report": str(html), "headline": table, "timings": timings}
+
+
+def _remedy_table(ctx):
+    """The Remedies effects table when the study has a ``remedy`` axis (else None)."""
+    metrics = ctx.metrics
+    if not len(metrics) or "remedy" not in metrics or metrics["remedy"].dropna().empty:
+        return None
+    from probe.report.sections.remedies import remedy_effects
+
+    metrics = metrics[metrics["remedy"].notna()].assign(remedy=lambda f: f["remedy"].astype(str))
+    effects = remedy_effects(metrics, ctx.ood_splits())
+    return effects.drop(columns=["none", "remedy_value", "t_low", "t_high"]) if not effects.empty else None
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -70,8 +70,10 @@ class PairedStream(torch.utils.data.IterableDataset):
     Parameters follow the ``[data]`` / ``[degradation]`` config tables: ``background`` (a registered source),
     ``n_backgrounds`` (distinct "train" images, fixed for the run), ``degradation`` (spec with ``type``),
     ``patch``, ``batch``, ``seed``, ``clean_fraction`` in [0, 1], ``background_options`` for the source.
-    ``device`` (an addition to the contract) makes the crops and the synthesis run there (the background
-    images are moved once); outputs are bit-identical per (seed, step) on the CPU.
+    ``widen_degradation``, ``complexity_band`` and ``curriculum`` are paper B's balanced-complexity options
+    (:mod:`probe.data.balance`; off by default). ``device`` (an addition to the contract) makes the crops
+    and the synthesis run there (the background images are moved once); outputs are bit-identical per
+    (seed, step) on the CPU.
 
     As a torch ``IterableDataset`` it yields ``batch(start_step)``, ``batch(start_step + 1)``, … (split
     between DataLoader workers by step; use ``DataLoader(stream, batch_size=None)``).
@@ -79,7 +81,9 @@ class PairedStream(torch.utils.data.IterableDataset):
 
     def __init__(self, background: str, n_backgrounds: int, degradation: Mapping[str, Any], patch: int, batch: int,
                  seed: int, clean_fraction: float = 0.1, background_options: Mapping[str, Any] | None = None,
-                 device: str | torch.device = "cpu", start_step: int = 0, steps: int | None = None):
+                 device: str | torch.device = "cpu", start_step: int = 0, steps: int | None = None,
+                 widen_degradation: Mapping[str, Any] | None = None, complexity_band: Any = None,
+                 curriculum: int = 0):
         super().__init__()
         owner = "paired data"
         self.n_backgrounds = _check_int(owner, "n_backgrounds", n_backgrounds, 1)
@@ -101,6 +105,12 @@ class PairedStream(torch.utils.data.IterableDataset):
         from probe.data.backgrounds import BackgroundPool
 
         self.pool = BackgroundPool(images.to(self.device), self.patch)
+        self.balance = None  # paper B's remedy 1 (probe.data.balance), only when an option is set
+        if widen_degradation or complexity_band or curriculum:
+            from probe.data.balance import Balance
+
+            self.balance = Balance(self.pool, self.degradation, self.seed, widen_degradation, complexity_band,
+                                   curriculum)
 
     @property
     def images(self) -> Tensor:
@@ -111,8 +121,10 @@ class PairedStream(torch.utils.data.IterableDataset):
         """The batch of ``step`` (a pure function of the configuration, the seed and ``step``)."""
         step = _check_int("paired data", "step", step, 0)
         g = step_generator(self.seed, step)
-        clean = self.pool.sample(self.batch_size, g)
-        out = self.degradation.apply(clean, g)
+        if self.balance is None:
+            out = self.degradation.apply(self.pool.sample(self.batch_size, g), g)
+        else:
+            out = self.balance.draw(step, self.batch_size, g)
         n = self.batch_size
         expected = self.clean_fraction * n
         k = int(math.floor(expected))
@@ -120,7 +132,7 @@ class PairedStream(torch.utils.data.IterableDataset):
             k += 1
         is_clean = torch.zeros(n, dtype=torch.bool)
         is_clean[torch.randperm(n, generator=g)[:k]] = True
-        return _leave_clean(out, is_clean.to(clean.device))
+        return _leave_clean(out, is_clean.to(out.clean.device))
 
     def __iter__(self) -> Iterator[DegradedBatch]:
         worker = torch.utils.data.get_worker_info()
@@ -135,7 +147,8 @@ class PairedStream(torch.utils.data.IterableDataset):
         """JSON-able description of the stream (for run.json)."""
         return {"background": self.source.describe(), "n_backgrounds": self.n_backgrounds, "patch": self.patch,
                 "batch": self.batch_size, "seed": self.seed, "clean_fraction": self.clean_fraction,
-                "degradation": self.degradation.describe()}
+                "degradation": self.degradation.describe(),
+                **({"balance": self.balance.describe()} if self.balance is not None else {})}
 
 
 def _leave_clean(out: DegradedBatch, is_clean: Tensor) -> DegradedBatch:

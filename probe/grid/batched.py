@@ -124,7 +124,8 @@ def _train_group(group: list, device: str | None, verbose: bool) -> list[dict[st
         models.append(build(config.model.family, config.model.size, **config.model.kwargs).to(dev))
     streams = [PairedStream(c.data.background, c.data.n_backgrounds, c.degradation, patch=c.data.patch,
                             batch=c.train.batch, seed=c.seed, clean_fraction=c.data.clean_fraction,
-                            background_options=c.data.background_options, device=dev) for c in configs]
+                            background_options=c.data.background_options, device=dev,
+                            **c.data.balance_options()) for c in configs]
     records = []
     for config, run in zip(configs, runs):
         run.clear_state()
@@ -141,6 +142,8 @@ def _train_group(group: list, device: str | None, verbose: bool) -> list[dict[st
         records.append(record)
 
     params, buffers = stack_module_state(models)
+    frozen = [k for k, p in models[0].named_parameters() if not p.requires_grad]  # e.g. a frozen prior
+    buffers.update({k: params.pop(k).detach() for k in frozen})  # passed along, never differentiated
     params = {k: v.detach() for k, v in params.items()}
     base = copy.deepcopy(models[0]).to("meta")
     loss_fn = nn.L1Loss() if first.train.loss == "l1" else nn.MSELoss()

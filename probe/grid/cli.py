@@ -32,6 +32,8 @@ def run_cli(args: argparse.Namespace) -> int:
         return 0
     print(f"study {spec.name}: {summary['done']}/{summary['total']} cells done "
           f"({summary['skipped']} already finished), {summary['failed']} failed -> {summary['out']}")
+    for name, error in sorted(summary.get("prior_errors", {}).items()):
+        print(f"  prior {name} failed: {error}")
     for name, outcome in sorted(summary["outcomes"].items()):
         if outcome["status"] in ("failed", "busy"):
             print(f"  {outcome['status']} {name}: {outcome.get('error', '')}")

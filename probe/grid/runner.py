@@ -118,9 +118,10 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
         return {"study": spec.name, "out": str(out), "cells": [i for i, _, _ in items], "dry_run": True,
                 "todo": [i for i, _, p in items if not is_finished(p)]}
     _write_study(out, spec, items)
+    prior_errors = _train_priors(spec, device, show_progress)
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
     summary: dict[str, Any] = {"study": spec.name, "out": str(out), "total": len(items),
-                               "skipped": len(items) - len(todo), "outcomes": {}}
+                               "skipped": len(items) - len(todo), "outcomes": {}, "prior_errors": prior_errors}
     gpus = check_gpus(gpus)
     bar = progress(total=len(items), initial=len(items) - len(todo), desc=f"grid {spec.name}",
                    unit="cell", enabled=show_progress, leave=True)
@@ -138,6 +139,25 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     summary["failed"] = statuses.count("failed")
     summary["busy"] = statuses.count("busy")
     return summary
+
+
+def _train_priors(spec: StudySpec, device: str | None, show_progress: bool | None) -> dict[str, str]:
+    """Train the spec's ``[priors.NAME]`` (skipped when stored); a failure is returned, not raised, so the
+    cells that do not need that prior still train (those that do fail with a line naming the prior)."""
+    errors: dict[str, str] = {}
+    if not spec.priors:
+        return errors
+    from probe.train.prior import train_prior
+
+    for name, table in spec.priors.items():
+        options = dict(table)
+        if device:
+            options["device"] = device
+        try:
+            train_prior(out=options.pop("out"), **options, show_progress=show_progress)
+        except Exception as exc:  # one failing prior must not stop the grid
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return errors
 
 
 def _run_batched(todo, workers, scheduler, device, threads, verbose, gpus=None, **_):

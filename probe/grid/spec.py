@@ -23,6 +23,19 @@
     # background = "smooth"
     # n_backgrounds = 4
 
+    # an axis that is not a config key names config overrides per value ("levels" of a factor):
+    # [axes]
+    # remedy = ["none", "prior"]
+    # [levels.remedy.none]
+    # [levels.remedy.prior]
+    # "model.family" = "prior_restorer"
+    # "model.prior" = "trained_models/priors/natural"
+
+    # prerequisites the grid trains before its cells (a content prior, see probe.train.prior):
+    # [priors.natural]
+    # out = "trained_models/priors/natural"
+    # background = "natural"
+
 Python::
 
     from probe.grid.spec import StudySpec
@@ -62,7 +75,7 @@ AXIS_ALIASES = {
     "batch": "train.batch",
 }
 _STUDY_KEYS = {"name", "description", "probes", "probe_params", "measure"}
-_TOP_KEYS = {"study", "base", "axes", "cells"}
+_TOP_KEYS = {"study", "base", "axes", "cells", "levels", "priors"}
 _CONFIG_SECTIONS = {"name", "seed", "device", "model", "data", "degradation", "train", "eval", "axes"}
 
 
@@ -91,6 +104,8 @@ class StudySpec:
     probe_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     source: str = "spec"
+    levels: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    priors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -100,10 +115,15 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a study spec must be a table, got {type(raw).__name__}")
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; "
                               f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+        for key in ("study", "base", "axes"):
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
+                raise ConfigError(f"{source}: [{key}] must be a table, got {raw[key]!r}")
         study = dict(raw.get("study") or {})
         bad = sorted(set(study) - _STUDY_KEYS)
         if bad:
@@ -132,10 +152,28 @@ class StudySpec:
         probes = study.get("probes", ["generalization", "decomposition"])
         if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
             raise ConfigError(f"{source}: study.probes must be a list of probe names")
+        probe_params = study.get("probe_params") or {}
+        if not isinstance(probe_params, dict) or not all(isinstance(v, dict) for v in probe_params.values()):
+            raise ConfigError(f"{source}: study.probe_params must be a table of probe tables, e.g. "
+                              f"[study.probe_params.cka], got {probe_params!r}")
+        description = study.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"{source}: study.description must be a string, got {description!r}")
+        levels = raw.get("levels") or {}
+        if not isinstance(levels, dict) or not all(
+                isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()) for v in levels.values()):
+            raise ConfigError(f"{source}: levels must be tables [levels.AXIS.VALUE] of config overrides")
+        priors = raw.get("priors") or {}
+        if not isinstance(priors, dict):
+            raise ConfigError(f"{source}: priors must be tables [priors.NAME]")
+        from probe.train.prior import check_prior_table
+
+        priors = {str(k): check_prior_table(v, f"{source}: priors.{k}") for k, v in priors.items()}
         spec = cls(name=name, base=dict(raw.get("base") or {}), axes=axes,
                    explicit_cells=[dict(c) for c in cells], probes=probes,
-                   probe_params=dict(study.get("probe_params") or {}),
-                   description=str(study.get("description", "")), source=source)
+                   probe_params=dict(probe_params), description=description, source=source,
+                   levels={str(k): {str(a): dict(b) for a, b in v.items()} for k, v in levels.items()},
+                   priors=priors)
         spec.validate()
         return spec
 
@@ -145,6 +183,10 @@ class StudySpec:
                                "base": self.base, "axes": self.axes}
         if self.explicit_cells:
             out["cells"] = self.explicit_cells
+        if self.levels:
+            out["levels"] = self.levels
+        if self.priors:
+            out["priors"] = self.priors
         return out
 
     # ------------------------------------------------------------------ cells
@@ -169,6 +211,13 @@ class StudySpec:
     def config_for(self, cell: Cell) -> TrainConfig:
         raw = copy.deepcopy(self.base)
         for key, value in cell.values:
+            if key in self.levels:  # a named level: its config overrides
+                if str(value) not in self.levels[key]:
+                    raise ConfigError(f"{self.source}: axis {key!r} has value {value!r} but no "
+                                      f"[levels.{key}.{value}] table; defined: {', '.join(self.levels[key])}")
+                for dotted, override in self.levels[key][str(value)].items():
+                    set_dotted(raw, resolve_axis(dotted), copy.deepcopy(override))
+                continue
             set_dotted(raw, resolve_axis(key), copy.deepcopy(value))
         raw["name"] = f"{self.name}/{cell.id}"
         raw["axes"] = {k: v for k, v in cell.values}
@@ -176,6 +225,8 @@ class StudySpec:
 
     def validate(self) -> None:
         for key in list(self.axes) + [k for c in self.explicit_cells for k in c]:
+            if key in self.levels:
+                continue
             path = resolve_axis(key)
             head = path.split(".")[0]
             if head not in _CONFIG_SECTIONS:

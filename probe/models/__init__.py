@@ -21,6 +21,8 @@ FAMILIES = Registry(
         "unet": "probe.models.unet:UNet",
         "swinir": "probe.models.swinir:SwinIR",
         "nafnet": "probe.models.nafnet:NAFNet",
+        "external": "probe.models.external:External",  # any user nn.Module: arch = "FILE.py:Class"
+        "prior_restorer": "probe.models.prior_restorer:PriorRestorer",
     },
 )
 

@@ -13,6 +13,7 @@ BACKGROUNDS = Registry(
         "natural": "probe.data.backgrounds.bundled:Natural",
         "texture": "probe.data.backgrounds.bundled:Texture",
         "folder": "probe.data.backgrounds.folder:Folder",
+        "mixture": "probe.data.backgrounds.mixture:Mixture",
     },
 )
 
