@@ -5,6 +5,7 @@ The public entry points are imported lazily so that ``import probe`` and ``probe
     import probe
     model = probe.load_model("trained_models/derain_complexity/<cell>")
     runs = probe.catalog("trained_models/derain_complexity")
+    net = probe.load_model("net_g.pth", arch="my_arch.py:MyNet", arch_kwargs={"width": 32})   # your network
 """
 
 from __future__ import annotations

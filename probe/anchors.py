@@ -6,11 +6,12 @@ parameters as the study's models, and stored as models of their own:
 
 * model id ``anchor-<name>-<eval key>`` (``eval key``: the first 8 hex digits of the evaluation set's
   :func:`probe.store.schema.entry_key`), e.g. ``anchor-oracle-3f2a9c1b``;
-* model info (columns of :func:`probe.store.read_metrics` / ``read_models``): ``role = "anchor"``,
-  ``anchor`` (identity | oracle | untrained | single), ``eval_key``, ``background`` (the evaluation set's
+* model info (columns of :func:`probe.store.read_metrics` / ``read_models``): ``role`` = the anchor's name
+  (identity | oracle | untrained | single; also in ``anchor``), ``eval_key``, ``background`` (the evaluation set's
   source), ``reference_run`` (the study run whose evaluation set and config it shares), ``family``, ``size``
   (for ``untrained``/``single``; ``anchor:<name>`` for the others) and ``n_backgrounds`` (1 for ``single``,
-  empty otherwise). Study models have no ``role`` (read as "" / missing): filter ``role == "anchor"``.
+  empty otherwise). Study models have no ``role`` (read as "" / missing): anchors are the rows with a
+  non-empty ``role``; compare an anchor with the study models of the same ``background`` / ``eval_key``.
 
 ``single`` is trained with the reference run's config and ``data.n_backgrounds = 1`` (same iterations,
 seed and degradation) into ``<store dir>/anchors/single-<eval key>/`` (reused when finished).
@@ -89,7 +90,7 @@ def build_anchor(name: str, record: dict[str, Any], store_dir: Path, key: str, d
 
         run = single_background_run(record, store_dir / "anchors" / f"single-{key}", device, single_iterations)
         model = load_model(run, device=device)
-        model.role, model.anchor = "anchor", "single"  # type: ignore[attr-defined]
+        model.role, model.anchor = "single", "single"  # type: ignore[attr-defined]
         return model
     model = make_anchor(name, family=model_cfg.get("family"), size=model_cfg.get("size") or "tiny",
                         seed=int((record.get("config") or {}).get("seed", 0) or 0))
@@ -121,7 +122,7 @@ def measure_anchors(names: Any, runs: list[Any], store: Any, probes: list[Any], 
         for name in names:
             model_id = f"anchor-{name}-{key}"
             model_cfg = (record.get("config") or {}).get("model") or {}
-            info = {"role": "anchor", "anchor": name, "eval_key": key,
+            info = {"role": name, "anchor": name, "eval_key": key,
                     "background": (data.info or {}).get("background"), "reference_run": reference["run_id"],
                     "family": model_cfg.get("family") if name in ("untrained", "single") else f"anchor:{name}",
                     "size": model_cfg.get("size") if name in ("untrained", "single") else "",

@@ -29,6 +29,31 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
     parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """The options that say how to build, load and call an external network (shared by measure/layers)."""
+    p.add_argument("--arch", default=None, metavar="FILE.py:Class",
+                   help="your network class (FILE.py:Class or package.module:Class); importing it runs its code")
+    p.add_argument("--arch-kwargs", default=None, metavar="JSON", help="constructor keyword arguments (JSON)")
+    p.add_argument("--family", default=None, help="one of probe's families, for a foreign checkpoint of it")
+    p.add_argument("--size", default=None, help="size preset of --family")
+    p.add_argument("--output", default=None, metavar="K",
+                   help="index or key of the restored image in a tuple/list/dict output (default: the first "
+                        "image-shaped one)")
+    p.add_argument("--output-is", choices=["image", "layer"], default=None,
+                   help="'layer' if the network predicts the degradation (restored = input − output)")
+    p.add_argument("--input-range", type=float, choices=[1.0, 255.0], default=None,
+                   help="value range the network expects (1 or 255)")
+    p.add_argument("--pad-multiple", type=int, default=None, metavar="N", help="pad H, W to a multiple of N")
+    p.add_argument("--pad-mode", choices=["reflect", "zero"], default=None)
+    p.add_argument("--tile", type=int, default=None, metavar="N", help="run large images in N×N tiles")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="N")
+    p.add_argument("--dtype", default=None, help="float32 (default) or keep (the checkpoint's precision)")
+    p.add_argument("--allow-missing", action="append", default=[], metavar="PATTERN",
+                   help="non-strict load: tensors matching PATTERN (fnmatch) may keep their initial values")
+    p.add_argument("--layers", default=None, help="probe points: comma-separated module names")
+    p.add_argument("--device", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probe",
@@ -86,17 +111,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("out", help="grid output directory, e.g. trained_models/derain_complexity")
     g.set_defaults(func=_handler("probe.grid.cli:status_cli"))
 
-    p = sub.add_parser("measure", help="run probes on a checkpoint or on every run of a catalog")
+    p = sub.add_parser("measure", help="run probes on a run, a grid, a checkpoint of your network or a model card",
+                       description="Measure into one store. PATH: a run directory, a grid directory, a "
+                       "checkpoint (.pth/.pt/.ckpt/.safetensors, with --arch or --family) or a model card "
+                       "(.toml). Exit status: 0 done, 2 bad input, 3 some probes/models failed (stored, "
+                       "listed, the rest measured).")
     _common(p)
-    p.add_argument("path", help="a run directory or a directory of runs")
+    p.add_argument("path", help="run dir, grid dir, checkpoint file or model card (.toml)")
     p.add_argument("--probes", default=None, help="comma-separated probe names (default: the study's)")
     p.add_argument("--splits", default=None, help="comma-separated split names (default: all)")
     p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
     p.add_argument("--force", action="store_true", help="recompute results already in the store")
-    p.add_argument("--device", default=None)
+    p.add_argument("--eval-folder", action="append", default=[], metavar="NAME=DIR",
+                   help="a folder of real pairs as split NAME (repeat: id=..., ood=...); default: the study's "
+                        "synthetic splits")
+    p.add_argument("--eval-patch", type=int, default=None, metavar="N",
+                   help="centre crop of real pairs in pixels (default 128; 0 = full size)")
+    p.add_argument("--skip-broken", action="store_true", help="skip broken pairs with a warning")
+    p.add_argument("--name", default=None, help="display name / model id of an external model")
     p.add_argument("--anchors", default=None,
                    help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
+    _model_options(p)
     p.set_defaults(func=_handler("probe.measure:run_cli"))
+
+    p = sub.add_parser("layers", help="list every module of a network with its output shape, in forward order")
+    _common(p)
+    p.add_argument("path", help="checkpoint file (with --arch or --family), run dir or model card (.toml)")
+    p.add_argument("--input-size", type=int, default=64, metavar="N", help="side of the test input (default 64)")
+    _model_options(p)
+    p.set_defaults(func=_handler("probe.measure.cli:layers_cli"))
 
     p = sub.add_parser("report", help="draw figures and the HTML report from result stores")
     _common(p)

@@ -82,6 +82,8 @@ class _DeviceGenerator(_RealGenerator):
         return FAKE
 
 
+_HOST_INDEX_OPS = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default,
+                   torch.ops.aten.index_put_.default, torch.ops.aten._index_put_impl_.default}
 _COPY_OPS = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
 
 
@@ -91,6 +93,9 @@ class _Mode(TorchDispatchMode):
         flat = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
         on = [a for a in flat if isinstance(a, OnDevice)]
         host = [a for a in flat if not isinstance(a, OnDevice) and a.dim() > 0]
+        if func in _HOST_INDEX_OPS:  # CUDA accepts host index tensors in advanced indexing (x[idx])
+            indices = {id(t) for t in torch.utils._pytree.tree_leaves(args[1]) if isinstance(t, torch.Tensor)}
+            host = [a for a in host if id(a) not in indices]
         target = kwargs.get("device")
         to_fake = target is not None and torch.device(target).type == "meta"
         if func in _COPY_OPS:

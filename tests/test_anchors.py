@@ -51,7 +51,7 @@ def test_anchor_names_are_validated():
     with pytest.raises(ConfigError, match="family"):
         make_anchor("untrained")
     m = make_anchor("untrained", family="resnet")
-    assert m.anchor == "untrained" and m.role == "anchor" and not m.training
+    assert m.anchor == m.role == "untrained" and not m.training
 
 
 def _rows(result):
@@ -137,8 +137,9 @@ def test_measure_cli_stores_anchors_as_models_with_a_role(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "anchors: 4 anchor models" in out and "failed" not in out
     df = read_metrics(store)
-    anchors = df[df["role"] == "anchor"]
+    anchors = df[df["role"].isin(["identity", "oracle", "untrained", "single"])]
     assert sorted(anchors["anchor"].unique()) == ["identity", "oracle", "single", "untrained"]
+    assert (anchors["role"] == anchors["anchor"]).all()
     assert len(anchors["eval_key"].unique()) == 1 and set(anchors["probe"]) == {"generalization", "decomposition"}
     psnr = anchors[(anchors["metric"] == "psnr") & (anchors["split"] == "ood")].set_index("anchor")["value"]
     assert psnr["oracle"] == 100.0 and psnr["identity"] < 30
@@ -146,8 +147,9 @@ def test_measure_cli_stores_anchors_as_models_with_a_role(tmp_path, capsys):
     assert (single["n_backgrounds"] == 1).all()
     assert (tmp_path / "anchors").is_dir() and any((tmp_path / "anchors").iterdir())
     # study models are unchanged and carry no role
-    assert set(df[df["role"] != "anchor"]["model_id"].unique()) == set(df["model_id"].unique()) - set(
-        anchors["model_id"].unique())
+    study = df[df["role"].isna() | (df["role"] == "")]
+    assert set(study["model_id"].unique()) == set(df["model_id"].unique()) - set(anchors["model_id"].unique())
+    assert len(study["model_id"].unique()) == 2
     # re-running skips what is stored; a bad anchor name is one clear line, exit code 2
     assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--quiet", "--anchors", "identity"]) == 0
     assert "0 results computed" in capsys.readouterr().out

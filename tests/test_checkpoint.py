@@ -13,7 +13,7 @@ from probe.models import FAMILIES, build
 from probe.models.checkpoint import load_model, save_weights
 from probe.provenance import sha256_file
 
-FAMILY = pytest.mark.parametrize("family", FAMILIES.names())
+FAMILY = pytest.mark.parametrize("family", [f for f in FAMILIES.names() if f != "external"])
 X = torch.rand(1, 3, 19, 26, generator=torch.Generator().manual_seed(0))
 
 
@@ -230,8 +230,13 @@ def test_mismatched_keys_name_missing_and_unexpected(tmp_path):
         load_model(tmp_path / "w.pth", family="resnet", size="tiny")
     text = _error(info)
     assert "w.pth" in text and "1 missing key (tail.bias)" in text and "1 unexpected key (extra.weight)" in text
-    loose = load_model(tmp_path / "w.pth", family="resnet", size="tiny", strict=False)
+    with pytest.raises(CheckpointError, match=r"only 21/22 model tensors.*tail\.bias.*initial values"):
+        load_model(tmp_path / "w.pth", family="resnet", size="tiny", strict=False)  # would keep a random bias
+    with pytest.warns(UserWarning, match=r"loaded 21/22 tensors.*kept initial values \(allowed\): tail\.bias"):
+        loose = load_model(tmp_path / "w.pth", family="resnet", size="tiny", strict=False,
+                           allow_missing=["tail.*"])
     assert torch.equal(loose.head.weight, state["head.weight"])
+    assert loose.load_report.matched == 21 and loose.load_report.unexpected == ["extra.weight"]
 
 
 # -------------------------------------------------------------------------------------- foreign files

@@ -20,8 +20,8 @@ from probe.train.step import LossWindow, Prefetcher
 from tests.conftest import TINY_CONFIG
 from tests.fake_device import FAKE, fake_accelerator
 
-SMALL_PARAMS = {"activations": {"n_images": 2}, "ddr": {"n_backgrounds": 2}, "cka": {}, "attribution": {},
-                "generalization": {}, "decomposition": {}}
+SMALL_PARAMS = {"activations": {"n_images": 2, "separability": False}, "ddr": {"n_backgrounds": 2}, "cka": {},
+                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {}}
 
 
 _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once
@@ -51,8 +51,8 @@ def test_the_fake_accelerator_catches_a_host_tensor_like_cuda():
 @pytest.mark.parametrize("name", sorted(SMALL_PARAMS))
 @pytest.mark.parametrize("data_on_device", [False, True], ids=["data-on-host", "data-on-device"])
 def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, name, data_on_device):
-    model_level = {n for n in PROBES.names() if not getattr(PROBES.get(n), "study_level", False)}
-    assert set(SMALL_PARAMS) == model_level, "a new probe must join the device test"
+    per_model = {n for n in PROBES.names() if not getattr(PROBES.get(n), "study_level", False)}
+    assert set(SMALL_PARAMS) == per_model, "a new per-model probe must join the device test"
     data = eval_data_for_run(tiny_run)
     if name not in _CPU:
         _CPU[name] = _metrics(PROBES.get(name)(**SMALL_PARAMS[name]).run(load_model(tiny_run), data))
@@ -70,7 +70,7 @@ def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, na
 GRID = """
 [study]
 name = "devicestudy"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution"]
+probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
 [study.probe_params.activations]
 n_images = 2
 pixels_per_class = 8
@@ -104,11 +104,11 @@ n_backgrounds = [1, 2]
 """
 
 
-def test_grid_measure_report_on_an_accelerator(tmp_path):
-    """train → grid → measure with every probe (and the cross-model CKA) → report, all on the device."""
+def test_grid_and_measure_on_an_accelerator(tmp_path):
+    """train → grid → measure with every probe (and the cross-model CKA), all on the device (the report reads
+    the store alone, so it has no device; test_cuda.py builds it after a CUDA run)."""
     from probe.grid.runner import run_grid
     from probe.measure import measure
-    from probe.report.build import build_report
     from probe.store import read_metrics
 
     (tmp_path / "study.toml").write_text(GRID)
@@ -119,10 +119,10 @@ def test_grid_measure_report_on_an_accelerator(tmp_path):
         measured = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5", device=str(dev),
                            show_progress=False)
     assert measured["computed"] == 2 * len(SMALL_PARAMS) and "cross_model_cka" in measured
+    assert "shortcut" in measured  # the study-level probe, scored from the store
     frame = read_metrics(tmp_path / "rep" / "results.h5")
     assert set(frame["probe"]) >= set(SMALL_PARAMS)
     assert json.loads((tmp_path / "models" / "n_backgrounds-1" / "run.json").read_text())["device"] == "meta"
-    assert build_report(tmp_path / "rep").is_file()
 
 
 def test_to_device_moves_batches_and_eval_data_and_keeps_the_rest(tiny_run):
@@ -203,3 +203,20 @@ def test_a_run_recorded_before_the_step_options_existed_still_resumes(tmp_path):
         del stored["config"]["train"][key]
     (tmp_path / "run" / "run.json").write_text(json.dumps(stored))
     assert train(config, tmp_path / "run", show_progress=False)["weights_sha256"] == record["weights_sha256"]
+
+
+def test_a_non_finite_loss_on_the_device_is_found_at_its_first_step(tmp_path, monkeypatch):
+    """Off the CPU the loss is read once per window (here 4 steps); the failure still names step 2."""
+    from probe.errors import TrainingError
+    from probe.models import FAMILIES
+    from tests.test_train import _NaNAfterTwo
+
+    monkeypatch.setitem(FAMILIES._loaded, "nan_after_two", _NaNAfterTwo)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"] = {"family": "nan_after_two", "size": "tiny"}
+    config["train"].update(log_every=4, checkpoint_every=0)
+    with fake_accelerator() as dev, pytest.raises(TrainingError, match="non-finite loss .* at step 2"):
+        train(config, tmp_path / "run", device=str(dev), show_progress=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and record["failed_step"] == 2
+    assert "step=2 loss=nan FAILED" in (tmp_path / "run" / "train.log").read_text()

@@ -74,3 +74,24 @@ def test_every_probe_flags_nonfinite_results(broken, probe, params):
                                                  "mask_fraction", "crop_fraction"):
             assert math.isnan(row["value"]) and row.get("flag"), row  # computed from broken data: never a number
     assert flagged > 0
+
+
+def test_report_tables_mark_missing_numbers(broken, tmp_path):
+    from probe.report.build import NA_MARK, build_report, render
+    from probe.report.context import ReportContext, Section, Table
+    from probe.store import ResultStore, read_metrics
+
+    model, data, _ = broken
+    store = ResultStore(tmp_path / "results.h5")
+    info = {"family": "resnet", "size": "tiny", "background": "smooth", "n_backgrounds": 4, "seed": 0}
+    for name in ("generalization", "decomposition"):
+        probe = PROBES.get(name)()
+        store.write("broken", info, name, probe.params, probe.run(model, data), eval_info=data.info)
+    df = read_metrics(tmp_path / "results.h5")
+    assert df["value"].isna().any() and (df.loc[df["value"].isna(), "flag"] != "").all()
+    build_report(tmp_path)  # a broken model does not stop the report
+    # a table holding such a row shows the mark and the note, never a bare number or dash
+    ctx = ReportContext.load(tmp_path)
+    frame = df[(df["probe"] == "generalization") & (df["split"] == "ood")][["metric", "value", "flag"]]
+    html = render(ctx, [Section("t", tables=[Table("t", "t", frame)])])
+    assert NA_MARK in html and "flag</code> column says why" in html

@@ -86,11 +86,40 @@ def test_patch_size_rules():
     assert Rain(length_scale=False).scale == "none" and Rain().describe()["scale"] == "length"
 
 
+def test_reflect_border_equals_convolution_of_the_reflected_seed_map():
+    from scipy.signal import fftconvolve
+
+    from probe.data.degradations.rain import render_rain, sample_seeds
+
+    n, h, w = 3, 40, 56
+    length = torch.tensor([20.0, 31.0, 12.0], dtype=torch.float64)
+    angle = torch.tensor([0.0, 45.0, -70.0], dtype=torch.float64)
+    width = torch.tensor([1, 5, 3])
+    image, position, value = sample_seeds(torch.tensor([0.01, 0.02, 0.005], dtype=torch.float64), h * w,
+                                          torch.Generator().manual_seed(0))
+    r = render_rain((n, h, w), image, position, value, length, angle, width, dtype=torch.float64, border="reflect")
+    kernel = streak_kernel(length, angle, width, spread=True)
+    for i in range(n):
+        seeds = np.zeros(h * w)
+        seeds[position[image == i].numpy()] = value[image == i].numpy()
+        k = kernel[i, 0].numpy()
+        pad = k.shape[0] // 2  # numpy "reflect" = OpenCV BORDER_REFLECT_101
+        ref = fftconvolve(np.pad(seeds.reshape(h, w), pad, mode="reflect"), k, mode="same")[pad:-pad, pad:-pad]
+        np.testing.assert_allclose(r[i, 0].numpy(), (ref - ref.min()) / (ref.max() - ref.min()), atol=1e-9)
+    # rain density falls off less at the edge (mirrored streaks partly overlap their originals)
+    edge = {}
+    for border in ("zero", "reflect"):
+        m = Rain(preset="small", border=border, scale="none").apply(torch.zeros(32, 3, 64, 64),
+                                                                   torch.Generator().manual_seed(2)).mask
+        edge[border] = float(m[..., :4, :].mean() / m[..., 24:40, :].mean())
+    assert edge["zero"] < 0.7 and edge["reflect"] > edge["zero"] + 0.1
+
+
 def test_integer_draws_and_bad_rules():
     p = Rain(preset="random", integer=True).sample_params(200, torch.Generator().manual_seed(0))
     assert torch.equal(p["length"], p["length"].round()) and torch.equal(p["angle"], p["angle"].round())
     for spec, needle in [({"length_rule": "diag"}, "'length_rule'"), ({"scale": "area"}, "'scale'"),
                          ({"scale": "zoom", "length_scale": False}, "'length_scale'"),
-                         ({"integer": 1}, "'integer'")]:
+                         ({"integer": 1}, "'integer'"), ({"border": "wrap"}, "'border'")]:
         with pytest.raises(ConfigError, match=needle):
             make_degradation({"type": "rain", **spec})

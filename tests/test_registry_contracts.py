@@ -22,7 +22,17 @@ from probe.report.sections import ORDER, SECTIONS
 NEEDS_OPTIONS = {"folder"}
 
 
-@pytest.mark.parametrize("family", FAMILIES.names())
+#: Families that wrap a user's network (arch = "FILE.py:Class"); their contract is tested in test_external_models.
+NEEDS_ARCH = {"external"}
+
+
+def test_families_needing_an_architecture_say_so():
+    for family in NEEDS_ARCH:
+        with pytest.raises(ConfigError, match="needs arch"):
+            build(family, "tiny")
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES.names()) - NEEDS_ARCH))
 def test_family_contract(family):
     torch.manual_seed(0)
     model = build(family, "tiny").eval()

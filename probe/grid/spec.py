@@ -115,10 +115,15 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a study spec must be a table, got {type(raw).__name__}")
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; "
                               f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+        for key in ("study", "base", "axes"):
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
+                raise ConfigError(f"{source}: [{key}] must be a table, got {raw[key]!r}")
         study = dict(raw.get("study") or {})
         bad = sorted(set(study) - _STUDY_KEYS)
         if bad:
@@ -147,6 +152,13 @@ class StudySpec:
         probes = study.get("probes", ["generalization", "decomposition"])
         if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
             raise ConfigError(f"{source}: study.probes must be a list of probe names")
+        probe_params = study.get("probe_params") or {}
+        if not isinstance(probe_params, dict) or not all(isinstance(v, dict) for v in probe_params.values()):
+            raise ConfigError(f"{source}: study.probe_params must be a table of probe tables, e.g. "
+                              f"[study.probe_params.cka], got {probe_params!r}")
+        description = study.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"{source}: study.description must be a string, got {description!r}")
         levels = raw.get("levels") or {}
         if not isinstance(levels, dict) or not all(
                 isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()) for v in levels.values()):
@@ -159,8 +171,7 @@ class StudySpec:
         priors = {str(k): check_prior_table(v, f"{source}: priors.{k}") for k, v in priors.items()}
         spec = cls(name=name, base=dict(raw.get("base") or {}), axes=axes,
                    explicit_cells=[dict(c) for c in cells], probes=probes,
-                   probe_params=dict(study.get("probe_params") or {}),
-                   description=str(study.get("description", "")), source=source,
+                   probe_params=dict(probe_params), description=description, source=source,
                    levels={str(k): {str(a): dict(b) for a, b in v.items()} for k, v in levels.items()},
                    priors=priors)
         spec.validate()

@@ -22,6 +22,7 @@ FAMILIES = Registry(
         "swinir": "probe.models.swinir:SwinIR",
         "nafnet": "probe.models.nafnet:NAFNet",
         "prior_restorer": "probe.models.prior_restorer:PriorRestorer",
+        "external": "probe.models.external:External",  # any user nn.Module: arch = "FILE.py:Class"
     },
 )
 

@@ -36,6 +36,7 @@ never crops its inputs (``croppable = False``).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ class AnchorModel(nn.Module):
     """Base of the parameter-free anchors: a scalar weight fixed at 1 (so probes find a device and a dtype)
     and the probe points ``hook_input`` and ``hook_output``."""
 
-    role = "anchor"
+    role = ""  # the anchor's name (set by subclasses), as stored in the model info
     anchor = ""
     croppable = True
 
@@ -79,7 +80,7 @@ class AnchorModel(nn.Module):
 class Identity(AnchorModel):
     """Returns its input (removes nothing)."""
 
-    anchor = "identity"
+    anchor = role = "identity"
 
     def restore(self, x: Tensor) -> Tensor:
         return x
@@ -88,19 +89,25 @@ class Identity(AnchorModel):
 class Oracle(AnchorModel):
     """Returns the clean background of its input, looked up in the pairs handed over by :meth:`feed`."""
 
-    anchor = "oracle"
+    anchor = role = "oracle"
     croppable = False
 
     def __init__(self) -> None:
         super().__init__()
         self._inputs: dict[tuple[int, ...], list[Tensor]] = {}
         self._targets: dict[tuple[int, ...], list[Tensor]] = {}
+        self._fed: set[tuple[Any, ...]] = set()
 
     def feed(self, inputs: Tensor, targets: Tensor) -> None:
         """Remember that each of ``inputs`` (N, C, H, W) has the clean background ``targets`` (same shape)."""
         if inputs.shape != targets.shape or inputs.dim() != 4:
             raise DataError(f"oracle: inputs {tuple(inputs.shape)} and backgrounds {tuple(targets.shape)} must "
                             "be (N, C, H, W) of one shape")
+        seen = tuple(hashlib.sha1(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+                     for t in (inputs, targets))
+        if seen in self._fed:  # the same pairs handed over again (each probe feeds the evaluation set)
+            return
+        self._fed.add(seen)
         key = tuple(inputs.shape[1:])
         self._inputs.setdefault(key, []).append(inputs.detach().float().cpu())
         self._targets.setdefault(key, []).append(targets.detach().float().cpu())
@@ -159,13 +166,13 @@ def feed(model: nn.Module, inputs: Any, targets: Tensor | None = None) -> None:
 
 def untrained(family: str, size: str = "tiny", seed: int = 0, **kwargs: Any) -> nn.Module:
     """A randomly initialised model of ``family``/``size`` (``torch.manual_seed(seed)`` for the weights), in
-    eval mode, tagged ``role = "anchor"``, ``anchor = "untrained"``."""
+    eval mode, tagged ``role = anchor = "untrained"``."""
     from probe.models import build
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = build(family, size=size, **kwargs)
-    model.role, model.anchor = "anchor", "untrained"  # type: ignore[attr-defined]
+    model.role, model.anchor = "untrained", "untrained"  # type: ignore[attr-defined]
     return model.eval()
 
 

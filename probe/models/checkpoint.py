@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
-import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,30 +113,57 @@ def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
 
 
 def load_model(path: str | Path, family: str | None = None, size: str | None = None,
-               device: str | torch.device = "cpu", strict: bool = True, **kwargs: Any) -> nn.Module:
+               device: str | torch.device = "cpu", strict: bool = True, *, arch: str | None = None,
+               arch_kwargs: Mapping[str, Any] | str | None = None, allow_missing: str | list[str] | None = None,
+               dtype: str | None = None, **kwargs: Any) -> nn.Module:
     """Load a model in ``eval()`` mode from a run directory, a ``.safetensors`` file or a foreign ``.pth``.
 
     - run directory: ``model.safetensors`` + ``run.json``; the file's sha256 must equal
       ``run.json["weights_sha256"]`` and the model spec comes from ``run.json["model"]``.
     - ``.safetensors``: the spec comes from the file's ``probe.*`` metadata; a sibling ``run.json`` is
       checked when the file is the run's ``model.safetensors``.
-    - anything else (``.pth``/``.pt``): ``torch.load(weights_only=True)``; BasicSR ``params_ema``
-      (preferred) or ``params``, ``{"state_dict": ...}`` or a plain state dict; a ``module.`` prefix is
-      stripped. ``family`` is required; without ``size`` the first preset whose shapes fit is used.
+    - anything else (``.pth``/``.pt``/``.ckpt``): ``torch.load(weights_only=True)``; the containers of
+      :mod:`probe.models.containers` (BasicSR ``params_ema`` preferred, ``params``, ``state_dict``, ``model``,
+      ``net_g`` …); wrapper prefixes (``module.``, ``_orig_mod.``, ``model.``, ``net_g.`` …) are removed, in
+      foreign safetensors files too.
+    - ``arch="FILE.py:Class"`` (or ``"package.module:Class"``) with ``arch_kwargs`` loads into *your* network
+      class (family ``external``; ``kwargs`` then are its conventions: ``output``, ``output_is``,
+      ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``). Importing the
+      file runs its code; the weights are still never unpickled.
 
-    ``family`` must agree with a recorded family; ``size`` and ``kwargs`` override recorded ones. With
-    ``strict=False`` missing/unexpected keys are tolerated (shape mismatches never are)::
+    ``family`` must agree with a recorded family; ``size`` and ``kwargs`` override recorded ones. Without
+    ``size`` the first preset whose shapes fit is used. ``strict=False`` tolerates unexpected keys, but a model
+    tensor missing from the file is refused unless its name matches an ``allow_missing`` pattern (fnmatch):
+    no load leaves weights at their initial values unannounced. Half-precision weights are loaded as float32
+    unless ``dtype="keep"`` (or a dtype name). ``model.load_report`` says what was taken from where::
 
         model = load_model("trained_models/study/cell-3")      # sha256 verified, in eval mode
         model = load_model("net_g.pth", family="swinir", size="paper", device="cuda")
+        net = load_model("net_g_latest.pth", arch="archs/my_arch.py:MyNet", arch_kwargs={"width": 32},
+                         pad_multiple=8)
+        net.load_report.summary()     # 'loaded 212/212 tensors from net_g_latest.pth (params_ema)'
     """
+    from probe.models.containers import float_dtype, read_state, strip_prefixes, to_float32
+    from probe.models.loadcheck import check_state
+
     src = Path(path)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"load_model({src}): invalid device {device!r}") from exc
+    keep_dtype = _resolve_dtype(src, dtype)
     if not src.exists():
         raise CheckpointError(f"{src}: no such file or directory")
+    if arch is not None:
+        from probe.models.arch import parse_kwargs, split_arch
+
+        where, name = split_arch(arch)
+        if where.endswith(".py") or "/" in where:
+            arch = f"{Path(where).expanduser().resolve()}:{name}"  # recorded absolute: reloadable from anywhere
+        if family is not None and family != "external":
+            raise ConfigError(f"load_model({src}): pass either family= or arch=, not both")
+        family = "external"
+        kwargs = {**kwargs, "arch": arch, "arch_kwargs": parse_kwargs(arch_kwargs)}
     run_path: Path | None = None
     if src.is_dir():
         weights = src / WEIGHTS_NAME
@@ -158,26 +184,48 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
             if actual != expected:
                 raise CheckpointError(f"{weights}: sha256 mismatch: {run_path} records {expected[:16]}…, "
                                       f"the file has {actual[:16]}… (corrupt, truncated or replaced)")
-    if weights.suffix == ".safetensors" or _looks_like_safetensors(weights):
-        state, meta_spec = _read_safetensors(weights)
-        recorded = meta_spec
-        run_spec = _run_spec(run, run_path) if run is not None else None
-        if run_spec is not None:
-            if meta_spec is not None and meta_spec["family"] != run_spec["family"]:
-                raise CheckpointError(f"{weights}: family mismatch: {run_path} says "
-                                      f"{run_spec['family']!r}, the file's metadata {meta_spec['family']!r}")
-            recorded = run_spec
-    else:
-        state = _read_torch(weights)
+    state, meta, container = read_state(weights)
+    recorded = _check_probe_meta(weights, state, meta)
+    foreign = recorded is None
+    run_spec = _run_spec(run, run_path) if run is not None else None
+    if run_spec is not None:
+        if recorded is not None and recorded["family"] != run_spec["family"]:
+            raise CheckpointError(f"{weights}: family mismatch: {run_path} says "
+                                  f"{run_spec['family']!r}, the file's metadata {recorded['family']!r}")
+        recorded = run_spec
+    file_dtype = float_dtype(state)
+    if not keep_dtype:
+        state = to_float32(state)
 
     fam, sz, kw = _resolve_spec(weights, recorded, family, size, kwargs)
     with torch.random.fork_rng(devices=[]):  # loading must not shift the caller's random stream
-        model = _build_fitting(weights, fam, sz, kw, state, strict)
+        model, state, prefix = _build_fitting(weights, fam, sz, kw, state, strict, allow_missing,
+                                              strip=strip_prefixes if foreign else None)
+    report = check_state(model.state_dict(), state, str(weights), strict, allow_missing, container, prefix)
     try:
-        model.load_state_dict(state, strict=strict)
+        model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # pragma: no cover - shapes and keys were checked above
         raise CheckpointError(f"{weights}: {one_line(exc)}") from exc
+    if report.allowed_missing:
+        warnings.warn(report.summary(), stacklevel=2)
+    if keep_dtype:
+        model = model.to(keep_dtype if isinstance(keep_dtype, torch.dtype) else file_dtype)
+    model.__dict__["load_report"] = report
     return model.to(dev).eval()
+
+
+def _resolve_dtype(src: Path, dtype: str | None) -> torch.dtype | bool | None:
+    """None/"float32" → convert to float32 (False); "keep" → the file's (True); a dtype name → that dtype."""
+    if dtype in (None, "float32", "fp32"):
+        return False
+    if dtype == "keep":
+        return True
+    table = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+    if dtype not in table:
+        raise ConfigError(f"load_model({src}): dtype must be float32, keep, float16, bfloat16 or float64, "
+                          f"got {dtype!r}")
+    return table[dtype]
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -203,27 +251,8 @@ def _run_spec(run: dict[str, Any], path: Path | None) -> dict[str, Any] | None:
     return {"family": spec["family"], "size": spec.get("size"), "kwargs": dict(spec.get("kwargs") or {})}
 
 
-def _looks_like_safetensors(path: Path) -> bool:
-    """8-byte little-endian header length, then a JSON object that fits in the file."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(9)
-    except OSError:
-        return False
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return int.from_bytes(head[:8], "little") < path.stat().st_size
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            meta = dict(handle.metadata() or {})
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # SafetensorError, OSError, ...: the header or data region is unusable
-        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({one_line(exc)})") from exc
+def _check_probe_meta(path: Path, state: Mapping[str, Tensor], meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """Validate probe's own safetensors metadata; the recorded spec (None for a file without a family)."""
     fmt = meta.get("probe.format")
     if fmt is not None and fmt != FORMAT:
         raise CheckpointError(f"{path}: unsupported probe.format {fmt!r} (this probe reads {FORMAT!r})")
@@ -232,46 +261,14 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | N
         raise CheckpointError(f"{path}: tensor data sha256 mismatch with the file's probe.tensors_sha256 "
                               "(corrupt or altered)")
     if "probe.family" not in meta:
-        return state, None
+        return None
     try:
         kwargs = json.loads(meta.get("probe.kwargs") or "{}")
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: probe.kwargs metadata is not JSON ({exc})") from exc
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"{path}: probe.kwargs metadata must be a JSON object")
-    return state, {"family": meta["probe.family"], "size": meta.get("probe.size") or None, "kwargs": kwargs}
-
-
-def _read_torch(path: Path) -> dict[str, Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        if found or "global" in text.lower():
-            what = found.group(1) if found else "a non-tensor object"
-            raise CheckpointError(f"{path}: refused: the pickle holds {what}, which weights-only loading does "
-                                  "not allow (probe never unpickles arbitrary objects)") from exc
-        raise CheckpointError(f"{path}: not a readable torch checkpoint "
-                              f"({one_line(text.splitlines()[-1] if text else exc)})") from exc
-    except Exception as exc:  # RuntimeError (bad zip), EOFError, OSError, ...
-        first = str(exc).split(". ")[0]
-        raise CheckpointError(f"{path}: truncated or corrupt torch checkpoint "
-                              f"({type(exc).__name__}: {one_line(first)})") from exc
-    state: Any = obj
-    if isinstance(obj, dict):
-        for key in _FOREIGN_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                state = obj[key]
-                break
-    if not isinstance(state, Mapping) or not state or \
-            not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
-        keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{path}: no state dict found (expected params_ema, params, state_dict or a "
-                              f"name → tensor mapping; top level: {keys})")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
+    return {"family": meta["probe.family"], "size": meta.get("probe.size") or None, "kwargs": kwargs}
 
 
 def _resolve_spec(path: Path, recorded: dict[str, Any] | None, family: str | None, size: str | None,
@@ -284,17 +281,22 @@ def _resolve_spec(path: Path, recorded: dict[str, Any] | None, family: str | Non
                               f"family={family!r} was asked for")
     fam = family if family is not None else rec_family
     if fam is None:
-        raise CheckpointError(f"{path}: the family is not recorded in this file; pass family= "
-                              f"(one of {', '.join(FAMILIES.names())})")
+        raise CheckpointError(f"{path}: the network is not recorded in this file; pass --arch FILE.py:Class / "
+                              f"arch= (your network class) or --family / family= (one of "
+                              f"{', '.join(n for n in FAMILIES.names() if n != 'external')})")
     sz = size if size is not None else (recorded or {}).get("size")
     kw = {**((recorded or {}).get("kwargs") or {}), **kwargs}
     return str(fam), sz, kw
 
 
 def _build_fitting(path: Path, family: str, size: str | None, kwargs: dict[str, Any],
-                   state: Mapping[str, Tensor], strict: bool) -> nn.Module:
-    """Build the model (trying every size preset when ``size`` is None) and check keys and shapes."""
+                   state: dict[str, Tensor], strict: bool, allow_missing: Any,
+                   strip: Any = None) -> tuple[nn.Module, dict[str, Tensor], str]:
+    """Build the model (trying every size preset when ``size`` is None), fit key prefixes, check keys/shapes.
+
+    Returns (model, the state with prefixes removed, the prefix removed)."""
     from probe.models import FAMILIES
+    from probe.models.loadcheck import problems
 
     try:
         cls = FAMILIES.get(family)
@@ -303,35 +305,17 @@ def _build_fitting(path: Path, family: str, size: str | None, kwargs: dict[str, 
         for candidate in sizes:
             with torch.device("meta"):  # shapes only, no memory, no init cost
                 shell = cls(size=candidate, **kwargs)
-            problems, text = _mismatch(shell.state_dict(), state, strict)
-            if problems == 0:
-                return cls(size=candidate, **kwargs)
-            if best is None or problems < best[0]:
-                best = (problems, candidate, text)
+            expected = shell.state_dict()
+            fitted, prefix = strip(state, set(expected)) if strip is not None else (state, "")
+            count, text = problems(expected, fitted, strict, allow_missing)
+            if count == 0:
+                return cls(size=candidate, **kwargs), fitted, prefix
+            if best is None or count < best[0]:
+                best = (count, candidate, text)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     assert best is not None
-    hint = "" if size is not None else " (no size preset fits; pass size= and/or options)"
-    opts = f" {kwargs}" if kwargs else ""
-    raise CheckpointError(f"{path}: weights do not fit {family}/{best[1]}{opts}: {best[2]}{hint}")
-
-
-def _mismatch(expected: Mapping[str, Tensor], state: Mapping[str, Tensor], strict: bool) -> tuple[int, str]:
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(expected[k].shape)}"
-              for k in expected if k in state and state[k].shape != expected[k].shape]
-    parts = []
-    if strict and missing:
-        parts.append(_listing(len(missing), "missing key", missing))
-    if strict and unexpected:
-        parts.append(_listing(len(unexpected), "unexpected key", unexpected))
-    if shapes:
-        parts.append(_listing(len(shapes), "shape mismatch", shapes, plural="es"))
-    count = len(shapes) + (len(missing) + len(unexpected) if strict else 0)
-    return count, "; ".join(parts)
-
-
-def _listing(n: int, what: str, items: list[str], plural: str = "s") -> str:
-    shown = ", ".join(items[:_SHOW]) + (f", … {n - _SHOW} more" if n > _SHOW else "")
-    return f"{n} {what}{plural if n != 1 else ''} ({shown})"
+    hint = "" if size is not None or len(sizes) < 2 else " (no size preset fits; pass size= and/or options)"
+    opts = {k: v for k, v in kwargs.items() if k != "arch_kwargs"} if family == "external" else kwargs
+    what = f"{kwargs.get('arch')}" if family == "external" else f"{family}/{best[1]}{f' {opts}' if opts else ''}"
+    raise CheckpointError(f"{path}: weights do not fit {what}: {best[2]}{hint}")

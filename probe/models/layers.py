@@ -27,17 +27,22 @@ def check_options(family: str, hparams: Mapping[str, Any], allowed: Iterable[str
                           f"allowed: {', '.join(allowed)}")
 
 
+#: Upper bound of every integer hyper-parameter (widths, depths, heads, window sizes): larger values are typos
+#: that would otherwise try to build a network of terabytes.
+MAX_INT = 4096
+
+
 def positive_int(family: str, key: str, value: Any) -> int:
-    """``value`` as an int >= 1, or ``ConfigError`` naming ``family`` and ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{family}: {key!r} must be a positive integer, got {value!r}")
+    """``value`` as an int in [1, MAX_INT], or ``ConfigError`` naming ``family`` and ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+        raise ConfigError(f"{family}: {key!r} must be a positive integer <= {MAX_INT}, got {value!r}")
     return int(value)
 
 
 def int_list(family: str, key: str, value: Any, minimum: int = 1, length: int | None = None) -> list[int]:
     """``value`` as a non-empty list of ints >= ``minimum`` (optionally of a given length)."""
     ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+        isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_INT for v in value)
     if not ok or (length is not None and len(value) != length):
         need = f"a list of {length} " if length is not None else "a non-empty list of "
         raise ConfigError(f"{family}: {key!r} must be {need}integers >= {minimum}, got {value!r}")

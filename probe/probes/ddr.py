@@ -207,7 +207,8 @@ class DDR(Probe):
         p = self.params
         layers = resolve_layers(model, names_param(self.name, "layers", p["layers"]))
         images, deg_labels, bg, draw = self.inputs(data)
-        feed(model, images, data.clean[torch.as_tensor(bg)])  # an oracle anchor learns every background
+        # an oracle anchor learns every background (indices on the backgrounds' own device)
+        feed(model, images, data.clean[torch.as_tensor(bg, device=data.clean.device)])
         with evaluating(model):
             feats = collect_features(model, images, layers, p["batch_size"], reducer=pool)
         names = list(feats)

@@ -83,9 +83,9 @@ class Decomposition(Probe):
         feed(model, data)  # an oracle anchor needs the clean backgrounds
         result = ProbeResult()
         splits = list(data.splits)
-        n = len(data.clean)
+        n = max(len(b) for b in data.splits.values())  # real folders: splits may differ in size (NaN-padded)
         values = np.full((len(splits), n, len(QUANTITIES)), np.nan)
-        k = min(self.params["n_examples"], n)
+        k = min([self.params["n_examples"]] + [len(b) for b in data.splits.values()])
         examples = np.zeros((len(splits), k, 4, 3, *data.clean.shape[-2:]), dtype=np.float32)
         for i, split in enumerate(splits):
             batch = data.splits[split]
@@ -94,7 +94,7 @@ class Decomposition(Probe):
             output = output.clamp(0, 1)
             q = decoupled(output, batch.degraded, batch.clean, batch.layer, batch.mask, batch.soft_mask)
             for j, name in enumerate(QUANTITIES):
-                values[i, :, j] = q[name].cpu().numpy()
+                values[i, :len(batch), j] = q[name].cpu().numpy()
                 mean = _nanmean(values[i, :, j])
                 result.add_metric(split, name, None if flag else mean,
                                   flag=flag or (None if np.isfinite(mean) else "undefined for every image"))

@@ -32,8 +32,8 @@ class Generalization(Probe):
         result = ProbeResult()
         scores = ["psnr", "ssim", "psnr_input", "ssim_input"]
         splits = list(data.splits)
-        n = len(data.clean)
-        values = np.zeros((len(splits), n, len(scores)))
+        n = max(len(b) for b in data.splits.values())  # real folders: splits may differ in size (NaN-padded)
+        values = np.full((len(splits), n, len(scores)), np.nan)
         for i, split in enumerate(splits):
             batch = data.splits[split]
             output = predict(model, batch.degraded, self.params["batch_size"])
@@ -42,7 +42,7 @@ class Generalization(Probe):
             per_image = [psnr(output, batch.clean), ssim(output, batch.clean),
                          psnr(batch.degraded, batch.clean), ssim(batch.degraded, batch.clean)]
             for j, (name, value) in enumerate(zip(scores, per_image)):
-                values[i, :, j] = value.cpu().numpy()
+                values[i, :len(batch), j] = value.cpu().numpy()
                 result.add_metric(split, name, None if flag and j < 2 else float(value.mean()),
                                   flag=flag if j < 2 else None)
             result.add_metric(split, "psnr_gain", None if flag else float((per_image[0] - per_image[2]).mean()),

@@ -26,6 +26,9 @@ pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}.note{color:#
 """
 
 
+NA_MARK = "n/a†"  # how a report table shows NaN (see the metric rows' flag column)
+
+
 def build_sections(ctx: ReportContext, names: list[str] | None = None) -> list[Section]:
     sections = []
     for name in names or ORDER + [n for n in SECTIONS.names() if n not in ORDER]:
@@ -65,9 +68,12 @@ def render(ctx: ReportContext, sections: list[Section]) -> str:
             parts.append(f"<p>{html.escape(section.text)}</p>")
         for table in section.tables:
             parts.append(f"<h3>{html.escape(table.title)}</h3>")
-            parts.append(table.frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}"))
+            parts.append(table.frame.to_html(index=False, na_rep=NA_MARK, float_format=lambda v: f"{v:.4g}"))
             if table.caption:
                 parts.append(f"<p class='note'>{html.escape(table.caption)}</p>")
+            if table.frame.isna().to_numpy().any():  # issue 12/13: a missing number is marked, never shown as 0
+                parts.append(f"<p class='note'>{NA_MARK}: no number — undefined or computed from non-finite "
+                             "values; the metric rows' <code>flag</code> column says why.</p>")
         for figure in section.figures:
             parts.append(f"<figure><img src='{html.escape(figure.png)}' alt='{html.escape(figure.title)}'>"
                          f"<figcaption><b>{html.escape(figure.title)}.</b> {html.escape(figure.caption)} "

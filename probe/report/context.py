@@ -17,6 +17,54 @@ POOLED_SPLITS = {"all"}
 STUDY_MODEL_IDS = {"_study"}
 
 
+#: Pseudo probe holding stored failures (probe.measure.failures.FAILED_PROBE).
+FAILED_PROBE = "failed"
+
+
+def is_anchor(metrics: Any) -> Any:
+    """Boolean Series: rows of calibration anchors (model info ``role`` set, e.g. ``"anchor"``)."""
+    import pandas as pd
+
+    if "role" not in metrics:
+        return pd.Series(False, index=metrics.index)
+    role = metrics["role"]
+    return ~(role.isna() | role.astype(str).isin(["", "model", "nan", "None"]))
+
+
+def without_axes(metrics: Any) -> Any:
+    """Boolean Series: rows of external networks — models without grid axes (no ``n_backgrounds``) that are
+    not calibration anchors."""
+    import pandas as pd
+
+    if "n_backgrounds" not in metrics:
+        return ~is_anchor(metrics)
+    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").isna() & ~is_anchor(metrics)
+
+
+def with_axes(metrics: Any) -> Any:
+    """Boolean Series: rows of the grid's trained models (``n_backgrounds`` set, not anchors)."""
+    import pandas as pd
+
+    if "n_backgrounds" not in metrics:
+        return pd.Series(False, index=metrics.index)
+    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").notna() & ~is_anchor(metrics)
+
+
+def display_names(metrics: Any) -> Any:
+    """Series: each row's model display name (``model_name`` from the model card / --name, else the id)."""
+    if "model_name" not in metrics:
+        return metrics["model_id"].astype(str)
+    return metrics["model_name"].where(metrics["model_name"].notna(), metrics["model_id"]).astype(str)
+
+
+def evaluation_kind(eval_json: Any) -> str:
+    """``"real pairs"`` for results on folders of real pairs, else ``"synthetic"``."""
+    try:
+        return "real pairs" if json.loads(eval_json or "{}").get("source") == "paired_folders" else "synthetic"
+    except (TypeError, ValueError):
+        return "synthetic"
+
+
 def ood_split_names(splits: Any) -> list[str]:
     """The out-of-distribution test splits among ``splits``: every degraded split except ``id``."""
     return sorted(set(splits) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
@@ -82,6 +130,21 @@ class ReportContext:
 
     def probe_metrics(self, probe: str):
         return self.metrics[self.metrics["probe"] == probe] if len(self.metrics) else self.metrics
+
+    def grid_metrics(self, probe: str | None = None):
+        """Rows of models with grid axes (``n_backgrounds``), optionally of one probe."""
+        frame = self.metrics if probe is None else self.probe_metrics(probe)
+        if frame.empty:
+            return frame
+        return frame[with_axes(frame)]
+
+    def external_metrics(self, probe: str | None = None):
+        """Rows of models without grid axes (external networks), with a ``name`` column, of one probe."""
+        frame = self.metrics if probe is None else self.probe_metrics(probe)
+        if frame.empty:
+            return frame.assign(name=[])
+        frame = frame[without_axes(frame) & (frame["probe"] != FAILED_PROBE)]
+        return frame.assign(name=display_names(frame))
 
     def families(self) -> list[str]:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []

@@ -54,7 +54,7 @@ def catalog_row(run: RunDir, root: Path) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": run_id,
         "path": str(run.path),
-        "family": model.get("family"),
+        "family": _family_label(model),
         "size": model.get("size"),
         "background": data.get("background"),
         "n_backgrounds": data.get("n_backgrounds"),
@@ -90,3 +90,10 @@ def catalog(root: str | Path = "trained_models"):
             frame[column] = None
     rest = [c for c in frame.columns if c not in BASE_COLUMNS]
     return frame[BASE_COLUMNS + rest].reset_index(drop=True)
+
+
+def _family_label(model: dict[str, Any]) -> Any:
+    """The family name; for a user architecture (family ``external``) its class name, so that two
+    architectures trained on one grid are two families in the report."""
+    arch = (model.get("kwargs") or {}).get("arch") if model.get("family") == "external" else None
+    return str(arch).rpartition(":")[2] if arch else model.get("family")

@@ -10,6 +10,8 @@ A config is a TOML file (or a dict of the same shape)::
     family = "resnet"          # any registered family (`probe list`)
     size = "tiny"              # tiny | small | paper
     global_residual = true     # other keys are the family's keyword arguments
+    # or your own network: arch = "my_arch.py:MyNet" (relative to this file), kwargs = {width = 32},
+    # plus its conventions (pad_multiple = 8, output = 0, ...): see probe.models.external
 
     [data]
     background = "natural"
@@ -138,13 +140,25 @@ class TrainConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a train config must be a table, got {type(raw).__name__}")
         raw = copy.deepcopy(dict(raw))
         top = {f.name for f in dataclasses.fields(cls)}
         _reject_unknown(raw, top, source, "")
+        for key in ("model", "degradation", "axes"):
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
+                raise ConfigError(f"{source}: [{key}] must be a table, got {raw[key]!r}")
         model_raw = dict(raw.pop("model", {}) or {})
+        if model_raw.get("kwargs") is not None and not isinstance(model_raw["kwargs"], dict):
+            raise ConfigError(f"{source}: model.kwargs must be a table, got {model_raw['kwargs']!r}")
         model_kwargs = dict(model_raw.pop("kwargs", {}) or {})
-        family = model_raw.pop("family", ModelConfig.family)
-        size = model_raw.pop("size", ModelConfig.size)
+        family = model_raw.pop("family", "external" if "arch" in model_raw else ModelConfig.family)
+        size = model_raw.pop("size", "default" if family == "external" else ModelConfig.size)
+        if family == "external":  # a user architecture: [model] arch = "FILE.py:Class", kwargs = its arguments
+            from probe.models.external import external_model_kwargs
+
+            model_kwargs = external_model_kwargs(model_raw, model_kwargs, source)
+            model_raw = {}
         model_kwargs.update(model_raw)  # any other [model] key is a family keyword argument
         config = cls(
             name=raw.pop("name", cls.name),
@@ -189,7 +203,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: model.family = {self.model.family!r} is not a registered family; "
                               f"allowed: {', '.join(FAMILIES.names())}")
         sizes = getattr(FAMILIES.get(self.model.family), "sizes", {})
-        _check(self.model.size in sizes, source, "model.size", self.model.size, ", ".join(sizes))
+        _check(isinstance(self.model.size, str) and self.model.size in sizes, source, "model.size",
+               self.model.size, ", ".join(sizes))
         d = self.data
         if d.background not in BACKGROUNDS:
             raise ConfigError(f"{source}: data.background = {d.background!r} is not a registered source; "
@@ -213,8 +228,9 @@ class TrainConfig:
                "an integer >= 1")
         _check(_is_int(t.batch) and t.batch >= 1, source, "train.batch", t.batch, "an integer >= 1")
         _check(_is_num(t.lr) and t.lr > 0, source, "train.lr", t.lr, "a number > 0")
-        _check(t.loss in LOSSES, source, "train.loss", t.loss, ", ".join(LOSSES))
-        _check(t.schedule in SCHEDULES, source, "train.schedule", t.schedule, ", ".join(SCHEDULES))
+        _check(isinstance(t.loss, str) and t.loss in LOSSES, source, "train.loss", t.loss, ", ".join(LOSSES))
+        _check(isinstance(t.schedule, str) and t.schedule in SCHEDULES, source, "train.schedule", t.schedule,
+               ", ".join(SCHEDULES))
         _check(_is_int(t.warmup) and t.warmup >= 0, source, "train.warmup", t.warmup, "an integer >= 0")
         _check(_is_num(t.min_lr_ratio) and 0 <= t.min_lr_ratio <= 1, source, "train.min_lr_ratio",
                t.min_lr_ratio, "a number in [0, 1]")
@@ -269,10 +285,14 @@ class TrainConfig:
 
 @functools.lru_cache(maxsize=256)
 def _check_model_spec(family: str, size: str, kwargs_json: str) -> None:
-    """Build the model once per (family, size, kwargs): a grid of many cells validates quickly."""
+    """Build the model once per (family, size, kwargs) on the meta device (no memory, no RNG draws): a grid of
+    many cells validates quickly, and a huge width or depth is refused without allocating it."""
+    import torch
+
     from probe.models import build
 
-    build(family, size, **json.loads(kwargs_json))
+    with torch.device("meta"):
+        build(family, size, **json.loads(kwargs_json))
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -136,9 +136,10 @@ class Prefetcher:
             except BaseException as exc:  # surfaced in the training loop
                 items.put((None, None, exc))
 
+        current = torch.cuda.current_stream(self.device)
+        side.wait_stream(current)  # the background images were uploaded on the current stream
         self._thread = threading.Thread(target=work, name="probe-prefetch", daemon=True)
         self._thread.start()
-        current = torch.cuda.current_stream(self.device)
         try:
             for _ in range(self.start, self.stop):
                 batch, event, exc = items.get()

@@ -134,6 +134,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         history = list(previous.get("history") or [])
         wall_before = float(previous.get("wall_time_s") or 0.0)
@@ -212,7 +214,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
             if ckpt_now:
                 run.save_state({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(),
-                                "ema": ema.state_dict() if ema is not None else None})
+                                "ema": ema.state_dict() if ema is not None else None,
+                                "scaler": scaler.state_dict() if scaler.is_enabled() else None})
                 record.update(history=history, wall_time_s=wall_before + time.perf_counter() - t0)
                 run.write(record)
         flush()
@@ -235,8 +238,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - decay)
+        torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
         for e, b in zip(ema.buffers(), model.buffers()):
             e.copy_(b)
 

@@ -274,7 +274,7 @@ class Degradation:
         preset = spec.pop("preset", None)
         if preset is None:
             preset = self.default_preset
-        if preset is not None and preset not in self.presets:
+        if preset is not None and (not isinstance(preset, str) or preset not in self.presets):
             raise ConfigError(f"{owner}: unknown preset {preset!r}; allowed: {', '.join(self.presets)}")
         self.preset: str | None = preset
         self.spec: dict[str, Any] = dict(spec)

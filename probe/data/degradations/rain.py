@@ -39,10 +39,10 @@ degradation tables (the default ``length`` otherwise); ``describe()`` records it
 **Differences from the co-authors' generator** (SCIENCE.md) and how they are handled: the length rule
 (matched, default); OpenCV's small-Gaussian table (matched); integer lengths and angles (``integer = true``
 draws them as integers, default false: continuous); the aliased bilinear kernel (values 0.5–1 along the
-line; not matched: ours is anti-aliased with weight 1 per step), reflected seed borders (not matched: zero
-outside the image, so density falls off within half a streak of the edge) and the uint8 truncation of the
-layer (not matched: float). ``beta`` defaults to [0.6, 1.0] (their early config; their current code uses
-[0.7, 1.0]).
+line; not matched: ours is anti-aliased with weight 1 per step), reflected seed borders (``border =
+"reflect"``; default ``"zero"``: zero outside the image, so density falls off within half a streak of the
+edge) and the uint8 truncation of the layer (not matched: float). ``beta`` defaults to [0.6, 1.0] (their
+early config; their current code uses [0.7, 1.0]).
 
 ``params`` holds ``amount, width, length`` (as specified, at 128 px), ``length_px`` (nominal L in pixels
 after the patch-size rule), ``streak_px`` (pixels drawn, after the length rule), ``width_px``,
@@ -65,6 +65,7 @@ from torch import Tensor
 
 from probe.data.degradations.base import Choice, Degradation, Intervals, Uniform, finish, parse_bool, parse_kind
 from probe.data.degradations.streaks import (  # noqa: F401  (re-exported: the streak model's public names)
+    BORDERS,
     CPU_CHUNK,
     LENGTH_RULES,
     MASK_THRESHOLD,
@@ -104,7 +105,7 @@ class Rain(Degradation):
     ``[[lo, hi], [lo, hi], ...]`` (degrees from vertical in [-90, 90], disjoint), ``beta = [lo, hi]`` (in
     [0, 1], default [0.6, 1.0]), ``length_rule`` (window | exact; default window), ``scale`` (length | none |
     zoom; default length), ``length_scale`` (bool, false = ``scale = "none"``), ``integer`` (bool, default
-    false: lengths and angles drawn as integers).
+    false: lengths and angles drawn as integers), ``border`` (zero | reflect; default zero).
 
     >>> rain = Rain(preset="small", amount=[0.01, 0.02])
     >>> rain.describe()["amount"], rain.describe()["width"], rain.describe()["length_rule"]
@@ -113,7 +114,7 @@ class Rain(Degradation):
 
     name: ClassVar[str] = "rain"
     keys: ClassVar[tuple[str, ...]] = ("amount", "width", "length", "angle", "beta", "length_rule", "scale",
-                                       "length_scale", "integer")
+                                       "length_scale", "integer", "border")
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_preset: ClassVar[str | None] = "small"
 
@@ -128,6 +129,7 @@ class Rain(Degradation):
         self.beta = Uniform.parse(owner, "beta", r.get("beta", [0.6, 1.0]), 0.0, 1.0)
         self.length_rule = parse_kind(owner, "length_rule", r.get("length_rule", "window"), LENGTH_RULES)
         self.integer = parse_bool(owner, "integer", r.get("integer", False))
+        self.border = parse_kind(owner, "border", r.get("border", "zero"), BORDERS)
         scale = parse_kind(owner, "scale", r.get("scale", "length"), SCALE_RULES)
         if "length_scale" in r:
             legacy = "length" if parse_bool(owner, "length_scale", r["length_scale"]) else "none"
@@ -179,7 +181,7 @@ class Rain(Degradation):
         a = self.applied(params, h)
         image, position, value = sample_seeds(a["amount_px"], h * w, generator)
         return render_rain(shape, image, position, value, a["length_px"], params["angle"], a["width_px"],
-                           device=device, dtype=dtype, length_rule=self.length_rule)
+                           device=device, dtype=dtype, length_rule=self.length_rule, border=self.border)
 
     def synthesize(self, clean: Tensor, params: dict[str, Tensor], generator: torch.Generator) -> DegradedBatch:
         n, _, h, w = clean.shape
@@ -195,6 +197,6 @@ class Rain(Degradation):
             "type": self.name, "preset": self.preset, "amount": self.amount.describe(),
             "width": self.width.describe(), "length": self.length.describe(), "angle": self.angle.describe(),
             "beta": self.beta.describe(), "length_rule": self.length_rule, "scale": self.scale,
-            "length_scale": self.length_scale, "integer": self.integer,
+            "length_scale": self.length_scale, "integer": self.integer, "border": self.border,
             "length_reference_patch": REFERENCE_PATCH, "mask_threshold": MASK_THRESHOLD,
         }

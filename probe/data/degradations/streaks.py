@@ -29,6 +29,7 @@ MAX_WIDTH = 31
 CPU_CHUNK = 32  # images rendered together on the CPU (bounded, cache-friendly temporaries)
 LENGTH_RULES = ("window", "exact")  # window: the co-authors' rotated diagonal (L / max(|cos|, |sin|) drawn)
 SCALE_RULES = ("length", "none", "zoom")  # how a preset given at 128 px is applied to an H-row patch
+BORDERS = ("zero", "reflect")  # seed map outside the image: zero (streaks leave the frame) or reflect-101
 # OpenCV's getGaussianKernel for sigma <= 0 and an odd size <= 7 uses this fixed (binomial-like) table
 OPENCV_SMALL_GAUSSIAN = {1: (1.0,), 3: (0.25, 0.5, 0.25), 5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
                          7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125)}
@@ -176,17 +177,22 @@ def sample_seeds(amount: Tensor, count: int, generator: torch.Generator) -> tupl
 
 def render_rain(shape: tuple[int, int, int], image: Tensor, position: Tensor, value: Tensor, length: Tensor,
                 angle: Tensor, width: Tensor, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32, chunk: int | None = None, length_rule: str = "window") -> Tensor:
+                dtype: torch.dtype = torch.float32, chunk: int | None = None, length_rule: str = "window",
+                border: str = "zero") -> Tensor:
     """The normalised rain layer R (N, 1, H, W) in [0, 1] from seeds and per-image streak parameters.
 
     ``shape`` = (N, H, W); seeds as returned by :func:`sample_seeds` (any order); ``length`` in pixels (the
     nominal L; the pixels drawn follow ``length_rule``, see :func:`drawn_length`), ``angle`` in degrees,
     ``width`` odd ints (N,). Equals ``normalise(seedmap ⊛ streak_kernel(length, angle, width, spread=True,
-    length_rule=length_rule))`` with zero padding ('same' size). On the CPU the batch is rendered in chunks of
+    length_rule=length_rule))`` ('same' size) with zero padding, or with ``border = "reflect"`` on the seed map
+    reflected at the image border (OpenCV's default BORDER_REFLECT_101, as the co-authors' ``filter2D``; one
+    reflection, so streaks longer than the image are cut). On the CPU the batch is rendered in chunks of
     ``chunk`` images (default :data:`CPU_CHUNK`) so the temporaries stay small and cache-resident; each chunk
     is fully vectorised.
     """
     n, h, w = shape
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     device = torch.device(device)
     length = drawn_length(length, angle, length_rule)
     out = torch.empty(n, 1, h, w, device=device, dtype=dtype)
@@ -200,12 +206,22 @@ def render_rain(shape: tuple[int, int, int], image: Tensor, position: Tensor, va
         last = min(first + chunk, n)
         sl = slice(bounds[k], bounds[k + 1])
         _render_chunk(out[first:last], image[sl] - first, position[sl], value[sl], length[first:last],
-                      angle[first:last], width[first:last])
+                      angle[first:last], width[first:last], border == "reflect")
     return out
 
 
+def _mirror(coord: Tensor, size: int, reach: int) -> tuple[Tensor, Tensor]:
+    """Reflect-101 copies of coordinates (S,) → candidates (S, 3) = (c, −c, 2(size − 1) − c) and a mask of
+    those within ``reach`` of the image (the original always kept, duplicates dropped)."""
+    cand = torch.stack([coord, -coord, 2 * (size - 1) - coord], 1)
+    keep = (cand >= -reach) & (cand <= size - 1 + reach)
+    keep[:, 1:] &= cand[:, 1:] != coord.view(-1, 1)
+    keep[:, 0] = True
+    return cand, keep
+
+
 def _render_chunk(out: Tensor, image: Tensor, position: Tensor, value: Tensor, length: Tensor, angle: Tensor,
-                  width: Tensor) -> None:
+                  width: Tensor, reflect: bool = False) -> None:
     n, _, h, w = out.shape
     device, dtype = out.device, out.dtype
     width = width.long()
@@ -216,11 +232,23 @@ def _render_chunk(out: Tensor, image: Tensor, position: Tensor, value: Tensor, l
     dy, dx, weight = line_taps(length, angle)
     wmax = int(width.max())
     blur_margin = wmax // 2 + 1
-    margin = max(int(max(dy.abs().max(), dx.abs().max())) + 1, blur_margin)
+    extent = int(max(dy.abs().max(), dx.abs().max()))
+    margin = max(extent + 1, blur_margin)
+    rows, cols = position // w, position % w
+    if reflect:  # mirrored copies of the seeds near the border (reflect-101 padding of the seed map)
+        reach = extent + blur_margin
+        ry, ky = _mirror(rows, h, reach)
+        rx, kx = _mirror(cols, w, reach)
+        keep = (ky.unsqueeze(2) & kx.unsqueeze(1)).view(-1, 9)
+        rows = ry.unsqueeze(2).expand(-1, 3, 3).reshape(-1, 9)[keep]
+        cols = rx.unsqueeze(1).expand(-1, 3, 3).reshape(-1, 9)[keep]
+        which = torch.nonzero(keep)[:, 0]
+        image, value = image[which], value[which]
+        margin += reach
     hp, wp = h + 2 * margin, w + 2 * margin
     # one scatter-add of every (seed, line sample) pair into a padded canvas
     offset = (dy * wp + dx).to(device)
-    base = rank[image] * (hp * wp) + (position // w + margin) * wp + (position % w + margin)
+    base = rank[image] * (hp * wp) + (rows + margin) * wp + (cols + margin)
     image_d = image.to(device)
     index = base.to(device).view(-1, 1) + offset[image_d]
     contrib = value.to(device=device, dtype=dtype).view(-1, 1) * weight.to(device=device, dtype=dtype)[image_d]

@@ -21,9 +21,10 @@ SECTIONS = Registry(
         "families": "probe.report.sections.families:families",
         "representation": "probe.report.sections.representation:representation",
         "attribution": "probe.report.sections.attribution:attribution",
+        "failures": "probe.report.sections.failures:failures",
     },
 )
 
 #: Order of sections in the report.
-ORDER = ["headline", "trust", "effects", "shortcut", "remedies", "curves", "decomposition_bars", "examples", "families",
-         "representation", "attribution"]
+ORDER = ["failures", "headline", "trust", "effects", "shortcut", "remedies", "curves", "decomposition_bars",
+         "examples", "families", "representation", "attribution"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from probe.report.context import ReportContext, Section
+import pandas as pd
+
+from probe.report.context import ReportContext, Section, display_names, with_axes, without_axes
 
 
 def decomposition_bars(ctx: ReportContext) -> Section | None:
@@ -10,16 +12,29 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
     dec = dec[dec["metric"].isin(["mse_rain", "mse_bg"]) & (dec["split"] != "clean")] if len(dec) else dec
     if dec.empty:
         return None
+    # x: n_backgrounds for grid models, the display name for external networks (placed after the grid)
+    dec = dec[with_axes(dec) | without_axes(dec)]  # the grid and external networks (anchors: own section)
+    if dec.empty:
+        return None
+    ext = without_axes(dec)
+    n = pd.to_numeric(dec["n_backgrounds"], errors="coerce") if "n_backgrounds" in dec else None
+    dec = dec.assign(model_x=[name if e else str(int(v)) for name, e, v in
+                              zip(display_names(dec), ext, n if n is not None else [0] * len(dec))])
+    order = sorted(set(dec.loc[~ext, "model_x"]), key=int) + sorted(set(dec.loc[ext, "model_x"]))
+    if "background" in dec:
+        dec = dec.assign(background=dec["background"].where(dec["background"].notna(), "external"))
     import matplotlib
 
     matplotlib.use("Agg")
     import seaborn as sns
 
-    grid = sns.catplot(data=dec, kind="bar", x="n_backgrounds", y="value", hue="split", col="metric",
+    grid = sns.catplot(data=dec, kind="bar", x="model_x", order=order, y="value", hue="split", col="metric",
                        row="background" if "background" in dec else None, sharey=False, height=2.8,
                        aspect=1.3, errorbar=None)
     grid.set(yscale="log")
-    grid.set_axis_labels("n_backgrounds", "MSE")
+    for ax in grid.axes.flat:  # network names are longer than n_backgrounds values
+        ax.tick_params(axis="x", labelrotation=30)
+    grid.set_axis_labels("n_backgrounds (grid) / network", "MSE")
     grid.figure.suptitle("rain-removal (mse_rain) and background (mse_bg) errors, ID vs OOD", y=1.02)
     return Section("ID vs OOD decomposition", figures=[ctx.save(
         grid.figure, "decomposition_bars", "ID vs OOD decomposition",

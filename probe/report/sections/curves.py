@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section
+from probe.report.context import ReportContext, Section, display_names, evaluation_kind, with_axes, without_axes
 
 QUANTITIES = [
     ("removal_ratio", "rain removed (ratio)", False),
@@ -21,7 +21,8 @@ def _frame(ctx: ReportContext) -> pd.DataFrame:
     return pd.concat([dec, gen], ignore_index=True)
 
 
-def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool):
+def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool,
+          refs: pd.DataFrame | None = None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,6 +48,12 @@ def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool)
                 continue
             sns.lineplot(data=part, x=x, y="value", hue="background", style="split" if col else None,
                          marker="o", errorbar=("ci", 95) if seeds > 1 else None, ax=ax)
+            if refs is not None and col is None and not refs.empty:  # external networks: reference lines
+                mine = refs[(refs["metric"] == metric) & (refs["split"] == column)]
+                for k, (name, value) in enumerate(mine.groupby("name")["value"].mean().items()):
+                    ax.axhline(value, color=f"C{(k + 5) % 10}", linestyle="--", linewidth=1, label=f"{name}")
+                if not mine.empty:
+                    ax.legend(fontsize=6)
             if log_x:
                 ax.set_xscale("log", base=2)
             if logs.get(metric):
@@ -67,17 +74,24 @@ def curves(ctx: ReportContext) -> Section | None:
     frame = _frame(ctx)
     if frame.empty:
         return None
+    ext = without_axes(frame)
+    refs = frame[ext].assign(name=display_names(frame[ext]))
+    refs = refs[[evaluation_kind(e) == "synthetic" for e in refs["eval"]]]  # same images as the grid only
+    frame = frame[with_axes(frame)]
+    if frame.empty:
+        return None
     section = Section("Complexity vs generalization")
-    families = ctx.families()
+    families = sorted(frame["family"].dropna().unique()) if "family" in frame else []
     for family in families or [None]:
         part = frame if family is None else frame[frame["family"] == family]
         suffix = f"_{family}" if family and len(families) > 1 else ""
         section.figures.append(ctx.save(
             _plot(part, "n_backgrounds", None, f"{family or ''}: generalization vs number of training backgrounds",
-                  True),
+                  True, refs),
             f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
             "Columns: test splits (id = training rain, others = unseen rain). Lines: background source. "
-            "Bands: 95% CI over seeds when a study has several."))
+            "Bands: 95% CI over seeds when a study has several. Dashed lines: your networks (no grid axes) on "
+            "the same synthetic splits."))
     complexity = "complexity_png_bpp"
     if complexity in frame and frame[complexity].notna().any():
         section.figures.append(ctx.save(

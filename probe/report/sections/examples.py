@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from probe.report.context import ReportContext, Section
+from probe.report.context import ReportContext, Section, display_names, with_axes, without_axes
 
 
 def examples(ctx: ReportContext) -> Section | None:
     from probe.store import read_array
 
     dec = ctx.probe_metrics("decomposition")
-    if dec.empty or "n_backgrounds" not in dec:
+    if dec.empty:
         return None
+    ext = without_axes(dec)
+    external, dec = dec[ext].assign(name=display_names(dec[ext])), dec[with_axes(dec)]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,11 +25,13 @@ def examples(ctx: ReportContext) -> Section | None:
     split = ood[0] if ood else "id"
     picks = []
     group_keys = [k for k in ("family", "background") if k in dec]
-    for keys, group in dec.groupby(group_keys):
+    for keys, group in (dec.groupby(group_keys) if len(dec) and group_keys else []):
         keys = keys if isinstance(keys, tuple) else (keys,)
         models = group.drop_duplicates("model_id").sort_values("n_backgrounds")
         for _, row in (models.iloc[[0, -1]] if len(models) > 1 else models).iterrows():
-            picks.append((" / ".join(str(k) for k in keys), row))
+            picks.append((" / ".join(str(k) for k in keys) + f"\nn={int(row['n_backgrounds'])}", row))
+    for _, row in external.drop_duplicates("model_id").iterrows():  # your networks: one row each
+        picks.append((f"{row['name']}\n(external)", row))
     if not picks:
         return None
     kinds = ["input", "output", "background", "removed"]
@@ -37,9 +41,10 @@ def examples(ctx: ReportContext) -> Section | None:
             arr = read_array(ctx.store, row["model_id"], "decomposition", "examples")
         except Exception:
             continue
-        if split not in list(arr.coords["split"].values) or arr.sizes["image"] == 0:
+        available = list(arr.coords["split"].values)
+        if arr.sizes["image"] == 0 or not available:
             continue
-        images = arr.sel(split=split).isel(image=0).values
+        images = arr.sel(split=split if split in available else available[-1]).isel(image=0).values
         for j, kind in enumerate(kinds):
             image = np.moveaxis(images[j], 0, -1)
             if kind == "removed":
@@ -52,10 +57,11 @@ def examples(ctx: ReportContext) -> Section | None:
             axes[i][j].set_yticks([])
             if i == 0:
                 axes[i][j].set_title(kind if kind != "removed" else "|input − output|")
-        axes[i][0].set_ylabel(f"{label}\nn={int(row['n_backgrounds'])}", fontsize=8)
+        axes[i][0].set_ylabel(label, fontsize=8)
     fig.suptitle(f"examples on split '{split}'")
     fig.tight_layout()
     return Section("Examples", figures=[ctx.save(
         fig, "examples", "Example strips",
-        "Fewest vs most training backgrounds per source. A network that learned the content removes the "
+        "Fewest vs most training backgrounds per source; your networks (external) below, on their own "
+        "splits (the last one when they have no split of that name). A network that learned the content removes the "
         "unseen streaks; one that learned the rain leaves them.")])

@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names, with_axes
 
 #: the bootstrap / permutation sizes of the report (fixed: every number of a report is reproducible)
 N_BOOT, N_PERM, SEED = 2000, 9999, 0
@@ -42,7 +42,9 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()
-    dec = _trained(dec[dec["n_backgrounds"].notna()])
+    dec = _trained(dec[with_axes(dec)])  # external networks (no n_backgrounds) have their own table
+    if dec.empty:
+        return pd.DataFrame()
     ood_splits = ood_split_names(dec["split"])
     rows = []
     group_keys = [k for k in ("family", "background") if k in dec]
@@ -151,21 +153,33 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline(ctx: ReportContext) -> Section | None:
+    from probe.report.sections.external import external_table
+
     table = headline_numbers(ctx.metrics)
-    if table.empty:
+    tables, text = [], ""
+    if not table.empty:
+        text = ("Spearman ρ between the number of training backgrounds and (a) the fraction of unseen (OOD) rain "
+                "removed, (b) the background PSNR on in-distribution rain; one point per trained model. The "
+                "papers' shortcut effect reads as ρ(n, OOD removal) < 0 — more (complex) backgrounds, less "
+                "generalization — with ρ(n, background PSNR) ≥ 0. Brackets: 95% bootstrap CI over seeds (models "
+                "resampled within each n); p: two-sided permutation test. " + verdict(table))
+        tables = [Table("headline_ci", "Complexity vs generalization (95% CI, permutation p)", readable(table),
+                        caption="Every number at full precision: the next table and headline.csv."),
+                  Table("headline", "Headline, every number", table.round(4))]
+        gaps = source_differences(ctx.metrics)
+        if not gaps.empty:
+            tables.append(Table("source_differences", "OOD removal gap between background sources",
+                                gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
+                                "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
+                                "Hedges' g."))
+    external = external_table(ctx.metrics)
+    if not external.empty:
+        tables.append(Table("external_models", "Your networks beside the grid: decoupled metrics per split",
+                            external, "Networks measured from their own checkpoints (no grid axes), beside the "
+                            "grid's models with the fewest and the most training backgrounds per family. "
+                            "removal_ratio: fraction of the degradation removed where it was (1 = all). "
+                            "evaluation: synthetic = the study's splits (the grid's images); real pairs = "
+                            "--eval-folder folders. Compare rows of the same evaluation only."))
+    if not tables:
         return None
-    text = ("Spearman ρ between the number of training backgrounds and (a) the fraction of unseen (OOD) rain "
-            "removed, (b) the background PSNR on in-distribution rain; one point per trained model. The papers' "
-            "shortcut effect reads as ρ(n, OOD removal) < 0 — more (complex) backgrounds, less generalization — "
-            "with ρ(n, background PSNR) ≥ 0. Brackets: 95% bootstrap CI over seeds (models resampled within "
-            "each n); p: two-sided permutation test. " + verdict(table))
-    tables = [Table("headline_ci", "Complexity vs generalization (95% CI, permutation p)", readable(table),
-                    caption="Every number at full precision: the next table and headline.csv."),
-              Table("headline", "Headline, every number", table.round(4))]
-    gaps = source_differences(ctx.metrics)
-    if not gaps.empty:
-        tables.append(Table("source_differences", "OOD removal gap between background sources",
-                            gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
-                            "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
-                            "Hedges' g."))
     return Section("Headline", tables=tables, text=text)

@@ -1,0 +1,118 @@
+"""Import a user's network class from ``FILE.py:Class`` or ``package.module:Class`` and build it.
+
+::
+
+    from probe.models.arch import import_arch, build_arch
+    cls = import_arch("third_party/restormer_arch.py:Restormer")   # the file's folder is on sys.path meanwhile
+    net = build_arch("basicsr.archs.swinir_arch:SwinIR", {"upscale": 1, "img_size": 64})
+
+Any ``torch.nn.Module`` subclass works; no probe base class is needed. **Importing a file runs its code**
+(as ``python FILE.py`` would): only pass files you trust. Weights are never unpickled (see
+:mod:`probe.models.containers`). While a file is imported, its folder is first on ``sys.path``, so sibling
+imports (``from .common import ...`` is not possible in a loose file, but ``from common import ...`` is)
+work; the module is registered under a name derived from the file's absolute path, so two different files
+named ``arch.py`` never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from probe.errors import ConfigError, one_line
+
+
+def split_arch(arch: Any) -> tuple[str, str]:
+    """``"FILE.py:Class"`` / ``"pkg.mod:Class"`` → (module part, class name); ConfigError if malformed."""
+    if not isinstance(arch, str) or ":" not in arch:
+        raise ConfigError(f"arch {arch!r}: expected FILE.py:Class or package.module:Class")
+    where, _, name = arch.rpartition(":")
+    if not where or not name.isidentifier():
+        raise ConfigError(f"arch {arch!r}: expected FILE.py:Class or package.module:Class")
+    return where, name
+
+
+def _import_file(path: Path) -> Any:
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"arch file {path}: no such file")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_name = f"probe_user_arch_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"arch file {path}: not importable as Python")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise ConfigError(f"arch file {path}: importing it failed: {type(exc).__name__}: {one_line(exc)}") from exc
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # pragma: no cover - the file removed it itself
+            pass
+    return module
+
+
+def import_arch(arch: str, base: str | Path | None = None) -> type[nn.Module]:
+    """The class named by ``arch``; a relative ``FILE.py`` is taken relative to ``base`` (default: cwd)."""
+    where, name = split_arch(arch)
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        module = _import_file(path)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise ConfigError(f"arch {arch!r}: cannot import module {where!r}: "
+                              f"{type(exc).__name__}: {one_line(exc)}") from exc
+    cls = getattr(module, name, None)
+    if cls is None:
+        found = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, nn.Module)
+                       and v.__module__ == module.__name__)
+        raise ConfigError(f"arch {arch!r}: no class {name!r} in {where}; nn.Module classes there: "
+                          f"{', '.join(found) or 'none'}")
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"arch {arch!r}: {name} is not a torch.nn.Module subclass")
+    return cls
+
+
+def parse_kwargs(value: Any, what: str = "--arch-kwargs") -> dict[str, Any]:
+    """A JSON object (text) or a mapping → dict; ConfigError naming ``what`` otherwise."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{what}: not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what}: must be a JSON object of keyword arguments, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def build_arch(arch: str, kwargs: Mapping[str, Any] | None = None, base: str | Path | None = None) -> nn.Module:
+    """Instantiate ``arch`` with ``kwargs``; a constructor error is one ConfigError naming the class."""
+    cls = import_arch(arch, base)
+    try:
+        return cls(**dict(kwargs or {}))
+    except TypeError as exc:
+        raise ConfigError(f"arch {arch!r}: {cls.__name__}(**{dict(kwargs or {})}) failed: {one_line(exc)} "
+                          "(pass --arch-kwargs / [model] kwargs)") from exc
