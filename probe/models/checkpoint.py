@@ -251,6 +251,16 @@ def _run_spec(run: dict[str, Any], path: Path | None) -> dict[str, Any] | None:
     return {"family": spec["family"], "size": spec.get("size"), "kwargs": dict(spec.get("kwargs") or {})}
 
 
+def read_probe_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
+    """(state dict, recorded spec or None) of a safetensors file written by :func:`save_weights`, its format
+    and tensor digest checked. Raises :class:`~probe.errors.CheckpointError` naming the file."""
+    from probe.models.containers import read_state
+
+    path = Path(path)
+    state, meta, _ = read_state(path)
+    return state, _check_probe_meta(path, state, meta)
+
+
 def _check_probe_meta(path: Path, state: Mapping[str, Tensor], meta: Mapping[str, str]) -> dict[str, Any] | None:
     """Validate probe's own safetensors metadata; the recorded spec (None for a file without a family)."""
     fmt = meta.get("probe.format")

@@ -184,7 +184,7 @@ def load_prior(path: str | Path) -> tuple[VQAutoencoder, dict[str, Any]]:
     Checks the tensor digest in the file and, when the sidecar exists, the file's SHA-256 against it.
     Raises :class:`~probe.errors.CheckpointError` naming the file for anything missing or inconsistent.
     """
-    from probe.models.checkpoint import _read_safetensors
+    from probe.models.checkpoint import read_probe_safetensors
     from probe.provenance import sha256_file
 
     weights, sidecar = prior_files(path)
@@ -200,7 +200,7 @@ def load_prior(path: str | Path) -> tuple[VQAutoencoder, dict[str, Any]]:
         expected = info.get("weights_sha256")
         if expected and sha256_file(weights) != expected:
             raise CheckpointError(f"{weights}: sha256 differs from {sidecar} (corrupt or replaced)")
-    state, spec = _read_safetensors(weights)
+    state, spec = read_probe_safetensors(weights)
     if spec is None or spec["family"] != PRIOR_FAMILY:
         raise CheckpointError(f"{weights}: not a {PRIOR_FAMILY} checkpoint (family "
                               f"{None if spec is None else spec['family']!r})")
