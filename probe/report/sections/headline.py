@@ -21,7 +21,9 @@ N_BOOT, N_PERM, SEED = 2000, 9999, 0
 
 
 def _per_model(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per model: n_backgrounds and the mean value."""
+    """One row per model: n_backgrounds and the mean value over its finite rows (a model whose rows are all
+    NaN — flagged non-finite by its probe — is left out of the statistics; its tables show it as n/a)."""
+    frame = frame[np.isfinite(pd.to_numeric(frame["value"], errors="coerce"))]
     return frame.groupby("model_id").agg(n_backgrounds=("n_backgrounds", "first"), value=("value", "mean"))
 
 
