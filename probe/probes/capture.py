@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probe.device import model_device
 from probe.errors import ConfigError
 
 Reducer = Callable[[Tensor, "BatchContext"], Any]
@@ -125,15 +126,6 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | None = None) 
 def _example_modules(model: nn.Module, limit: int = 12) -> list[str]:
     names = [n for n, _ in model.named_modules() if n]
     return names[:limit] + (["…"] if len(names) > limit else [])
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a parameter-free module)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextmanager
