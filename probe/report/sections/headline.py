@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names, with_axes
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, is_anchor, ood_split_names, with_axes
 
 #: the bootstrap / permutation sizes of the report (fixed: every number of a report is reproducible)
 N_BOOT, N_PERM, SEED = 2000, 9999, 0
@@ -29,10 +29,7 @@ def _per_model(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _trained(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of trained study models only (calibration anchors carry a non-empty ``role``)."""
-    if "role" not in frame:
-        return frame
-    role = frame["role"]
-    return frame[role.isna() | role.astype(str).isin(["", "model", "nan", "None"])]
+    return frame[~is_anchor(frame)]
 
 
 def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, ReportContext, Section, Table, ood_split_names
+from probe.report.context import ID_SPLIT, ReportContext, Section, Table, is_anchor, ood_split_names
 from probe.report.sections.headline import _trained
 
 #: (label, probe, split ("ood" = every OOD split), metric, extra filter)
@@ -32,10 +32,8 @@ def _roles(metrics: pd.DataFrame) -> pd.Series:
     if "role" not in metrics:
         return pd.Series(dtype=str)
     models = metrics.drop_duplicates("model_id").set_index("model_id")
-    role = models["role"]
-    is_anchor = role.notna() & ~role.astype(str).isin(["", "model", "nan", "None"])
-    names = models["anchor"] if "anchor" in models else role
-    return names[is_anchor].astype(str)
+    names = models["anchor"] if "anchor" in models else models["role"]
+    return names[is_anchor(models)].astype(str)
 
 
 def separates(a: float, b: float, rtol: float = 0.05) -> bool:
