@@ -2,8 +2,9 @@
 
 * :func:`bare_step` — the reference: a bare PyTorch loop (same model, batch, Adam, L1; batches pre-generated
   on the device; autocast and channels-last as asked);
-* :func:`trainer_step` — probe's trainer on a real run (rain synthesised on the fly), per-step time as
-  (T(n2) − T(n1)) / (n2 − n1) so fixed costs (model build, evaluation set, final validation) cancel.
+* :func:`trainer_step` — probe's trainer on a real run (rain synthesised on the fly), per-step time between
+  two of its logged steps, (T(n2) − T(n1)) / (n2 − n1), so fixed costs (model build, evaluation set, final
+  validation) stay outside the window.
 Both return ``(ms per step, peak device memory in bytes or None)``.
 """
 
@@ -33,12 +34,15 @@ def reset_peak(device: torch.device) -> None:
 
 
 def bare_step(family: str, size: str, patch: int, batch: int, precision: str, channels_last: bool,
-              steps: int, device: torch.device, warmup: int = 3) -> tuple[float, int | None]:
+              steps: int, device: torch.device, warmup: int = 3, model_kwargs: dict | None = None,
+              compile: bool = False) -> tuple[float, int | None]:
     torch.manual_seed(0)
-    model = build(family, size).to(device)
+    model = build(family, size, **(model_kwargs or {})).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.99))
+    forward = torch.compile(model) if compile else model
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.99),
+                           fused=True if device.type == "cuda" else None)  # as the trainer
     loss_fn = torch.nn.L1Loss()
     stream = PairedStream("smooth", 4, {"type": "rain", "preset": "small"}, patch=patch, batch=batch, seed=0,
                           device=device)
@@ -52,7 +56,7 @@ def bare_step(family: str, size: str, patch: int, batch: int, precision: str, ch
         for i in range(n):
             x, y = pairs[i % len(pairs)]
             with autocast(device, precision):
-                pred = model(x)
+                pred = forward(x)
             loss = loss_fn(pred.float(), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -68,35 +72,38 @@ def bare_step(family: str, size: str, patch: int, batch: int, precision: str, ch
 
 
 def trainer_config(family: str, size: str, patch: int, batch: int, precision: str, iterations: int,
-                   device: torch.device) -> dict[str, Any]:
+                   device: torch.device, log_every: int = 50) -> dict[str, Any]:
     return {"name": f"bench_{family}", "seed": 0, "device": str(device),
             "model": {"family": family, "size": size},
             "data": {"background": "smooth", "n_backgrounds": 16, "patch": patch, "clean_fraction": 0.1},
             "degradation": {"type": "rain", "preset": "small"},
             "train": {"iterations": iterations, "batch": batch, "lr": 2e-4, "checkpoint_every": 0,
-                      "log_every": 50, "precision": precision},
+                      "log_every": log_every, "precision": precision},
             "eval": {"n_images": 4, "splits": {"id": {"type": "rain", "preset": "small"}}}}
 
 
-def trainer_run(family: str, size: str, patch: int, batch: int, precision: str, iterations: int,
-                device: torch.device) -> float:
-    from probe.train import train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        synchronize(device)
-        t0 = time.perf_counter()
-        train(trainer_config(family, size, patch, batch, precision, iterations, device), tmp,
-              show_progress=False)
-        synchronize(device)
-        return time.perf_counter() - t0
+def logged_elapsed(log: str) -> dict[int, float]:
+    """``{step: elapsed_s}`` from a run's ``train.log`` (the trainer logs after a host sync)."""
+    out = {}
+    for line in log.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "step" in fields and "elapsed_s" in fields and fields["step"].isdigit():
+            out[int(fields["step"])] = float(fields["elapsed_s"])
+    return out
 
 
 def trainer_step(family: str, size: str, patch: int, batch: int, precision: str, n1: int, n2: int,
                  device: torch.device) -> tuple[float, int | None]:
+    """ms per step of one trainer run of n2 steps, timed between its logged steps n1 and n2 (so the model
+    build, evaluation set, warm-up and final validation are outside the window); logs every n1 steps."""
+    from probe.train import train
+
     reset_peak(device)
-    short = trainer_run(family, size, patch, batch, precision, n1, device)
-    long = trainer_run(family, size, patch, batch, precision, n2, device)
-    return max(0.0, long - short) / (n2 - n1) * 1e3, peak_memory(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(trainer_config(family, size, patch, batch, precision, n2, device, log_every=n1), tmp,
+              show_progress=False)
+        elapsed = logged_elapsed(open(os.path.join(tmp, "train.log")).read())
+    return (elapsed[n2] - elapsed[n1]) / (n2 - n1) * 1e3, peak_memory(device)
 
 
 def is_convolutional(family: str) -> bool:

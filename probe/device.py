@@ -99,6 +99,21 @@ def prepared(model: nn.Module, device: torch.device | str | None = None, *, grad
         model.train(was_training)
 
 
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """Plain float32 inside: TF32 off for cuDNN convolutions and CUDA matmuls (PyTorch turns it on for
+    cuDNN convolutions by default, which rounds their inputs to a 10-bit mantissa on Ampere and later
+    GPUs); the previous settings are restored on exit. A no-op in effect on the CPU. Used by every probe
+    (:class:`probe.probes.base.Probe`), so GPU and CPU measurements agree to float32 rounding."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def check_precision(precision: str, where: str = "precision") -> torch.dtype | None:
     """The autocast dtype of ``precision`` (fp32 → None); :class:`ConfigError` for anything else."""
     if precision not in PRECISIONS:

@@ -50,8 +50,14 @@ def test_probe_on_cuda_agrees_with_cpu(tmp_path, name):
     cpu = PROBES.get(name)(**params).run(load_model(tmp_path / "run"), data).metrics
     gpu = PROBES.get(name)(**params).run(load_model(tmp_path / "run", device="cuda"), data).metrics
     assert [(m["split"], m["metric"]) for m in cpu] == [(m["split"], m["metric"]) for m in gpu]
+    # the quadrature error of integrated gradients is a small difference of large sums: compare it on the
+    # scale of the objective, every other number to float32 rounding (probes run without TF32)
+    scale = max([1.0] + [abs(m["value"]) for m in cpu if m["metric"] == "objective_value"])
     for a, b in zip(cpu, gpu):
-        assert np.isclose(a["value"], b["value"], rtol=2e-3, atol=1e-4, equal_nan=True), (a, b)
+        if a["metric"] in ("convergence_delta", "relative_delta"):
+            assert abs(a["value"] - b["value"]) <= 1e-3 * scale, (a, b)
+        else:
+            assert np.isclose(a["value"], b["value"], rtol=2e-4, atol=1e-5, equal_nan=True), (a, b)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -220,3 +220,25 @@ def test_a_non_finite_loss_on_the_device_is_found_at_its_first_step(tmp_path, mo
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "failed" and record["failed_step"] == 2
     assert "step=2 loss=nan FAILED" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_every_probe_runs_without_tf32_and_restores_the_setting(tiny_run):
+    """Probes measure in plain float32 on a GPU (cuDNN's default TF32 moved CUDA-vs-CPU numbers by ~0.5 %
+    on an H200); the flags seen inside a probe's forward passes are recorded by a forward hook."""
+    from probe.device import full_precision
+
+    model = load_model(tiny_run)
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append((torch.backends.cudnn.allow_tf32,
+                                                        torch.backends.cuda.matmul.allow_tf32)))
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        PROBES.get("generalization")().run(model, eval_data_for_run(tiny_run))
+        assert seen and all(flags == (False, False) for flags in seen)
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+        with pytest.raises(RuntimeError), full_precision():
+            raise RuntimeError("restored on error too")
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -86,7 +86,9 @@ def test_nafnet_layernorm2d_equals_the_written_out_formula(channels_last):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_nafnet_under_bf16_autocast_keeps_normalisation_in_float32():
+def test_nafnet_under_bf16_autocast_normalises_in_float32_and_keeps_activations_in_bf16():
+    from probe.models.nafnet import layer_norm2d_reference
+
     torch.manual_seed(0)
     model = build("nafnet", "tiny").eval()
     with torch.no_grad():
@@ -96,11 +98,40 @@ def test_nafnet_under_bf16_autocast_keeps_normalisation_in_float32():
                 module.gamma.fill_(0.5)
         x = torch.rand(2, 3, 24, 24)
         ref = model(x)
-        dtypes = []
-        handle = model.encoders[0].blocks[0].norm1.register_forward_hook(lambda m, a, o: dtypes.append(o.dtype))
+        seen = []
+        norm = model.encoders[0].blocks[0].norm1
+        handle = norm.register_forward_hook(lambda m, a, o: seen.append((a[0], o)))
+        block_out = []
+        handle2 = model.encoders[0].blocks[0].register_forward_hook(lambda m, a, o: block_out.append(o.dtype))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(x).float()
         handle.remove()
-    assert dtypes == [torch.float32]
+        handle2.remove()
+    (inp, out), = seen
+    assert inp.dtype == out.dtype == torch.bfloat16 and block_out == [torch.bfloat16]  # no float32 round trip
+    # statistics in float32: equal to the float32 formula on the same bf16 input, up to the final bf16 rounding
+    exact = layer_norm2d_reference(inp.float(), norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(out.float(), exact, rtol=1e-2, atol=1e-2)
     assert torch.isfinite(low).all()
     assert (low - ref).abs().max() < 0.05  # bf16 rounding, not a different network
+
+
+def test_swinir_grad_checkpoint_gives_the_same_gradients_and_bf16_stream():
+    torch.manual_seed(0)
+    plain = build("swinir", "tiny")
+    recomputed = build("swinir", "tiny", grad_checkpoint=True)
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 16, 16)
+    grads = []
+    for model in (plain, recomputed):
+        model.train()
+        model.zero_grad()
+        model(x).square().mean().backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-7)
+    dtypes = []
+    plain.layers[0].blocks[0].register_forward_hook(lambda m, a, o: dtypes.append(o.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain.eval()(x)
+    assert dtypes == [torch.bfloat16]  # layer norms no longer turn the residual stream into float32

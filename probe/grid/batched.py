@@ -231,7 +231,8 @@ def _train_group(group: list, device: str | None, verbose: bool) -> list[dict[st
                 if first.train.log_every and t % first.train.log_every == 0:
                     for i in set(range(n)) - set(failed):
                         last = recent[i][-first.train.log_every:]
-                        runs[i].log(f"step={t} loss={sum(last) / len(last):.6f} lr={float(lr[i]):.3e}")
+                        runs[i].log(f"step={t} loss={sum(last) / len(last):.6f} lr={float(lr[i]):.3e} "
+                                    f"elapsed_s={time.perf_counter() - t0:.4f}")
     finally:
         bar.close()
 

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils import checkpoint as activation_checkpoint
 
 from probe.errors import ConfigError
 from probe.models.base import HookPoint, RestorationModel
@@ -141,6 +142,16 @@ class WindowAttention(nn.Module):
         return (-d) % 8 if want else 0
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` whose output keeps the input's dtype. Under bf16/fp16 autocast PyTorch computes
+    layer norm in float32 and returns float32, which turned the whole residual stream into float32 with a
+    cast before every linear layer; here the statistics stay float32 and the activations stay in half
+    precision. Identical in float32."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).to(x.dtype)
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -159,9 +170,9 @@ class SwinBlock(nn.Module):
         super().__init__()
         self.window_size = window_size
         self.shift = shift
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = WindowAttention(dim, window_size, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.hook_out = HookPoint()
 
@@ -183,18 +194,22 @@ class SwinBlock(nn.Module):
 class RSTB(nn.Module):
     """Residual Swin transformer block: ``depth`` Swin blocks, conv3×3, skip from the group input."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
+                 checkpoint: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(
             SwinBlock(dim, num_heads, window_size, 0 if j % 2 == 0 else window_size // 2, mlp_ratio)
             for j in range(depth))
         self.conv = nn.Conv2d(dim, dim, 3, padding=1)
         self.hook_out = HookPoint()
+        self.checkpoint = checkpoint
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         y = x
+        recompute = self.checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            y = block(y, mask)
+            y = activation_checkpoint.checkpoint(block, y, mask, use_reentrant=False) if recompute \
+                else block(y, mask)
         return self.hook_out(self.conv(y) + x)
 
 
@@ -202,7 +217,9 @@ class SwinIR(RestorationModel):
     """SwinIR-light style network for scale-1 restoration.
 
     Options: ``depths`` (Swin blocks per residual group), ``embed_dim``, ``num_heads`` (int, or one per
-    group), ``window_size`` (≥ 2), ``mlp_ratio``, ``global_residual`` (default True).
+    group), ``window_size`` (≥ 2), ``mlp_ratio``, ``global_residual`` (default True), ``grad_checkpoint``
+    (default False: recompute each Swin block in the backward pass, ``torch.utils.checkpoint``, trading
+    about a third more step time for activation memory; training only, no effect on the weights).
     Presets: tiny depths [2, 2] / embed 24 / 2 heads; small [4, 4] / 48 / 4; paper [6, 6, 6, 6] / 60 / 6
     (SwinIR-light, paper A); window 8 and mlp ratio 2 throughout.
     """
@@ -210,11 +227,11 @@ class SwinIR(RestorationModel):
     family: ClassVar[str] = "swinir"
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"depths": [2, 2], "embed_dim": 24, "num_heads": 2, "window_size": 8, "mlp_ratio": 2.0,
-                 "global_residual": True},
+                 "global_residual": True, "grad_checkpoint": False},
         "small": {"depths": [4, 4], "embed_dim": 48, "num_heads": 4, "window_size": 8, "mlp_ratio": 2.0,
-                  "global_residual": True},
+                  "global_residual": True, "grad_checkpoint": False},
         "paper": {"depths": [6, 6, 6, 6], "embed_dim": 60, "num_heads": 6, "window_size": 8,
-                  "mlp_ratio": 2.0, "global_residual": True},
+                  "mlp_ratio": 2.0, "global_residual": True, "grad_checkpoint": False},
     }
 
     def __init__(self, size: str = "tiny", **kwargs: Any):
@@ -241,9 +258,10 @@ class SwinIR(RestorationModel):
 
         self.head = nn.Conv2d(3, dim, 3, padding=1)
         self.hook_head = HookPoint()
-        self.patch_norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(RSTB(dim, d, h, ws, mlp_ratio) for d, h in zip(depths, heads))
-        self.norm = nn.LayerNorm(dim)
+        self.patch_norm = LayerNorm(dim)
+        checkpoint = boolean(fam, "grad_checkpoint", hp["grad_checkpoint"])
+        self.layers = nn.ModuleList(RSTB(dim, d, h, ws, mlp_ratio, checkpoint) for d, h in zip(depths, heads))
+        self.norm = LayerNorm(dim)
         self.conv_after_body = nn.Conv2d(dim, dim, 3, padding=1)
         self.hook_body = HookPoint()
         self.tail = nn.Conv2d(dim, 3, 3, padding=1)

@@ -13,6 +13,7 @@ metrics::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -112,11 +113,32 @@ def finite_or_flag(values: Any) -> tuple[bool, str | None]:
 
 
 class Probe:
-    """Base class. Subclasses set ``name``, ``description`` and ``defaults``, and implement ``run``."""
+    """Base class. Subclasses set ``name``, ``description`` and ``defaults``, and implement ``run``.
+
+    Every subclass's ``run`` executes under :func:`probe.device.full_precision` (no TF32 in cuDNN
+    convolutions or CUDA matmuls), so a probe measured on a GPU agrees with the CPU to float32 rounding
+    rather than to TF32's 10-bit mantissa; training keeps its own precision setting.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "full_precision", False):
+            return
+
+        @functools.wraps(run)
+        def run_full_precision(self, *args: Any, **kw: Any) -> Any:
+            from probe.device import full_precision
+
+            with full_precision():
+                return run(self, *args, **kw)
+
+        run_full_precision.full_precision = True  # type: ignore[attr-defined]
+        cls.run = run_full_precision  # type: ignore[method-assign]
 
     def __init__(self, **params: Any):
         from probe.errors import ConfigError
