@@ -7,11 +7,11 @@
     est["hours"], est["per_family"]             # total GPU hours on one GPU, and the split by family
 
 The table holds training-step times measured on one NVIDIA H200 (PyTorch 2.11, CUDA 13) for each family at
-paper size, 128 px patches, batch 16 — the numbers reported in issue 14, taken *before* the issue-14 changes
-(fused SwinIR attention, bf16-friendly NAFNet, the trainer's overlap of synthesis). Re-measure with
-``python benchmarks/gpu_train.py`` and update :data:`STEP_MS`. Other sizes, patches and batches are scaled
-linearly by parameter count × pixels per batch, never below :data:`FLOOR_MS` (small models are bound by
-kernel launches, not arithmetic). Validation, checkpoints and evaluation add :data:`OVERHEAD`.
+paper size, 128 px patches, batch 16, by ``python benchmarks/gpu_train.py --quick`` on 2026-11-30 (probe's
+trainer, rain synthesised on the GPU; SwinIR: the bare loop, which the trainer matched to 1.00×). One
+quick run: ±5 % is the honest reading. Re-measure on your GPU and update :data:`STEP_MS`. Other sizes,
+patches and batches are scaled linearly by parameter count × pixels per batch, never below
+:data:`FLOOR_MS` (small models are bound by kernel launches, not arithmetic). Validation, checkpoints and evaluation add :data:`OVERHEAD`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import functools
 from typing import Any
 
 #: ms per training step, paper size, 128 px, batch 16, one H200 — (family, precision) → ms.
-#: bf16 rows for convolutional families include channels-last. Source: issue 14 (bare PyTorch loop).
+#: Convolutional families run channels-last. Source: benchmarks/gpu_train.py (see the module docstring).
 STEP_MS: dict[tuple[str, str], float] = {
-    ("resnet", "fp32"): 28.4, ("resnet", "bf16"): 12.8, ("resnet", "fp16"): 12.8,
-    ("unet", "fp32"): 12.0, ("unet", "bf16"): 8.6, ("unet", "fp16"): 8.6,
-    ("swinir", "fp32"): 207.0, ("swinir", "bf16"): 207.0, ("swinir", "fp16"): 207.0,
-    ("nafnet", "fp32"): 97.0, ("nafnet", "bf16"): 122.0, ("nafnet", "fp16"): 122.0,
+    ("resnet", "fp32"): 22.4, ("resnet", "bf16"): 11.8, ("resnet", "fp16"): 11.8,
+    ("unet", "fp32"): 9.6, ("unet", "bf16"): 7.0, ("unet", "fp16"): 6.5,
+    ("swinir", "fp32"): 207.0, ("swinir", "bf16"): 139.0, ("swinir", "fp16"): 145.0,
+    ("nafnet", "fp32"): 60.3, ("nafnet", "bf16"): 65.4, ("nafnet", "fp16"): 69.3,
 }
 REFERENCE = {"size": "paper", "patch": 128, "batch": 16}
 FLOOR_MS = 2.0
@@ -79,5 +79,5 @@ def estimate_study(spec: Any, cells: list[Any] | None = None, gpus: int = 1) -> 
     gpu_hours = sum(per_family.values())
     return {"gpu_hours": gpu_hours, "hours": gpu_hours / max(1, gpus), "per_family": per_family,
             "unknown": sorted(unknown),
-            "note": f"estimate from step times measured on {MACHINE} before the issue-14 speed-ups "
-                    f"(probe/grid/estimate.py); not measured for this spec"}
+            "note": f"estimate from the trainer's step times measured on {MACHINE} "
+                    f"(probe/grid/estimate.py), scaled to this spec; the whole study was not timed"}
