@@ -11,7 +11,8 @@ paper size, 128 px patches, batch 16, by ``python benchmarks/gpu_train.py --quic
 trainer, rain synthesised on the GPU; SwinIR: the bare loop, which the trainer matched to 1.00×). One
 quick run: ±5 % is the honest reading. Re-measure on your GPU and update :data:`STEP_MS`. Other sizes,
 patches and batches are scaled linearly by parameter count × pixels per batch, never below
-:data:`FLOOR_MS` (small models are bound by kernel launches, not arithmetic). Validation, checkpoints and evaluation add :data:`OVERHEAD`.
+:data:`FLOOR_MS` (small models are bound by kernel launches, not arithmetic). Validation, checkpoints and
+evaluation add :data:`OVERHEAD`.
 """
 
 from __future__ import annotations
