@@ -21,6 +21,7 @@ FORBIDDEN = {
     "data": {"models", "train", "grid", "methods", "probes", "measure", "store", "report"},
     "models": {"data", "train", "grid", "methods", "probes", "measure", "store", "report"},
     "train": {"grid", "methods", "probes", "measure", "store", "report"},
+    "grid": {"methods", "probes", "measure", "store", "report"},
     "methods": {"train", "grid", "probes", "measure", "store", "report"},
     "probes": {"train", "grid", "measure", "report"},
     "store": {"data", "models", "train", "grid", "methods", "probes", "measure", "report"},
