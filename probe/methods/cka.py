@@ -78,6 +78,8 @@ from probe.methods.hsic import (
     cka_from_hsic,
 )
 
+__all__ = ["MinibatchCKA", "cka", "cka_details", "cka_estimates", "cka_matrix"]
+
 # ----------------------------------------------------------------------------------------------- full sample
 
 def _sweep_linear(xt: Tensor, yt: Tensor, block_size: int, chunk: int) -> dict[str, Any]:
