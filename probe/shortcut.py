@@ -165,19 +165,21 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> in
     """Compute :func:`shortcut_scores` from a store and write each model's result (probe ``shortcut``:
     metric rows ``score``, ``n_indicators``, ``indicator`` + ``z`` per indicator, split ``id``). The stored
     params list the rule and every scored model's checkpoint hash; older ``shortcut`` results are replaced.
-    Returns the number of models scored (0 when fewer than 3 trained models have indicators).
+    Returns the number of models scored (0 when fewer than 3 trained models have indicators). Called inside
+    a transaction (as ``probe measure`` does) it reads that transaction's uncommitted results and joins its
+    commit.
 
     ``store``: a :class:`probe.store.ResultStore` or the path of its file. Raises :class:`DataError` for a
     missing store.
     """
     from probe.probes.base import ProbeResult
-    from probe.store import ResultStore, read_metrics, read_model_info
+    from probe.store import ResultStore
 
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     path = Path(store.path)
-    if not path.is_file():
+    metrics = store.metrics()  # inside the caller's transaction: its uncommitted per-model results too
+    if not len(metrics) and not path.is_file():
         raise DataError(f"{path}: no result store to score (run the per-model probes first)")
-    metrics = read_metrics(path)
     if len(metrics):
         metrics = metrics[~metrics["model_id"].astype(str).str.startswith("_")]
         metrics = metrics[metrics["probe"] != PROBE_NAME]
@@ -185,7 +187,7 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> in
     scored = scores[scores["score"].notna()]
     if int((~scored["anchor"]).sum()) < 3:
         return 0
-    infos = {m: read_model_info(path, m) for m in scored.index}
+    infos = {m: store.model_info(m) for m in scored.index}
     params = {"rule": RULE, "signs": SIGNS, "min_indicators": MIN_INDICATORS,
               "models": {m: str(infos[m].get("sha256", "")) for m in sorted(scored.index)}}
     with store.transaction():

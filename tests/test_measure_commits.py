@@ -83,3 +83,21 @@ def test_measuring_forty_models_is_one_store_commit(forty, monkeypatch):
     again = measure(forty / "models", out=store, show_progress=False)
     assert again["computed"] == 0 and again["skipped"] == 80
     assert len(commits) == 1  # nothing new: no copy, no commit
+
+
+def test_the_shortcut_score_joins_the_same_commit(forty, monkeypatch):
+    """The study-level shortcut score reads the per-model results of its own transaction: still one commit,
+    scores for every model; a second call with nothing new commits nothing."""
+    from probe.store import read_metrics
+
+    store = forty / "reports_shortcut" / "results.h5"
+    commits = _count_commits(monkeypatch, store)
+    summary = measure(forty / "models", out=store, probes=["generalization", "decomposition", "shortcut"],
+                      show_progress=False)
+    assert not summary["failed"] and summary["shortcut"] == 40
+    assert len(commits) == 1
+    scores = read_metrics(store).query("probe == 'shortcut' and metric == 'score'")
+    assert scores["model_id"].nunique() == 40 and scores["value"].notna().all()
+    again = measure(forty / "models", out=store, probes=["generalization", "decomposition", "shortcut"],
+                    show_progress=False)
+    assert again["computed"] == 0 and "shortcut" not in again and len(commits) == 1

@@ -88,7 +88,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
 
     Returns ``{"store", "study", "computed", "skipped", "runs", "failed": [{"model", "probe", "cause"}], ...}``.
-    The study-level ``shortcut`` score (if asked for) reads the committed results, so it is a second commit.
+    The study-level ``shortcut`` score (if asked for) reads the per-model results of the same transaction:
+    one commit in all; it is recomputed only when something new was measured (or ``force``).
     Results already stored (same model, probe, parameters and evaluation set) are skipped unless ``force``.
     """
     from probe.store import ResultStore
@@ -114,7 +115,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     summary: dict[str, Any] = {"store": str(out), "study": study_name or path.stem, "computed": 0, "skipped": 0,
                                "runs": 0, "unfinished": 0, "failed": []}
     study_level: list[Any] = []
-    with store.transaction():  # one commit for the whole call
+    with store.transaction():  # one commit for the whole call, the study-level shortcut score included
         if kind == "grid":
             study_level = _measure_grid(path, study, study_dir, store, summary, probes, splits, force, device,
                                         show_progress, anchors)
@@ -122,12 +123,23 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
             from probe.measure.external import measure_external
 
             measure_external(path, kind, store, summary, probes, splits, force, device, show_progress, **external)
-    if any(p.name == "shortcut" for p in study_level):  # reads the committed per-model results
-        from probe.provenance import provenance
-        from probe.shortcut import measure_shortcut
+        if any(p.name == "shortcut" for p in study_level) and (summary["computed"] or force
+                                                                 or not _has_probe(store, "shortcut")):
+            from probe.provenance import provenance
+            from probe.shortcut import measure_shortcut
 
-        summary["shortcut"] = measure_shortcut(store, provenance=provenance())
+            try:  # reads this transaction; a failure here must not lose the per-model results
+                summary["shortcut"] = measure_shortcut(store, provenance=provenance())
+            except Exception as exc:  # noqa: BLE001 - one failing probe never stops the rest
+                from probe.measure.failures import cause_of
+
+                summary["failed"].append({"model": "_study", "probe": "shortcut", "cause": cause_of(exc)})
     return summary
+
+
+def _has_probe(store: Any, probe: str) -> bool:
+    entries = store.entries()
+    return bool(len(entries)) and bool((entries["probe"] == probe).any())
 
 
 def make_probes(names: list[str], params: dict[str, Any]) -> list[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,19 @@ def read_metrics(path_or_paths: str | Path | Iterable[str | Path]) -> Any:
     renamed ``model_<key>``). Several stores are concatenated::
 
         read_metrics(["reports/a/results.h5", "reports/b/results.h5"])
+
+    An open store handle is read as is (:meth:`ResultStore.view` inside a transaction: what is written so far).
     """
     import pandas as pd
 
     frames = []
     extra_order: dict[str, None] = {}
     info_order: dict[str, None] = {}
-    for path in _paths(path_or_paths):
-        with reading(path) as handle:
+    import h5py
+
+    sources = [path_or_paths] if isinstance(path_or_paths, h5py.Group) else _paths(path_or_paths)
+    for path in sources:
+        with (nullcontext(path) if isinstance(path, h5py.Group) else reading(path)) as handle:
             infos: dict[str, dict[str, Any]] = {}
             for model_id, probe, _key, entry in iter_entries(handle):
                 if model_id not in infos:
@@ -149,8 +155,11 @@ def list_models(path: str | Path) -> list[str]:
 
 
 def read_model_info(path: str | Path, model_id: str) -> dict[str, Any]:
-    """The info dict written with ``model_id``, plus its ``sha256`` and ``path`` attributes."""
-    with reading(path) as handle:
+    """The info dict written with ``model_id``, plus its ``sha256`` and ``path`` attributes (``path``: a store
+    file, or an open store handle)."""
+    import h5py
+
+    with (nullcontext(path) if isinstance(path, h5py.Group) else reading(path)) as handle:
         if model_id not in handle["models"]:
             raise StoreError(f"results store {path}: no model {model_id!r}")
         group = handle["models"][model_id]

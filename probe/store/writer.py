@@ -277,6 +277,28 @@ class ResultStore:
             stored = attr_str(group, "sha256")
             return not (sha256 and stored and stored != sha256)
 
+    def metrics(self) -> Any:
+        """:func:`~probe.store.read_metrics` of this store as this thread sees it: inside a transaction the
+        uncommitted writes are included (so a study-level probe can read the per-model results of the same
+        commit). An empty frame if the store does not exist yet."""
+        from probe.store.readers import read_metrics
+
+        with self._view() as handle:
+            if handle is None:
+                import pandas as pd
+
+                return pd.DataFrame()
+            return read_metrics(handle)
+
+    def model_info(self, model_id: str) -> dict[str, Any]:
+        """:func:`~probe.store.read_model_info` as this thread sees the store (see :meth:`metrics`)."""
+        from probe.store.readers import read_model_info
+
+        with self._view() as handle:
+            if handle is None:
+                raise StoreError(f"results store {self.path}: no model {model_id!r} (the store does not exist)")
+            return read_model_info(handle, model_id)
+
     def entries(self) -> Any:
         """One row per stored result: model_id, probe, entry_key, params, eval, sha256, time, git_revision,
         provenance (JSON), n_metrics, arrays (list of names). Empty if the store does not exist yet."""
