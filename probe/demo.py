@@ -69,7 +69,8 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     remedies = _remedy_table(ctx)
     print()
     if remedies is not None:
-        print("Remedies (paired change vs 'none', 95 % bootstrap CI over seeds):")
+        print("Remedies (paired change vs 'none' over seeds; ci: 95 % bootstrap, t: 95 % t-interval; the verdict "
+              "is better/worse only when both exclude 0):")
         print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     else:
         print("Headline (Spearman rho over n_backgrounds, one point per model; [95% bootstrap CI over seeds], "
@@ -97,7 +98,7 @@ def _remedy_table(ctx):
 
     metrics = metrics[metrics["remedy"].notna()].assign(remedy=lambda f: f["remedy"].astype(str))
     effects = remedy_effects(metrics, ctx.ood_splits())
-    return effects.drop(columns=["none", "remedy_value", "t_low", "t_high"]) if not effects.empty else None
+    return effects.drop(columns=["none", "remedy_value"]) if not effects.empty else None
 
 
 def run_cli(args: argparse.Namespace) -> int:
