@@ -90,3 +90,39 @@ def test_blur_decomposition_on_reference_networks(natural):
         assert float(worse["removed_high"].mean()) < 0 and abs(float(ident["removed_high"].mean())) < 1e-9
         assert float(oracle["psnr_edges"].mean()) >= 99  # error-free: PSNR at its 100 dB floor
         assert float(ident["psnr_flat"].nanmean()) > float(ident["psnr_edges"].nanmean())  # blur hurts edges
+
+
+def _eval(splits: dict) -> object:
+    from probe.probes.evaldata import eval_data_from_info
+
+    return eval_data_from_info({"background": "natural", "splits": splits, "n_images": 4, "patch": 32, "seed": 3})
+
+
+def test_probe_adds_content_rows_for_noise_and_blur_and_leaves_rain_alone():
+    from probe.models.anchors import make_anchor
+    from probe.probes.decomposition import Decomposition
+
+    data = _eval({"id": {"type": "noise", "sigma": 20}, "ood": {"type": "defocus", "radius": 2.0},
+                  "rain": {"type": "rain", "preset": "small"}})
+    rows = {}
+    for name in ("identity", "oracle"):
+        result = Decomposition(n_examples=0).run(make_anchor(name), data)
+        rows[name] = {(m["split"], m["metric"]): m for m in result.metrics}
+        content = result.arrays["per_image_content"]
+        assert np.isnan(content.sel(split="rain").values).all()  # rain: no content decomposition
+    ident, oracle = rows["identity"], rows["oracle"]
+    assert ident[("id", "noise_removed_flat")]["decomposition"] == "noise"
+    assert ident[("ood", "blur_removed_edges")]["decomposition"] == "blur"
+    assert not any(k[0] == "rain" and "decomposition" in m for k, m in ident.items())
+    assert {k[1] for k in ident if k[0] == "rain"} == {k[1] for k in ident if k[0] == "id"} - set(
+        quantity_names("noise"))  # rain keeps exactly the papers' decoupled rows
+    for split, metric in (("id", "noise_removed_flat"), ("id", "removal_ratio"), ("ood", "blur_removed_edges")):
+        assert abs(ident[(split, metric)]["value"]) < 0.02 and oracle[(split, metric)]["value"] > 0.999
+
+
+def test_rain_results_have_no_content_array():
+    from probe.models.anchors import make_anchor
+    from probe.probes.decomposition import Decomposition
+
+    result = Decomposition(n_examples=0).run(make_anchor("identity"), _eval({"id": {"type": "rain"}}))
+    assert "per_image_content" not in result.arrays and all("decomposition" not in m for m in result.metrics)

@@ -155,6 +155,13 @@ class ReportContext:
         frame = frame[without_axes(frame) & (frame["probe"] != FAILED_PROBE)]
         return frame.assign(name=display_names(frame))
 
+    @property
+    def task(self):
+        """The study's :class:`probe.tasks.Task` (its words and headline metrics), from the stored rows."""
+        from probe.tasks import task_of
+
+        return task_of(self.metrics)
+
     def families(self) -> list[str]:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []
 
