@@ -59,7 +59,7 @@ def disk_taps(radius: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 class Defocus(Degradation):
     """Defocus (disk) blur (see the module docstring).
 
-    Spec keys: ``preset`` (small | medium | large; default medium), ``radius = [lo, hi]`` (disk radius in
+    Spec keys: ``preset`` (small | medium | large; default small), ``radius = [lo, hi]`` (disk radius in
     pixels, [0.5, 32]), ``mask_threshold`` (8-bit levels, default 10).
 
     >>> Defocus(preset="small").describe()["radius"]
@@ -69,7 +69,7 @@ class Defocus(Degradation):
     name: ClassVar[str] = "defocus"
     keys: ClassVar[tuple[str, ...]] = ("radius", "mask_threshold")
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
-    default_preset: ClassVar[str | None] = "medium"
+    default_preset: ClassVar[str | None] = "small"
     decomposition: ClassVar[str] = "blur"
 
     def _configure(self, r: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class NoiseCorrelated(Degradation):
     """Spatially correlated Gaussian noise (see the module docstring).
 
-    Spec keys: ``preset`` (small | medium | large; default medium), ``sigma = [lo, hi]`` (per-pixel std in
+    Spec keys: ``preset`` (small | medium | large; default small), ``sigma = [lo, hi]`` (per-pixel std in
     8-bit levels, [0, 255]), ``corr = [lo, hi]`` (correlation length: std of the Gaussian filter in pixels,
     [0.3, 8]; the noise's autocorrelation is a Gaussian of std ``corr`` · √2).
 
@@ -55,7 +55,7 @@ class NoiseCorrelated(Degradation):
     name: ClassVar[str] = "noise_correlated"
     keys: ClassVar[tuple[str, ...]] = ("sigma", "corr")
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
-    default_preset: ClassVar[str | None] = "medium"
+    default_preset: ClassVar[str | None] = "small"
     decomposition: ClassVar[str] = "noise"
 
     def _configure(self, r: dict[str, Any]) -> None:
