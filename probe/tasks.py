@@ -41,6 +41,25 @@ class Task:
     def unseen(self) -> str:
         return f"unseen {self.noun}"
 
+    def reword(self, text: str) -> str:
+        """``text`` written for rain, in this task's words (unchanged for rain): "rain streaks" / "streak(s)"
+        → the noun, "rain" → the noun, "deraining" → the task. For sections worded generically elsewhere.
+
+        >>> TASKS["blur"].reword("Rain left where rain streaks were; deraining")
+        'Blur left where blur was; deblurring'
+        """
+        if self.decomposition == "rain" or not text:
+            return text
+        import re
+
+        def cased(word: str) -> Any:
+            return lambda m: word.capitalize() if m.group(0)[0].isupper() else word
+
+        text = re.sub(r"\brain streaks were\b", f"{self.noun} was", text, flags=re.I)
+        text = re.sub(r"\b(rain )?streaks?\b", cased(self.noun), text, flags=re.I)
+        text = re.sub(r"\bderaining\b", cased(self.task), text, flags=re.I)
+        return re.sub(r"\brain\b", cased(self.noun), text, flags=re.I)
+
 
 TASKS: dict[str, Task] = {
     "rain": Task(
