@@ -126,3 +126,15 @@ def test_rain_results_have_no_content_array():
 
     result = Decomposition(n_examples=0).run(make_anchor("identity"), _eval({"id": {"type": "rain"}}))
     assert "per_image_content" not in result.arrays and all("decomposition" not in m for m in result.metrics)
+
+
+def test_blur_removal_is_defined_on_smooth_backgrounds_where_the_rain_style_mask_is_empty():
+    from probe.metrics import removal_ratio
+
+    smooth = make_background("smooth", patch=48, seed=0).images(4)[..., :48, :48]
+    batch = make_degradation({"type": "blur", "sigma": 1.2}).apply(smooth, torch.Generator().manual_seed(0))
+    assert float(batch.mask.sum()) == 0  # blur changes no pixel of a smooth image by 10/255
+    assert torch.isnan(removal_ratio(batch.degraded, batch.degraded, batch.clean, batch.mask)).all()
+    o, b = batch.degraded.double(), batch.clean.double()
+    assert float(content_quantities("blur", o, o, b)["blur_removed_image"].abs().max()) < 1e-9
+    assert float(content_quantities("blur", b, o, b)["blur_removed_image"].min()) == pytest.approx(1.0)

@@ -86,6 +86,7 @@ def test_report_speaks_of_the_study_task_not_rain(study):
     assert [s.title for s in sections if "failed" in s.text] == []
     html = render(ctx, sections)
     table = headline_numbers(read_metrics(root / "rep" / "results.h5"), n_boot=50, n_perm=49)
+    assert set(table["removal_metric"]) == {"removal_ratio" if kind == "noise" else "blur_removed_image"}
     assert (table["fidelity_metric"] == fidelity).all() and np.isfinite(table["spearman_n_vs_bg_psnr"]).all()
     assert any(kind in c or "PSNR" in c for c in readable(table, task_of(read_metrics(root / "rep" / "results.h5"))))
     assert word.capitalize() in html and f"unseen {kind}" in html

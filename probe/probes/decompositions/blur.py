@@ -5,6 +5,8 @@ Regions of the clean image B (its luma Y): edges = ``sobel_magnitude(Y) > EDGE_T
 ``skimage.filters.sobel`` scale), flat = the rest (blur changes little there: damage to flat regions is
 damage to the content). With E = Ŷ − B and D = O − B (what the blur took away):
 
+* ``blur_removed_image`` = 1 − ‖E‖ / ‖D‖ over the whole image (the study's OOD-removal measure: the
+  papers' masked ``removal_ratio`` is undefined where blur changes no pixel by 10/255, e.g. smooth images);
 * ``blur_removed_edges`` = 1 − ‖E·edges‖ / ‖D·edges‖: the blur undone at edges (1 = sharp again, 0 =
   untouched, < 0 = blurrier or ringing); ``blur_removed_flat`` likewise in flat regions;
 * ``psnr_edges``, ``psnr_flat``, ``psnr_image`` (10 log10 1/MSE in the region / the whole image);
@@ -16,6 +18,7 @@ damage to the content). With E = Ŷ − B and D = O − B (what the blur took aw
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from probe.probes.decompositions.common import (
@@ -28,8 +31,9 @@ from probe.probes.decompositions.common import (
 )
 
 EDGE_THRESHOLD = 0.02
-QUANTITIES = ["blur_removed_edges", "blur_removed_flat", "psnr_edges", "psnr_flat", "psnr_image", "err_low",
-              "err_mid", "err_high", "removed_low", "removed_mid", "removed_high", "edge_fraction"]
+QUANTITIES = ["blur_removed_image", "blur_removed_edges", "blur_removed_flat", "psnr_edges", "psnr_flat",
+              "psnr_image", "err_low", "err_mid", "err_high", "removed_low", "removed_mid", "removed_high",
+              "edge_fraction"]
 
 
 def edge_mask(clean: Tensor) -> Tensor:
@@ -43,7 +47,8 @@ def blur_quantities(output: Tensor, degraded: Tensor, clean: Tensor) -> dict[str
     e, d = out - clean, degraded.double() - clean
     edges = edge_mask(clean)
     flat = ~edges
-    q = {"blur_removed_edges": region_removal(e, d, edges), "blur_removed_flat": region_removal(e, d, flat),
+    q = {"blur_removed_image": region_removal(e, d, torch.ones_like(edges)),
+         "blur_removed_edges": region_removal(e, d, edges), "blur_removed_flat": region_removal(e, d, flat),
          "psnr_edges": psnr_of(region_mse(e, edges)), "psnr_flat": psnr_of(region_mse(e, flat)),
          "psnr_image": psnr_of((e**2).mean((1, 2, 3)))}
     q.update(band_quantities(e, d))

@@ -27,7 +27,10 @@ def _label(term: str) -> str:
 
 def effect_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """Long table model_id × split: removal ratio with the model's factors (trained models only)."""
-    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")] \
+    from probe.tasks import task_of
+
+    removal_metric = task_of(metrics).removal_metric if len(metrics) else "removal_ratio"
+    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == removal_metric)] \
         if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()

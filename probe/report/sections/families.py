@@ -29,7 +29,7 @@ def families(ctx: ReportContext) -> Section | None:
     dec = ctx.probe_metrics("decomposition")
     if dec.empty:
         return None
-    ood = dec[(dec["metric"] == "removal_ratio") & dec["split"].isin(ctx.ood_splits())]
+    ood = dec[(dec["metric"] == ctx.task.removal_metric) & dec["split"].isin(ctx.ood_splits())]
     if ood.empty:
         return None
     grid, ext = ood[with_axes(ood)], ood[without_axes(ood)]

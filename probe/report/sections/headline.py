@@ -42,7 +42,8 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
     from probe.stats import mean_ci, spearman_test
     from probe.tasks import task_of
 
-    fidelity = task_of(metrics).fidelity_metric
+    task = task_of(metrics)
+    fidelity, removal_metric = task.fidelity_metric, task.removal_metric
 
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
@@ -58,7 +59,7 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
         label = dict(zip(group_keys, keys))
         bg = _per_model(group[(group["split"] == ID_SPLIT) & (group["metric"] == fidelity)])
         for split in ood_splits:
-            removal = _per_model(group[(group["split"] == split) & (group["metric"] == "removal_ratio")])
+            removal = _per_model(group[(group["split"] == split) & (group["metric"] == removal_metric)])
             if removal.empty:
                 continue
             n = removal["n_backgrounds"].astype(float)
@@ -75,7 +76,7 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
                 est = mean_ci(values, n_boot=n_boot, seed=seed)
                 row[f"ood_removal_{name}"] = est.value
                 row[f"ood_removal_{name}_ci_low"], row[f"ood_removal_{name}_ci_high"] = est.ci_low, est.ci_high
-            row["fidelity_metric"] = fidelity
+            row["fidelity_metric"], row["removal_metric"] = fidelity, removal_metric
             row["note"] = rho.note
             rows.append(row)
     return pd.DataFrame(rows)
@@ -96,8 +97,10 @@ def source_differences(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     ``n_backgrounds``: mean difference (first − second) with a bootstrap CI (models resampled within each
     source × n_backgrounds cell), a permutation p and Hedges' g."""
     from probe.stats import hedges_g, mean_difference
+    from probe.tasks import task_of
 
-    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")] \
+    removal_metric = task_of(metrics).removal_metric
+    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == removal_metric)] \
         if len(metrics) else metrics
     if dec.empty or "background" not in dec or dec["background"].nunique() < 2:
         return pd.DataFrame()

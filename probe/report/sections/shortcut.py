@@ -26,7 +26,10 @@ def score_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     trained = _trained(metrics)
     score = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "score")]
     score = score.groupby("model_id")["value"].mean().rename("score")
-    dec = trained[(trained["probe"] == "decomposition") & (trained["metric"] == "removal_ratio")]
+    from probe.tasks import task_of
+
+    removal_metric = task_of(metrics).removal_metric
+    dec = trained[(trained["probe"] == "decomposition") & (trained["metric"] == removal_metric)]
     dec = dec[dec["split"].isin(ood_split_names(dec["split"]))]
     keep = {c: (c, "first") for c in ("background", "n_backgrounds") if c in dec}
     per = dec.groupby(["model_id", "split"], as_index=False).agg(ood_removal=("value", "mean"), **keep)

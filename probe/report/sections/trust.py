@@ -32,8 +32,8 @@ def indicators(task) -> list[tuple[str, str, str, str, dict]]:
     and for noise / blur its content decomposition's quantities on the ID and OOD splits."""
     if task.decomposition == "rain":
         return INDICATORS
-    out = [(f"ID {task.removed}", "decomposition", ID_SPLIT, "removal_ratio", {}),
-           (f"OOD {task.removed}", "decomposition", "ood", "removal_ratio", {}),
+    out = [(f"ID {task.removed}", "decomposition", ID_SPLIT, task.removal_metric, {}),
+           (f"OOD {task.removed}", "decomposition", "ood", task.removal_metric, {}),
            (f"{task.fidelity_label} (ID)", "decomposition", ID_SPLIT, task.fidelity_metric, {})]
     for metric, label, _ in task.bars:
         out += [(f"{label} (ID)", "decomposition", ID_SPLIT, metric, {}),
