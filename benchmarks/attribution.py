@@ -5,7 +5,7 @@ the same path (linear from a zero baseline), rule (Gauss–Legendre) and number 
 
 * ``reference``: ``captum.attr.IntegratedGradients(f).attribute(x, additional_forward_args=ctx, n_steps=50)``
   — captum's defaults, i.e. all 50 path points in one forward/backward;
-* ``ours``: :func:`probe.probes.attribution_methods.path_integrated_gradients` with
+* ``ours``: :func:`probe.methods.integrated_gradients.path_integrated_gradients` with
   ``internal_batch_size=16`` and ``crop="auto"`` (integrate on the verified dependency region of the window);
 * ``ours_nocrop`` (ablation): the same engine on the full image, i.e. chunking alone.
 
@@ -42,8 +42,9 @@ def _rss_mb() -> float:
 def _build(size: int):
     import torch
 
-    from probe.probes.attribution_methods import ObjectiveForward
-    from probe.probes.objectives import Window, make_context, make_objective
+    from probe.methods.integrated_gradients import ObjectiveForward
+    from probe.methods.objectives import make_context, make_objective
+    from probe.methods.windows import Window
 
     torch.manual_seed(0)  # deterministic initial weights (the model is untrained: timing does not care)
     try:
@@ -72,7 +73,7 @@ def child(variant: str, size: int, steps: int, out: str) -> None:
     import numpy as np
     import torch
 
-    from probe.probes.attribution_methods import path_integrated_gradients
+    from probe.methods.integrated_gradients import path_integrated_gradients
 
     fwd, x, extra, model_name = _build(size)
     base_rss = _rss_mb()

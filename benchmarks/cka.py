@@ -6,7 +6,7 @@ d = 65 536), float32; y shares part of x's signal so the CKA is well inside (0, 
 * ``reference``: Kornblith et al.'s published numpy code (google-research/representation_similarity):
   float64 features, ``gram = x @ x.T`` (numpy uses syrk for it), ``center_gram`` (O(n²) centring, with the
   ``unbiased`` variant = Nguyen et al.'s HSIC₁), CKA = ⟨K̄, L̄⟩ / (‖K̄‖‖L̄‖) — full n × n Gram matrices.
-* ``ours``: :func:`probe.probes.cka_math.cka_estimates` — centred float32 products in blocks of 2048 rows ×
+* ``ours``: :func:`probe.methods.cka.cka_estimates` — centred float32 products in blocks of 2048 rows ×
   8192 columns, summed in float64, consumed block by block (upper triangle only): no n × n matrix and no
   float64 copy of the features.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
-from probe.probes.cka_math import cka_estimates  # noqa: E402
+from probe.methods.cka import cka_estimates  # noqa: E402
 
 C, H, W = 64, 32, 32
 D = C * H * W

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
     g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
-    g.set_defaults(func=_handler("probe.grid.cli:run_cli"))
+    g.set_defaults(func=_handler("probe.study:grid_run_cli"))
     g = gsub.add_parser("status", help="done / running / failed / pending cells of a grid")
     _common(g)
     g.add_argument("out", help="grid output directory, e.g. trained_models/derain_complexity")

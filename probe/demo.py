@@ -39,14 +39,14 @@ def cpu_seconds() -> float:
 def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
              models_root: str | Path = "trained_models", reports_root: str | Path = "reports") -> dict:
     from probe.grid.runner import run_grid
-    from probe.grid.spec import StudySpec
     from probe.measure import measure
     from probe.report.build import build_report
     from probe.report.context import ReportContext
     from probe.report.sections.headline import headline_numbers, readable, verdict
     from probe.report.sections.shortcut import score_validity, validity_text
+    from probe.study import load_study
 
-    spec = StudySpec.from_toml(spec_path or bundled_spec())
+    spec = load_study(spec_path or bundled_spec())
     models = Path(models_root) / spec.name
     reports = Path(reports_root) / spec.name
     timings = {}

@@ -16,31 +16,22 @@ from torch import nn
 
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError, DataError
-from probe.probes import PROBES
-from probe.probes.attribution_methods import (
-    ObjectiveForward,
+from probe.methods.attribution_maps import (
     attribution_map,
-    captum_attribute,
     component_shares,
     diffusion_index,
     diffusion_index_corrected,
     effective_pixels,
-    gaussian_kernel,
     gini,
-    make_path,
-    path_integrated_gradients,
-    quadrature,
     region_shares,
 )
+from probe.methods.captum_methods import captum_attribute
+from probe.methods.integrated_gradients import ObjectiveForward, path_integrated_gradients
+from probe.methods.objectives import OBJECTIVES, make_context, make_objective, objective_from_json
+from probe.methods.paths import gaussian_kernel, make_path, quadrature
+from probe.methods.windows import Window, default_windows
+from probe.probes import PROBES
 from probe.probes.base import EvalData
-from probe.probes.objectives import (
-    OBJECTIVES,
-    Window,
-    default_windows,
-    make_context,
-    make_objective,
-    objective_from_json,
-)
 
 
 def _conv_net(seed: int = 0, act: type[nn.Module] = nn.GELU, width: int = 8) -> nn.Module:

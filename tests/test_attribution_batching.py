@@ -12,13 +12,9 @@ from torch import nn
 
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError
+from probe.methods.captum_methods import CAPTUM_METHODS, captum_attribute
+from probe.methods.integrated_gradients import ObjectiveForward, path_integrated_gradients
 from probe.probes import PROBES
-from probe.probes.attribution_methods import (
-    CAPTUM_METHODS,
-    ObjectiveForward,
-    captum_attribute,
-    path_integrated_gradients,
-)
 from probe.probes.base import EvalData
 
 METHODS = ["ig", "lam", "saliency", "input_x_gradient", "smoothgrad"]

@@ -7,21 +7,17 @@ import torch
 from torch import nn
 
 from probe.errors import ConfigError
-from probe.models.base import HookPoint
-from probe.probes.capture import (
-    FeatureCapture,
+from probe.methods.capture import FeatureCapture, collect_features, even_batches, iterate_features, resolve_layers
+from probe.methods.reducers import (
     PixelSampler,
     balanced_pixel_positions,
-    collect_features,
-    even_batches,
     flatten,
     gather_pixels,
-    iterate_features,
     pool,
     random_pixel_positions,
-    resolve_layers,
     to_nchw,
 )
+from probe.models.base import HookPoint
 
 
 class InplaceNet(nn.Module):

@@ -9,17 +9,8 @@ import pytest
 import torch
 
 from probe.errors import ConfigError
-from probe.probes.cka_math import (
-    MinibatchCKA,
-    cka,
-    cka_details,
-    cka_estimates,
-    cka_from_hsic,
-    cka_matrix,
-    gram_linear,
-    gram_rbf,
-    hsic,
-)
+from probe.methods.cka import MinibatchCKA, cka, cka_details, cka_estimates, cka_matrix
+from probe.methods.hsic import cka_from_hsic, gram_linear, gram_rbf, hsic
 
 # ----------------------------------------------------------------------------------- reference (full Grams)
 

@@ -85,7 +85,8 @@ def test_unknown_train_config_keys_are_named(section, name, value):
 
 STUDY_BASE = {"study": {"name": "fz", "probes": ["generalization"]},
               "base": copy.deepcopy(TINY_CONFIG), "axes": {"n_backgrounds": [1, 2]}}
-STUDY_KEYS = ["study.name", "study.probes", "study.probe_params", "study.description", "axes",
+STUDY_KEYS = ["study.name", "study.probes", "study.probe_params", "study.probe_params.cka", "study.probe_params.zz",
+              "study.probe_params.cka.kernel", "study.probe_params.cka.zz", "study.description", "axes",
               "axes.n_backgrounds", "axes.seed", "axes.data.patch", "axes.zz", "cells", "base", "base.seed",
               "base.data.n_backgrounds", "zz"]
 
@@ -94,12 +95,12 @@ STUDY_KEYS = ["study.name", "study.probes", "study.probe_params", "study.descrip
 @settings(FUZZ, max_examples=10)
 @given(value=ANY_VALUE)
 def test_study_spec_is_accepted_or_one_config_error(key, value):
-    from probe.grid.spec import StudySpec
+    from probe.study import load_study
 
     raw = copy.deepcopy(STUDY_BASE)
     _set(raw, key, value)
     try:
-        spec = StudySpec.from_dict(raw, source="fz.toml")
+        spec = load_study(raw, source="fz.toml")
     except ConfigError as exc:
         msg = str(exc)
         assert "\n" not in msg and "fz.toml" in msg, msg

@@ -13,11 +13,11 @@ from torch import nn
 from probe.data.degradations import make_degradation
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError
+from probe.methods.capture import collect_features, iterate_features
 from probe.models import FAMILIES, build
 from probe.models.base import HookPoint
 from probe.probes import PROBES
 from probe.probes.base import EvalData
-from probe.probes.capture import collect_features, iterate_features
 from probe.probes.cka import cross_model_cka
 
 SIZE = 32

@@ -1,4 +1,5 @@
-"""Every study spec and example config the project ships loads and validates."""
+"""Every study spec (the whole plan, probe parameters included) and example config the project ships loads
+and validates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.grid.spec import StudySpec
+from probe.study import load_study
 from probe.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,13 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("path", sorted((ROOT / "analyses").glob("*.toml")), ids=lambda p: p.name)
 def test_study_specs_validate(path):
-    spec = StudySpec.from_toml(path)
+    spec = load_study(path)
     cells = spec.cells()
     assert len(cells) >= 2 and len({c.id for c in cells}) == len(cells)
 
 
 def test_default_study_matches_its_promise():
-    spec = StudySpec.from_toml(ROOT / "analyses" / "derain_complexity.toml")
+    spec = load_study(ROOT / "analyses" / "derain_complexity.toml")
     assert len(set(spec.axes["background"])) >= 2
     n = spec.axes["n_backgrounds"]
     assert len(n) >= 3 and min(n) == 1 and max(n) >= 256  # >= 3 values: a Spearman trend per source

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
+    """Train the study ``args.spec`` (or the already loaded and validated ``spec``, see
+    :func:`probe.study.grid_run_cli`, which the ``probe`` command calls)."""
     from probe.grid.runner import run_grid
     from probe.grid.spec import StudySpec
 
-    spec = StudySpec.from_toml(args.spec)
+    spec = spec if spec is not None else StudySpec.from_toml(args.spec)
     gpus = parse_gpus(getattr(args, "gpus", None))
     summary = run_grid(spec, args.out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                        device=args.device, dry_run=args.dry_run, verbose=args.verbose,

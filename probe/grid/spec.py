@@ -41,6 +41,10 @@ Python::
     from probe.grid.spec import StudySpec
     spec = StudySpec.from_toml("analyses/derain_complexity.toml")
     [cell.id for cell in spec.cells()]
+
+:class:`StudySpec` validates what the grid owns (keys, axes, levels, priors, every cell's training config); the
+probe names and ``[study.probe_params]`` are validated by :func:`probe.study.load_study`, which every entry
+point (``probe grid run``, ``probe demo``) calls — the grid layer does not import the probe registry.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ AXIS_ALIASES = {
     "loss": "train.loss",
     "batch": "train.batch",
 }
-_STUDY_KEYS = {"name", "description", "probes", "probe_params", "measure"}
+_STUDY_KEYS = {"name", "description", "probes", "probe_params"}
 _TOP_KEYS = {"study", "base", "axes", "cells", "levels", "priors"}
 _CONFIG_SECTIONS = {"name", "seed", "device", "model", "data", "degradation", "train", "eval", "axes"}
 
@@ -224,6 +228,7 @@ class StudySpec:
         return TrainConfig.from_dict(raw, source=f"{self.source} [cell {cell.id}]")
 
     def validate(self) -> None:
+        """Axis keys, levels and every cell's config (probe names and parameters: :func:`probe.study.load_study`)."""
         for key in list(self.axes) + [k for c in self.explicit_cells for k in c]:
             if key in self.levels:
                 continue
@@ -232,10 +237,6 @@ class StudySpec:
             if head not in _CONFIG_SECTIONS:
                 raise ConfigError(f"{self.source}: unknown axis key {key!r}; use a config key such as "
                                   f"data.n_backgrounds or one of: {', '.join(sorted(AXIS_ALIASES))}")
-        from probe.probes import PROBES
-
-        for name in self.probes:
-            PROBES.get(name)  # unknown probe → one-line ConfigError naming it
         cells = self.cells()
         for cell in cells:
             try:

@@ -42,19 +42,11 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.methods.capture import BatchContext, evaluating, even_batches, iterate_features, resolve_layers
+from probe.methods.reducers import balanced_pixel_positions, gather_pixels, to_nchw
 from probe.models.anchors import feed
 from probe.probes._validate import int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.capture import (
-    BatchContext,
-    balanced_pixel_positions,
-    evaluating,
-    even_batches,
-    gather_pixels,
-    iterate_features,
-    resolve_layers,
-    to_nchw,
-)
 
 CHANGES = ("degradation", "background")
 SEED_OFFSET = 7919

@@ -1,9 +1,9 @@
 """The ``attribution`` probe: which input pixels does the network use — the rain streaks or the content?
 
 For every split and every window type (``on`` rain streaks / ``off`` them, chosen from the rain mask by
-:func:`probe.probes.objectives.default_windows` inside the image, ``border_margin`` pixels from its border:
-by default ``max(window // 2, min(H, W) // 8)``, see :func:`~probe.probes.objectives.border_margin`), the
-probe attributes a scalar objective (:mod:`probe.probes.objectives`) to the input pixels of the first
+:func:`probe.methods.windows.default_windows` inside the image, ``border_margin`` pixels from its border:
+by default ``max(window // 2, min(H, W) // 8)``, see :func:`~probe.methods.windows.border_margin`), the
+probe attributes a scalar objective (:mod:`probe.methods.objectives`) to the input pixels of the first
 ``n_images`` evaluation images. The default objective is what the network *removed*, ``input − output``
 (``removed``: its sum in the window; ``lam_removed``: LAM's gradient energy of it, for ``method="lam"``):
 a restoration network's output is almost its input, so the attribution of the *output* (``window_sum``,
@@ -63,24 +63,21 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ConfigError, DataError
-from probe.models.anchors import feed
-from probe.probes.attribution_methods import (
-    QUADRATURES,
-    ObjectiveForward,
-    PathAttribution,
+from probe.methods.attribution_maps import (
     attribution_map,
-    blur_rows,
-    captum_attribute,
     component_shares,
     diffusion_index,
     diffusion_index_corrected,
     effective_pixels,
-    gaussian_kernel,
-    path_integrated_gradients,
     region_shares,
 )
+from probe.methods.captum_methods import captum_attribute
+from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
+from probe.methods.objectives import OBJECTIVES, make_context, make_objective
+from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
+from probe.methods.windows import default_windows, full_window
+from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.objectives import OBJECTIVES, default_windows, full_window, make_context, make_objective
 
 METHODS = ("ig", "lam", "saliency", "input_x_gradient", "smoothgrad")
 BASELINES = ("zero", "blur", "mean", "clean")

@@ -1,6 +1,6 @@
 """The ``cka`` probe: how similar are a network's layers, and does each layer track the background or the rain?
 
-For every split of the evaluation set (math and guards in :mod:`probe.probes.cka_math`):
+For every split of the evaluation set (math and guards in :mod:`probe.methods.cka`):
 
 * ``layer_cka`` ``(split, layer_a, layer_b)``: CKA between every pair of probe points on the degraded input.
 * ``alignment`` ``(split, target, layer)``: CKA between a layer's features on the degraded input O = B + D and
@@ -40,20 +40,13 @@ import xarray as xr
 from torch import Tensor, nn
 
 from probe.errors import ConfigError
+from probe.methods.capture import available_layers, evaluating, even_batches, iterate_features, resolve_layers
+from probe.methods.cka import MinibatchCKA
+from probe.methods.hsic import ESTIMATORS, KERNELS, MIN_SAMPLES, CKAMatrix, gram_linear
+from probe.methods.reducers import PixelSampler, pool, random_pixel_positions
 from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.capture import (
-    PixelSampler,
-    available_layers,
-    evaluating,
-    even_batches,
-    iterate_features,
-    pool,
-    random_pixel_positions,
-    resolve_layers,
-)
-from probe.probes.cka_math import ESTIMATORS, KERNELS, MIN_SAMPLES, CKAMatrix, MinibatchCKA, gram_linear
 
 CONVENTIONS = ("image", "pooled", "pixels")
 NONFINITE_FLAG = "non-finite features (NaN/inf activations at this layer)"

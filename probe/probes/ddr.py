@@ -39,10 +39,11 @@ import xarray as xr
 from torch import nn
 
 from probe.errors import ConfigError
+from probe.methods.capture import collect_features, evaluating, resolve_layers
+from probe.methods.reducers import pool
 from probe.models.anchors import feed
 from probe.probes._validate import choice_param, int_param, names_param, number_param
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.capture import collect_features, evaluating, pool, resolve_layers
 
 DEFAULT_DEGRADATIONS: dict[str, dict[str, Any]] = {
     "rain:small": {"type": "rain", "preset": "small"},

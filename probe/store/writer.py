@@ -24,70 +24,27 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from probe import provenance as _provenance
 from probe.errors import StoreError
 from probe.locks import FileLock
-from probe.store.codec import (
-    MetricTable,
-    PreparedArray,
-    attach_scales,
-    prepare_array,
-    prepare_metrics,
-    write_array,
-    write_metrics,
-)
+from probe.store.codec import attach_scales
+from probe.store.entry import create_store, group_bytes, prepare_entry, write_entry
 from probe.store.schema import (
-    SCHEMA_VERSION,
     attr_str,
-    canonical,
     check_name,
-    dumps,
     entry_key,
     iter_entries,
     open_store,
-    parse_params,
     read_text,
     reading,
     utf8_text,
     write_text,
 )
-
-
-@dataclass
-class _Entry:
-    model_id: str
-    info_json: str
-    model_path: str | None
-    probe: str
-    key: str
-    params_json: str
-    eval_json: str
-    provenance: dict[str, Any]
-    sha256: str
-    metrics: MetricTable
-    arrays: list[PreparedArray]
-
-
-def _group_bytes(group: h5py.Group | h5py.Dataset) -> int:
-    """Approximate file space held by a group or dataset (data storage + ~1 KB of metadata per object)."""
-    if isinstance(group, h5py.Dataset):
-        return 1024 + int(group.id.get_storage_size())
-    total = [1024]
-
-    def visit(_name: str, obj: Any) -> None:
-        total[0] += 1024
-        if isinstance(obj, h5py.Dataset):
-            total[0] += int(obj.id.get_storage_size())
-
-    group.visititems(visit)
-    return total[0]
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -99,15 +56,6 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
             raise
     finally:
         os.close(fd)
-
-
-def _create_store(path: Path, created: str | None = None) -> h5py.File:
-    handle = h5py.File(path, "w", locking=False)
-    handle.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
-    handle.attrs["created"] = created or _provenance.now_iso()
-    handle.attrs["garbage_bytes"] = np.int64(0)
-    handle.create_group("models")
-    return handle
 
 
 class ResultStore:
@@ -208,7 +156,7 @@ class ResultStore:
                 self._handle = h5py.File(self._tmp, "a", locking=False)
             else:
                 os.chmod(self._tmp, 0o644)
-                self._handle = _create_store(self._tmp)
+                self._handle = create_store(self._tmp)
         return self._handle
 
     def _compact_file(self, src: Path) -> Path:
@@ -218,7 +166,7 @@ class ResultStore:
         dst = Path(name)
         try:
             shutil.copymode(src, dst)
-            with h5py.File(src, "r", locking=False) as old, _create_store(dst, attr_str(old, "created")) as new:
+            with h5py.File(src, "r", locking=False) as old, create_store(dst, attr_str(old, "created")) as new:
                 for model_id in old["models"]:
                     old.copy(old["models"][model_id], new["models"], name=model_id)
                 for _m, _p, _k, entry in iter_entries(new):
@@ -241,36 +189,10 @@ class ResultStore:
 
     # ---------------------------------------------------------------------------------------------- write
 
-    def _prepare(self, model_id: str, model_info: Any, probe: str, params: Any, result: Any,
-                 eval_info: Any, sha256: str, provenance: Mapping[str, Any] | None,
-                 model_path: str | None) -> _Entry:
-        check_name("model id", model_id)
-        check_name("probe", probe)
-        if model_info is None:
-            model_info = {}
-        if not isinstance(model_info, Mapping):
-            raise StoreError(f"model_info for {model_id!r} must be a dict, not {type(model_info).__name__}")
-        params = parse_params(params)
-        eval_info = parse_params(eval_info, "eval_info")
-        if not (hasattr(result, "arrays") and hasattr(result, "metrics")):
-            raise StoreError(f"result for {model_id!r}/{probe!r} is a {type(result).__name__}: need an object "
-                             "with .arrays and .metrics (probe.probes.ProbeResult)")
-        arrays = result.arrays or {}
-        if not isinstance(arrays, Mapping):
-            raise StoreError(f"result.arrays of {model_id!r}/{probe!r} must be a dict of name → DataArray")
-        prov = dict(provenance) if provenance is not None else _provenance.provenance()
-        return _Entry(
-            model_id=model_id, info_json=dumps(dict(model_info), f"model_info of {model_id!r}", sort_keys=False),
-            model_path=None if model_path is None else str(model_path), probe=probe,
-            key=entry_key(params, eval_info), params_json=canonical(params, "params"),
-            eval_json=canonical(eval_info, "eval_info"), provenance=prov, sha256=str(sha256 or ""),
-            metrics=prepare_metrics(result.metrics),
-            arrays=[prepare_array(str(name), array) for name, array in arrays.items()])
-
     def _add_garbage(self, group: h5py.Group) -> None:
         assert self._handle is not None
         self._handle.attrs["garbage_bytes"] = np.int64(int(self._handle.attrs.get("garbage_bytes", 0))
-                                                       + _group_bytes(group))
+                                                       + group_bytes(group))
 
     def write(self, model_id: str, model_info: Mapping[str, Any] | None, probe: str, params: Any, result: Any,
               eval_info: Mapping[str, Any] | None = None, sha256: str = "",
@@ -287,7 +209,7 @@ class ResultStore:
             store.write("m0", {"family": "unet", "n_backgrounds": 4}, "generalization", {}, result,
                         sha256="9f2c…", eval_info={"seed": 0})
         """
-        entry = self._prepare(model_id, model_info, probe, params, result, eval_info, sha256, provenance,
+        entry = prepare_entry(model_id, model_info, probe, params, result, eval_info, sha256, provenance,
                               model_path)
         with self.transaction():
             models = self._writable()["models"]
@@ -313,30 +235,12 @@ class ResultStore:
                 self._add_garbage(probes[entry.key])
                 del probes[entry.key]
             try:
-                self._write_entry(probes.create_group(entry.key), entry)
+                write_entry(probes.create_group(entry.key), entry)
             except BaseException:
                 if entry.key in probes:
                     del probes[entry.key]
                 raise
         return entry.key
-
-    @staticmethod
-    def _write_entry(group: h5py.Group, entry: _Entry) -> None:
-        prov = entry.provenance
-        group.attrs["probe"] = entry.probe
-        group.attrs["model_id"] = entry.model_id
-        group.attrs["entry_key"] = entry.key
-        group.attrs["sha256"] = entry.sha256
-        group.attrs["time"] = str(prov.get("time") or _provenance.now_iso())
-        group.attrs["git_revision"] = str(prov.get("git_revision") or "unknown")
-        write_text(group, "params", entry.params_json)
-        write_text(group, "eval", entry.eval_json)
-        write_text(group, "provenance", dumps(prov, "provenance"))
-        write_metrics(group, entry.metrics)
-        group.create_group("arrays")
-        group.create_group("coords")
-        for array in entry.arrays:
-            write_array(group, array)
 
     # ------------------------------------------------------------------------------------ queries/delete
 

@@ -13,8 +13,8 @@ From the ``attribution`` probe's results (see :mod:`probe.probes.attribution`):
 
 Every number drawn comes from :func:`attribution_summary` of the tidy metrics (the per-model values are the
 probe's means over images). When a store holds attribution results with several parameter sets, the set that
-covers the most models is shown (:func:`attribution_frame`). The pseudo model ``_study`` (study-level results
-that belong to no model) is ignored.
+covers the most models is shown (:func:`attribution_frame`). Study-level pseudo models
+(``probe.report.context.STUDY_MODEL_IDS``: results that belong to no model) are ignored.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ID_SPLIT, NON_DEGRADED, ReportContext, Section, Table
+from probe.report.context import ID_SPLIT, NON_DEGRADED, STUDY_MODEL_IDS, ReportContext, Section, Table
 
 PROBE = "attribution"
-STUDY_MODEL_ID = "_study"
 #: At most this many rows (n_backgrounds values) per overlay strip; evenly spaced, first and last kept.
 MAX_ROWS = 8
 GROUP_KEYS = ["family", "background", "n_backgrounds", "split", "window"]
@@ -62,7 +61,7 @@ def attribution_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """
     if metrics is None or len(metrics) == 0 or "probe" not in metrics:
         return pd.DataFrame()
-    frame = metrics[(metrics["probe"] == PROBE) & (metrics["model_id"] != STUDY_MODEL_ID)
+    frame = metrics[(metrics["probe"] == PROBE) & ~metrics["model_id"].isin(STUDY_MODEL_IDS)
                     & ~metrics["split"].isin(NON_DEGRADED)].copy()
     if frame.empty or "n_backgrounds" not in frame or frame["n_backgrounds"].isna().all():
         return pd.DataFrame()

@@ -63,6 +63,8 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
             if removal.empty:
                 continue
             n = removal["n_backgrounds"].astype(float)
+            if n.nunique() < 2:  # this study does not vary n_backgrounds here (e.g. the remedies study)
+                continue
             seeds = removal.groupby("n_backgrounds").size()
             row = {**label, "ood_split": split, "n_models": len(removal),
                    "n_backgrounds": ",".join(str(int(v)) for v in sorted(n.unique())),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,159 +28,25 @@ import pandas as pd
 from probe.report.context import (
     ID_SPLIT,
     NON_DEGRADED,
-    POOLED_SPLITS,
-    STUDY_MODEL_IDS,
     Figure,
     ReportContext,
     Section,
     Table,
 )
 from probe.report.sections import _representation_plots as plots
+from probe.report.sections._representation_data import (
+    OUTPUT_LAYERS,
+    PROBES,
+    STUDY_PROBE,
+    deep_rows,
+    feature_layer,
+    title,
+)
+from probe.report.sections._representation_data import RepresentationData as _Data
 
-PROBES = ("activations", "cka", "ddr")
-STUDY_PROBE = "cka_models"
-MAX_GROUPS = 4           # (family, background source) panels per figure
 MAX_SCATTER_GROUPS = 3   # rows of the DDR scatter: 2 per group
 MAX_MODEL_TICKS = 30     # model × model heatmap: tick labels up to this many models
 MAX_CROSS_LAYERS = 4     # model × model heatmap: probe points shown
-OUTPUT_LAYERS = ("hook_output", "hook_layer")  # image-space probe points, not features
-_INFO = ("family", "background", "n_backgrounds", "seed")
-
-
-# ------------------------------------------------------------------------------------------------ selection
-
-class _Data:
-    """The store's entries and model table, shared by the figure builders."""
-
-    def __init__(self, ctx: ReportContext):
-        from probe.store import list_entries
-
-        self.ctx = ctx
-        entries = list_entries(ctx.store)
-        self.study = entries[entries["model_id"].isin(STUDY_MODEL_IDS) & (entries["probe"] == STUDY_PROBE)]
-        entries = entries[~entries["model_id"].isin(STUDY_MODEL_IDS)]
-        self.chosen = {probe: _one_setting(entries[entries["probe"] == probe]) for probe in PROBES}
-        ids = sorted({mid for frame in self.chosen.values() for mid in frame["model_id"]}
-                     | {mid for _, row in self.study.iterrows() for mid in _study_models(row)})
-        self.models = _model_table(ctx, ids)
-
-    def has_any(self) -> bool:
-        return any(not f.empty for f in self.chosen.values()) or not self.study.empty
-
-    def metrics(self, probe: str) -> pd.DataFrame:
-        """The probe's metric rows of the chosen setting, with the model table's ``group`` column."""
-        chosen = self.chosen[probe]
-        frame = self.ctx.probe_metrics(probe)
-        if frame.empty or chosen.empty:
-            return frame.iloc[0:0]
-        keys = set(zip(chosen["model_id"], chosen["params"], chosen["eval"]))
-        mask = [k in keys for k in zip(frame["model_id"], frame["params"], frame["eval"])]
-        frame = frame[np.asarray(mask, dtype=bool)]
-        frame = frame.drop(columns=[c for c in _INFO if c in frame])
-        return frame.merge(self.models, on="model_id", how="inner")
-
-    def array(self, probe: str, model_id: str, name: str) -> Any:
-        from probe.store import read_array
-
-        row = self.chosen[probe].set_index("model_id").loc[model_id]
-        return read_array(self.ctx.store, model_id, probe, name, params=row["params"],
-                          eval_info=json.loads(row["eval"]))
-
-    def groups(self, probe: str | None = None, cap: int = MAX_GROUPS) -> list[str]:
-        models = self.models if probe is None else self.models[self.models["model_id"].isin(
-            self.chosen[probe]["model_id"])]
-        return list(dict.fromkeys(models["group"]))[:cap]
-
-    def picks(self, probe: str, cap: int = MAX_GROUPS) -> list[tuple[str, list[pd.Series]]]:
-        """Per group (≤ cap): the model with the fewest and the one with the most training backgrounds
-        (lowest seed each; one model when the group has a single ``n_backgrounds``)."""
-        models = self.models[self.models["model_id"].isin(self.chosen[probe]["model_id"])]
-        out = []
-        for group in self.groups(probe, cap):
-            part = models[models["group"] == group].sort_values(["n_backgrounds", "seed", "model_id"])
-            if part.empty:
-                continue
-            first = part.iloc[0]
-            most = part[part["n_backgrounds"] == part["n_backgrounds"].max()]
-            last = most.iloc[0] if len(most) else part.iloc[-1]
-            out.append((group, [first] if last["model_id"] == first["model_id"] else [first, last]))
-        return out
-
-    def main_split(self, available: list[str]) -> str:
-        """The first OOD split among ``available``, else the ID split, else the first one."""
-        available = [str(s) for s in available]
-        ood = [s for s in available if s not in NON_DEGRADED | POOLED_SPLITS | {ID_SPLIT}]
-        preferred = [s for s in self.ctx.ood_splits() if s in ood] or sorted(ood)
-        if preferred:
-            return preferred[0]
-        return ID_SPLIT if ID_SPLIT in available else available[0]
-
-
-def _one_setting(entries: pd.DataFrame) -> pd.DataFrame:
-    """One entry per model: the parameter setting most models have; the latest entry if several remain."""
-    if entries.empty:
-        return entries
-    counts = entries.drop_duplicates(["model_id", "params"])["params"].value_counts()
-    entries = entries[entries["params"] == counts.index[0]]
-    return entries.sort_values("time").drop_duplicates("model_id", keep="last").reset_index(drop=True)
-
-
-def _study_models(row: pd.Series) -> list[str]:
-    try:
-        return list(json.loads(row["params"]).get("models") or {})
-    except (ValueError, AttributeError):
-        return []
-
-
-def _model_table(ctx: ReportContext, ids: list[str]) -> pd.DataFrame:
-    """model_id, family, background, n_backgrounds, seed, label, group — sorted for display."""
-    metrics = ctx.metrics
-    rows: dict[str, dict[str, Any]] = {}
-    if len(metrics):
-        cols = [c for c in _INFO if c in metrics]
-        for rec in metrics.drop_duplicates("model_id")[["model_id", *cols]].to_dict("records"):
-            rows[str(rec["model_id"])] = rec
-    missing = [mid for mid in ids if mid not in rows]
-    if missing:
-        from probe.store import read_model_info
-
-        for mid in missing:
-            try:
-                info = read_model_info(ctx.store, mid)
-            except Exception:
-                info = {}
-            rows[mid] = {"model_id": mid, **{k: info.get(k) for k in _INFO}}
-    table = pd.DataFrame([{"model_id": mid, **{k: rows[mid].get(k) for k in _INFO}} for mid in ids],
-                         columns=["model_id", *_INFO])
-    table["family"] = table["family"].fillna("model").astype(str)
-    table["background"] = table["background"].fillna("").astype(str)
-    table["n_backgrounds"] = pd.to_numeric(table["n_backgrounds"], errors="coerce")
-    table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
-    several = table["family"].nunique() > 1
-    table["group"] = [(f"{f} · {b}" if several else b) or f for f, b in zip(table["family"], table["background"])]
-    table["label"] = [f"{g} n={'?' if np.isnan(n) else int(n)} s{s}"
-                      for g, n, s in zip(table["group"], table["n_backgrounds"], table["seed"])]
-    return table.sort_values(["family", "background", "n_backgrounds", "seed", "model_id"]).reset_index(drop=True)
-
-
-def _title(row: pd.Series) -> str:
-    n = row["n_backgrounds"]
-    return f"{row['group']} · n={'?' if np.isnan(n) else int(n)} (seed {int(row['seed'])})"
-
-
-def _feature_layer(layers: list[str]) -> str:
-    """The deepest probe point that is a feature map (not the predicted layer / output image)."""
-    features = [name for name in layers if str(name) not in OUTPUT_LAYERS]
-    return str((features or layers)[-1])
-
-
-def _deep_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model, the rows of its deepest feature layer (rows need ``layer`` and ``depth``)."""
-    parts = []
-    for _, part in frame.dropna(subset=["depth"]).groupby("model_id"):
-        layers = list(part.sort_values("depth").drop_duplicates("layer")["layer"])
-        parts.append(part[part["layer"] == _feature_layer(layers)])
-    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -200,7 +65,7 @@ def _layer_cka(d: _Data) -> Figure | None:
             if split not in arr.coords["split"].values:
                 row.append(None)
                 continue
-            row.append((_title(model), arr.sel(split=split)))
+            row.append((title(model), arr.sel(split=split)))
         panels.append(row)
     fig = plots.heatmap_grid(
         panels, xlabel="probe point", ylabel="probe point",
@@ -282,10 +147,10 @@ def _ddr_scatter(d: _Data) -> Figure | None:
     for _group, models in picks:
         for model in models:
             emb = d.array("ddr", model["model_id"], "embedding")
-            name = _feature_layer([str(v) for v in emb.coords["layer"].values])
+            name = feature_layer([str(v) for v in emb.coords["layer"].values])
             layer = layer or name
             method = str(emb.attrs.get("method", method))
-            rows.append((_title(model), emb.sel(layer=name)))
+            rows.append((title(model), emb.sel(layer=name)))
     fig = plots.ddr_scatter(rows, title=f"Deep degradation representation: {method.upper()} of pooled features "
                                         f"at '{plots.short_layer(layer or '')}'")
     return d.ctx.save(fig, "representation_ddr_scatter", "DDR embedding: by degradation vs by background",
@@ -309,7 +174,7 @@ def _versus_frame(d: _Data) -> tuple[pd.DataFrame, dict[str, str]]:
     parts, labels = [], dict(VERSUS)
     ddr = d.metrics("ddr")
     if len(ddr):
-        deep = _deep_rows(ddr[ddr["metric"].isin(["ddr_score", "silhouette_degradation"])])
+        deep = deep_rows(ddr[ddr["metric"].isin(["ddr_score", "silhouette_degradation"])])
         parts.append(deep.assign(panel=deep["metric"]))
     cka = d.metrics("cka")
     if len(cka):
@@ -320,7 +185,7 @@ def _versus_frame(d: _Data) -> tuple[pd.DataFrame, dict[str, str]]:
     act = d.metrics("activations")
     if len(act):
         split = d.main_split(sorted(set(act["split"])))
-        sens = _deep_rows(act[(act["metric"] == "sensitivity_ratio") & (act["split"] == split)])
+        sens = deep_rows(act[(act["metric"] == "sensitivity_ratio") & (act["split"] == split)])
         parts.append(sens.assign(panel="sensitivity_ratio"))
         labels["sensitivity_ratio"] = f"deep sensitivity ratio ('{split}')\nrain / background change"
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
