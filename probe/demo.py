@@ -1,4 +1,5 @@
-"""``probe demo``: the default study end to end — grid, measure, report — and its headline numbers.
+"""``probe demo``: the default study (or any ``--spec``: derain, denoise, deblur) end to end — grid, measure,
+report — and its headline numbers, worded in the study's task (:mod:`probe.tasks`).
 
 ::
 
@@ -73,11 +74,12 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
               "is better/worse only when both exclude 0):")
         print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     else:
-        print("Headline (Spearman rho over n_backgrounds, one point per model; [95% bootstrap CI over seeds], "
-              "permutation p; the papers predict rho(n, OOD removal) < 0):")
+        print(f"Headline, {ctx.task.task} (Spearman rho over n_backgrounds, one point per model; [95% bootstrap "
+              f"CI over seeds], permutation p; OOD removal = fraction of the {ctx.task.unseen} removed; the papers "
+              "predict rho(n, OOD removal) < 0):")
     if not table.empty:
-        print(readable(table).to_string(index=False))
-        print(verdict(table))
+        print(readable(table, ctx.task).to_string(index=False))
+        print(verdict(table, ctx.task))
     validity = score_validity(ctx.metrics)
     if not validity.empty:
         print("\nShortcut score (ID data only) vs OOD removal: " + validity_text(validity))

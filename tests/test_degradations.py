@@ -318,7 +318,7 @@ def test_blur_kernel_larger_than_image_is_a_clear_error():
 
 # ---- specs and errors ---------------------------------------------------------------------------------
 def test_registry_and_describe_are_json_ready():
-    assert DEGRADATIONS.names() == ["blur", "noise", "rain", "rain_particles"]
+    assert DEGRADATIONS.names() == ["blur", "defocus", "noise", "noise_correlated", "rain", "rain_particles"]
     for kind in DEGRADATIONS.names():
         deg = make_degradation({"type": kind})
         described = json.loads(json.dumps(deg.describe()))

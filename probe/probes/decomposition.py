@@ -8,7 +8,10 @@ For O = clip(B + βR), output Ŷ and rain mask M (binarised R > 50/255, or soft 
   1 − ‖(Ŷ − B)M‖ / ‖(O − B)M‖ (1 = all rain removed, 0 = untouched);
 * residual vs content: the removed part P = O − Ŷ correlated with the true layer D and with B, and P's energy
   where there is no rain (``content_damage``);
-* the same network on clean inputs (split ``clean``): a network that learned content leaves them alone.
+* the same network on clean inputs (split ``clean``): a network that learned content leaves them alone;
+* for a split whose degradation declares a content decomposition (``noise``, ``blur``:
+  :mod:`probe.probes.decompositions`), its quantities too (rows carry ``decomposition = <name>``; array
+  ``per_image_content``). Rain splits get exactly the rows above.
 
 ::
 
@@ -87,6 +90,7 @@ class Decomposition(Probe):
         values = np.full((len(splits), n, len(QUANTITIES)), np.nan)
         k = min([self.params["n_examples"]] + [len(b) for b in data.splits.values()])
         examples = np.zeros((len(splits), k, 4, 3, *data.clean.shape[-2:]), dtype=np.float32)
+        contents: dict[str, dict[str, np.ndarray]] = {}
         for i, split in enumerate(splits):
             batch = data.splits[split]
             output = predict(model, batch.degraded, self.params["batch_size"])
@@ -98,6 +102,7 @@ class Decomposition(Probe):
                 mean = _nanmean(values[i, :, j])
                 result.add_metric(split, name, None if flag else mean,
                                   flag=flag or (None if np.isfinite(mean) else "undefined for every image"))
+            self._content(result, contents, split, data.degradations.get(split), output, batch, flag)
             if k:
                 stack = [batch.degraded[:k], output[:k], batch.clean[:k], (batch.degraded[:k] - output[:k])]
                 examples[i] = torch.stack(stack, 1).cpu().numpy()
@@ -117,4 +122,38 @@ class Decomposition(Probe):
             coords={"split": splits, "image": np.arange(k), "kind": ["input", "output", "background", "removed"],
                     "channel": ["r", "g", "b"]},
             attrs={"description": "example strips; 'removed' = input - output (may be negative)"})
+        if contents:
+            result.arrays["per_image_content"] = content_array(contents, splits, n)
         return result
+
+    @staticmethod
+    def _content(result: ProbeResult, contents: dict, split: str, degradation, output: torch.Tensor,
+                 batch, flag: str | None) -> None:
+        """Add the content decomposition of ``split`` (none for rain) as metric rows and per-image values."""
+        from probe.probes.decompositions import content_quantities, decomposition_of
+
+        name = decomposition_of(degradation)
+        q = content_quantities(name, output, batch.degraded, batch.clean)
+        if not q:
+            return
+        contents[split] = {}
+        for quantity, value in q.items():
+            per_image = value.cpu().numpy()
+            contents[split][quantity] = per_image
+            mean = _nanmean(per_image)
+            result.add_metric(split, quantity, None if flag else mean, decomposition=name,
+                              flag=flag or (None if np.isfinite(mean) else "undefined for every image"))
+
+
+def content_array(contents: dict[str, dict[str, np.ndarray]], splits: list[str], n: int) -> xr.DataArray:
+    """(split, image, quantity) per-image values of the content decompositions (NaN where not computed)."""
+    quantities = sorted({q for values in contents.values() for q in values})
+    out = np.full((len(splits), n, len(quantities)), np.nan)
+    for i, split in enumerate(splits):
+        for j, quantity in enumerate(quantities):
+            values = contents.get(split, {}).get(quantity)
+            if values is not None:
+                out[i, :len(values), j] = values
+    return xr.DataArray(out, dims=("split", "image", "quantity"),
+                        coords={"split": splits, "image": np.arange(n), "quantity": quantities},
+                        attrs={"description": "content decomposition per image (noise / blur studies)"})

@@ -38,8 +38,20 @@ def build_sections(ctx: ReportContext, names: list[str] | None = None) -> list[S
             warnings.warn(f"report section {name!r} failed: {type(exc).__name__}: {exc}", stacklevel=2)
             section = Section(name, text=f"(section failed: {html.escape(str(exc))})")
         if section is not None:
-            sections.append(section)
+            sections.append(_reworded(section, ctx))
     return sections
+
+
+def _reworded(section: Section, ctx: ReportContext) -> Section:
+    """A section's prose (title, text, table and figure titles and captions) in the study's task words
+    (:meth:`probe.tasks.Task.reword`; unchanged for rain). Figure contents are drawn by the sections."""
+    task = ctx.task
+    if task.decomposition == "rain":
+        return section
+    section.title, section.text = task.reword(section.title), task.reword(section.text)
+    for item in [*section.tables, *section.figures]:
+        item.title, item.caption = task.reword(item.title), task.reword(item.caption)
+    return section
 
 
 def build_report(directory: str | Path) -> Path:

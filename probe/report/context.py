@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,13 @@ class ReportContext:
             return frame.assign(name=[])
         frame = frame[without_axes(frame) & (frame["probe"] != FAILED_PROBE)]
         return frame.assign(name=display_names(frame))
+
+    @cached_property
+    def task(self):
+        """The study's :class:`probe.tasks.Task` (its words and headline metrics), from the stored rows."""
+        from probe.tasks import task_of
+
+        return task_of(self.metrics)
 
     def families(self) -> list[str]:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []

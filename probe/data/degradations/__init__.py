@@ -21,6 +21,8 @@ DEGRADATIONS = Registry(
         "rain_particles": "probe.data.degradations.rain_particles:RainParticles",
         "noise": "probe.data.degradations.noise:Noise",
         "blur": "probe.data.degradations.blur:Blur",
+        "noise_correlated": "probe.data.degradations.noise_correlated:NoiseCorrelated",
+        "defocus": "probe.data.degradations.defocus:Defocus",
     },
 )
 

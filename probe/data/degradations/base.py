@@ -12,10 +12,9 @@ A degradation is built from a spec (the TOML table minus ``type``), validates ev
     >>> sorted(out.params)
     ['amount', 'amount_px', 'angle', 'beta', 'length', 'length_px', 'streak_px', 'width', 'width_px']
 
-Writing a new degradation: subclass :class:`Degradation`, list its spec keys in ``keys`` (and its
-``presets``), parse them in ``_configure`` with the helpers below (:meth:`Uniform.parse`,
-:meth:`Choice.parse`, :meth:`Intervals.parse`), implement ``sample_params`` and ``synthesize``, and register
-it with one line in ``probe/data/degradations/__init__.py``.
+New degradation: subclass :class:`Degradation`, list its spec keys in ``keys`` (and ``presets``), parse them
+in ``_configure`` with the helpers below (:meth:`Uniform.parse`, :meth:`Choice.parse`, :meth:`Intervals.parse`),
+implement ``sample_params`` and ``synthesize``, set ``decomposition``, register it in ``__init__.py``.
 
 All random numbers come from the CPU ``torch.Generator`` passed to :meth:`Degradation.apply`, so a seed gives
 bit-identical batches on the CPU; large tensors are built directly on the device of the images.
@@ -260,6 +259,8 @@ class Degradation:
     keys: ClassVar[tuple[str, ...]] = ()
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     default_preset: ClassVar[str | None] = None
+    #: the ``decomposition`` probe's content split for it (probe.probes.decompositions): rain | noise | blur
+    decomposition: ClassVar[str] = "rain"
 
     def __init__(self, **spec: Any):
         owner = self.name

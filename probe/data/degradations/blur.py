@@ -68,6 +68,7 @@ class Blur(Degradation):
     keys: ClassVar[tuple[str, ...]] = ("kind", "sigma", "size", "angle", "mask_threshold")
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_preset: ClassVar[str | None] = "small"
+    decomposition: ClassVar[str] = "blur"
 
     def _resolve(self, preset: str | None, spec: dict[str, Any]) -> dict[str, Any]:
         kind = parse_kind(self.name, "kind", spec.get("kind", "gaussian"), KINDS)
@@ -116,28 +117,11 @@ class Blur(Degradation):
         return finish(clean, layer, magnitude > self.mask_threshold / 255.0, soft, params)
 
     def _motion(self, clean: Tensor, size: Tensor, angle: Tensor) -> Tensor:
-        """Per-image line kernels applied by FFT to the reflect-padded batch (circular conv on the padded
-        frame is exact on the crop because the pad is at least the kernel radius)."""
-        n, c, h, w = clean.shape
-        if n == 0:
-            return clean.clone()
         dy, dx, weight = line_taps(size, angle)
-        weight = weight / weight.sum(1, keepdim=True)
-        radius = int(max(dy.abs().max(), dx.abs().max()))
-        self._check_radius(radius, h, w)
-        padded = F.pad(clean, (radius,) * 4, mode="reflect") if radius else clean
-        hp, wp = padded.shape[-2:]
-        kernel = torch.zeros(n, hp * wp, dtype=torch.float64)
-        kernel.scatter_add_(1, (dy % hp) * wp + (dx % wp), weight)
-        kernel = kernel.view(n, 1, hp, wp).to(device=clean.device, dtype=clean.dtype)
-        spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernel)
-        out = torch.fft.irfft2(spectrum, s=(hp, wp))
-        return out[..., radius:radius + h, radius:radius + w].contiguous()
+        return fft_blur(self.name, clean, dy, dx, weight)
 
     def _check_radius(self, radius: int, h: int, w: int) -> None:
-        if radius >= min(h, w):
-            raise DataError(f"{self.name}: kernel radius {radius} px needs images larger than {h}x{w} "
-                            "(reflect padding); use smaller 'sigma'/'size' or larger patches")
+        check_radius(self.name, radius, h, w)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.name, "preset": self.preset, "kind": self.kind,
@@ -148,3 +132,32 @@ class Blur(Degradation):
             out["size"] = self.size.describe()
             out["angle"] = self.angle.describe()
         return out
+
+
+def check_radius(owner: str, radius: int, h: int, w: int) -> None:
+    """Raise :class:`DataError` when a kernel of ``radius`` px cannot be reflect-padded on an h×w image."""
+    if radius >= min(h, w):
+        raise DataError(f"{owner}: kernel radius {radius} px needs images larger than {h}x{w} "
+                        "(reflect padding); use smaller 'sigma'/'size'/'radius' or larger patches")
+
+
+def fft_blur(owner: str, clean: Tensor, dy: Tensor, dx: Tensor, weight: Tensor) -> Tensor:
+    """Blur each image of (N, 3, H, W) by its own sparse kernel, given as taps ``dy, dx`` (N, T) int offsets
+    with ``weight`` (N, T) (normalised here to sum 1 per image; zero weights are padding). Applied by FFT to
+    the reflect-padded batch: circular convolution on the padded frame is exact on the crop because the pad
+    is at least the kernel radius. Returns (N, 3, H, W) on the images' device and dtype."""
+    n, c, h, w = clean.shape
+    if n == 0:
+        return clean.clone()
+    weight = weight.to(torch.float64)
+    weight = weight / weight.sum(1, keepdim=True)
+    radius = int(max(dy.abs().max(), dx.abs().max()))
+    check_radius(owner, radius, h, w)
+    padded = F.pad(clean, (radius,) * 4, mode="reflect") if radius else clean
+    hp, wp = padded.shape[-2:]
+    kernel = torch.zeros(n, hp * wp, dtype=torch.float64)
+    kernel.scatter_add_(1, (dy.long() % hp) * wp + (dx.long() % wp), weight)
+    kernel = kernel.view(n, 1, hp, wp).to(device=clean.device, dtype=clean.dtype)
+    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernel)
+    out = torch.fft.irfft2(spectrum, s=(hp, wp))
+    return out[..., radius:radius + h, radius:radius + w].contiguous()

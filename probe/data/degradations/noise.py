@@ -51,6 +51,7 @@ class Noise(Degradation):
     keys: ClassVar[tuple[str, ...]] = ("kind", "sigma", "scale")
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_preset: ClassVar[str | None] = "small"
+    decomposition: ClassVar[str] = "noise"
 
     def _resolve(self, preset: str | None, spec: dict[str, Any]) -> dict[str, Any]:
         kind = parse_kind(self.name, "kind", spec.get("kind", "gaussian"), KINDS)

@@ -1,4 +1,6 @@
-"""ID vs OOD decomposition bars: rain-removal and background errors per split, per training set size."""
+"""ID vs OOD decomposition bars per split and training set size, in the study's task's quantities
+(rain: rain-removal and background errors; noise: noise removed in flat / textured regions and detail kept;
+blur: blur removed at edges and detail restored per frequency band — :class:`probe.tasks.Task`)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ from probe.report.context import ReportContext, Section, display_names, with_axe
 
 
 def decomposition_bars(ctx: ReportContext) -> Section | None:
+    task = ctx.task
+    metrics = [m for m, _, _ in task.bars]
+    log = all(lg for _, _, lg in task.bars)
     dec = ctx.probe_metrics("decomposition")
-    dec = dec[dec["metric"].isin(["mse_rain", "mse_bg"]) & (dec["split"] != "clean")] if len(dec) else dec
+    dec = dec[dec["metric"].isin(metrics) & (dec["split"] != "clean")] if len(dec) else dec
     if dec.empty:
         return None
     # x: n_backgrounds for grid models, the display name for external networks (placed after the grid)
@@ -29,13 +34,17 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
     import seaborn as sns
 
     grid = sns.catplot(data=dec, kind="bar", x="model_x", order=order, y="value", hue="split", col="metric",
+                       col_order=[m for m in metrics if m in set(dec["metric"])],
                        row="background" if "background" in dec else None, sharey=False, height=2.8,
                        aspect=1.3, errorbar=None)
-    grid.set(yscale="log")
+    if log:
+        grid.set(yscale="log")
     for ax in grid.axes.flat:  # network names are longer than n_backgrounds values
         ax.tick_params(axis="x", labelrotation=30)
-    grid.set_axis_labels("n_backgrounds (grid) / network", "MSE")
-    grid.figure.suptitle("rain-removal (mse_rain) and background (mse_bg) errors, ID vs OOD", y=1.02)
+    grid.set_axis_labels("n_backgrounds (grid) / network", "MSE" if log else "ratio")
+    labels = {m: label for m, label, _ in task.bars}
+    title = "rain-removal (mse_rain) and background (mse_bg) errors" if task.decomposition == "rain" else \
+        f"{task.task}: " + ", ".join(labels[m] for m in metrics)
+    grid.figure.suptitle(f"{title}, ID vs OOD", y=1.02)
     return Section("ID vs OOD decomposition", figures=[ctx.save(
-        grid.figure, "decomposition_bars", "ID vs OOD decomposition",
-        "Shortcut learning shows as mse_rain rising on OOD splits while mse_bg stays low.")])
+        grid.figure, "decomposition_bars", "ID vs OOD decomposition", task.bars_caption)])

@@ -6,6 +6,7 @@ import pandas as pd
 
 from probe.report.context import ReportContext, Section, display_names, evaluation_kind, with_axes, without_axes
 
+#: the rain study's quantities; a study's own come from its task (probe.tasks.Task.curves)
 QUANTITIES = [
     ("removal_ratio", "rain removed (ratio)", False),
     ("mse_rain", "MSE rain region", True),
@@ -15,25 +16,25 @@ QUANTITIES = [
 
 def _frame(ctx: ReportContext) -> pd.DataFrame:
     dec = ctx.probe_metrics("decomposition")
-    dec = dec[dec["metric"].isin([q for q, _, _ in QUANTITIES]) & (dec["split"] != "clean")]
+    dec = dec[dec["metric"].isin([q for q, _, _ in ctx.task.curves]) & (dec["split"] != "clean")]
     gen = ctx.probe_metrics("generalization")
     gen = gen[gen["metric"] == "psnr"]
     return pd.concat([dec, gen], ignore_index=True)
 
 
 def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool,
-          refs: pd.DataFrame | None = None):
+          refs: pd.DataFrame | None = None, quantities=QUANTITIES):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    metrics = [q for q, _, _ in QUANTITIES if q in set(frame["metric"])]
+    metrics = [q for q, _, _ in quantities if q in set(frame["metric"])]
     if "psnr" in set(frame["metric"]):
         metrics.append("psnr")
-    labels = {q: label for q, label, _ in QUANTITIES} | {"psnr": "PSNR (dB)"}
-    logs = {q: log for q, _, log in QUANTITIES}
+    labels = {q: label for q, label, _ in quantities} | {"psnr": "PSNR (dB)"}
+    logs = {q: log for q, _, log in quantities}
     splits = sorted(frame["split"].unique(), key=lambda s: (s != "id", s))
     columns = splits if col is None else sorted(frame[col].dropna().unique())
     fig, axes = plt.subplots(len(metrics), len(columns), figsize=(3.6 * len(columns), 2.8 * len(metrics)),
@@ -80,29 +81,32 @@ def curves(ctx: ReportContext) -> Section | None:
     frame = frame[with_axes(frame)]
     if frame.empty:
         return None
+    task = ctx.task
     section = Section("Complexity vs generalization")
     families = sorted(frame["family"].dropna().unique()) if "family" in frame else []
     for family in families or [None]:
         part = frame if family is None else frame[frame["family"] == family]
         suffix = f"_{family}" if family and len(families) > 1 else ""
         section.figures.append(ctx.save(
-            _plot(part, "n_backgrounds", None, f"{family or ''}: generalization vs number of training backgrounds",
-                  True, refs),
+            _plot(part, "n_backgrounds", None, f"{family or ''}: {task.task} — generalization vs number of training "
+                  "backgrounds", True, refs, task.curves),
             f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
-            "Columns: test splits (id = training rain, others = unseen rain). Lines: background source. "
+            f"Columns: test splits (id = training {task.noun}, others = {task.unseen}). Lines: background source. "
             "Bands: 95% bootstrap CI of the mean over seeds (one point per trained model); no band when a cell "
             "has one seed. Dashed lines: your networks (no grid axes) on the same synthetic splits."))
     complexity = "complexity_png_bpp"
     if complexity in frame and frame[complexity].notna().any():
         section.figures.append(ctx.save(
             _plot(frame.dropna(subset=[complexity]), complexity, None,
-                  "generalization vs measured training-background complexity (PNG bits/pixel)", False),
+                  "generalization vs measured training-background complexity (PNG bits/pixel)", False,
+                  quantities=task.curves),
             "curves_complexity", "Generalization vs measured background complexity",
             "x: mean PNG bits per pixel of the training backgrounds."))
     if len(families) > 1:
         ood = frame[frame["split"].isin(ctx.ood_splits())]
         section.figures.append(ctx.save(
-            _plot(ood, "n_backgrounds", "family", "model families on unseen rain", True),
-            "curves_by_family", "Families side by side on unseen rain",
+            _plot(ood, "n_backgrounds", "family", f"model families on {task.unseen}", True,
+                  quantities=task.curves),
+            "curves_by_family", f"Families side by side on {task.unseen}",
             "Columns: model families; OOD splits only."))
     return section

@@ -1,4 +1,5 @@
-"""Effect sizes: how much of the variation in rain removal is background complexity, how much the rain?
+"""Effect sizes: how much of the variation in rain (noise, blur) removal is background complexity, how much the
+degradation?
 
 A type-II ANOVA of an OLS model of the removal ratio, one row per model × degraded test split (``id`` and
 every OOD split): background source, log2 ``n_backgrounds`` (background complexity), the test split (which
@@ -26,7 +27,10 @@ def _label(term: str) -> str:
 
 def effect_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     """Long table model_id × split: removal ratio with the model's factors (trained models only)."""
-    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")] \
+    from probe.tasks import task_of
+
+    removal_metric = task_of(metrics).removal_metric if len(metrics) else "removal_ratio"
+    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == removal_metric)] \
         if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
         return pd.DataFrame()
@@ -70,13 +74,16 @@ def effects(ctx: ReportContext) -> Section | None:
     if table.empty:
         return None
     top = table.sort_values("partial_eta_sq", ascending=False).iloc[0]
+    noun = ctx.task.noun
     text = (f"Partial η² of each term of the model {formula} (removal ratio per model and test split; type-II "
-            "ANOVA). Background complexity = source and log2 n_backgrounds; degradation = the test rain "
+            f"ANOVA). Background complexity = source and log2 n_backgrounds; degradation = the test {noun} "
             "(ID vs each unseen family). 95% CI: bootstrap over seeds; p_F: F test; p_perm: the factor "
             f"shuffled across models. Largest effect: {top['effect']} (η² = {top['partial_eta_sq']:.2f}).")
     if table["ci_low"].isna().all():
         text += " No CIs: the study has one model per cell."
     shown = table.drop(columns=["note"]).copy()
+    if noun != "rain":
+        shown["effect"] = shown["effect"].str.replace("rain", noun)
     for col in ("partial_eta_sq", "ci_low", "ci_high"):
         shown[col] = shown[col].map(lambda v: round(float(v), 3) if np.isfinite(v) else v)
     return Section("Effect sizes: background complexity vs degradation", text=text,

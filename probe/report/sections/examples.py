@@ -58,10 +58,10 @@ def examples(ctx: ReportContext) -> Section | None:
             if i == 0:
                 axes[i][j].set_title(kind if kind != "removed" else "|input − output|")
         axes[i][0].set_ylabel(label, fontsize=8)
-    fig.suptitle(f"examples on split '{split}'")
+    fig.suptitle(f"{ctx.task.task} examples on split '{split}'" if ctx.task.decomposition != "rain" else
+                 f"examples on split '{split}'")
     fig.tight_layout()
     return Section("Examples", figures=[ctx.save(
         fig, "examples", "Example strips",
         "Fewest vs most training backgrounds per source; your networks (external) below, on their own "
-        "splits (the last one when they have no split of that name). A network that learned the content removes the "
-        "unseen streaks; one that learned the rain leaves them.")])
+        "splits (the last one when they have no split of that name). " + ctx.task.examples)])

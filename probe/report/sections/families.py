@@ -29,7 +29,7 @@ def families(ctx: ReportContext) -> Section | None:
     dec = ctx.probe_metrics("decomposition")
     if dec.empty:
         return None
-    ood = dec[(dec["metric"] == "removal_ratio") & dec["split"].isin(ctx.ood_splits())]
+    ood = dec[(dec["metric"] == ctx.task.removal_metric) & dec["split"].isin(ctx.ood_splits())]
     if ood.empty:
         return None
     grid, ext = ood[with_axes(ood)], ood[without_axes(ood)]
@@ -43,10 +43,11 @@ def families(ctx: ReportContext) -> Section | None:
         ranks = mean.pivot(index="n_backgrounds", columns="family", values="rank")
         table.columns = [f"{c} (removal)" for c in table.columns]
         ranks.columns = [f"{c} (rank)" for c in ranks.columns]
-        tables.append(Table("family_ranking", "OOD rain removal by family (1 = best)", table.join(ranks).reset_index(),
+        tables.append(Table("family_ranking", f"OOD {ctx.task.noun} removal by family (1 = best)",
+                            table.join(ranks).reset_index(),
                             "Mean removal ratio over OOD splits, background sources and seeds."))
     if not ext.empty:
-        tables.append(Table("family_overview", "Families and your networks on unseen (OOD) rain",
+        tables.append(Table("family_overview", f"Families and your networks on {ctx.task.unseen} (OOD)",
                             _overview(grid, ext),
                             "Mean removal ratio over OOD splits (grid families: over all their models, and at the "
                             "fewest / most training backgrounds). Ranks are within one evaluation."))

@@ -1,6 +1,8 @@
-"""Headline numbers: does generalization to unseen rain fall as training backgrounds grow?
+"""Headline numbers: does generalization to an unseen degradation fall as training backgrounds grow?
 
-Spearman ρ of ``n_backgrounds`` with OOD rain removal (removal ratio) and with the background PSNR on the ID
+Spearman ρ of ``n_backgrounds`` with OOD removal (removal ratio of the rain / noise / blur) and with the
+in-distribution content fidelity of the study's task (:class:`probe.tasks.Task`: background PSNR for rain,
+image PSNR for noise, flat-region PSNR for blur; the column keeps the name ``spearman_n_vs_bg_psnr``) on the ID
 split, per family × background source × OOD split, each with a 95 % bootstrap CI over seeds (models
 resampled within each ``n_backgrounds``) and a two-sided permutation p (:mod:`probe.stats`). A second table
 gives the gap in OOD removal between background sources (mean difference with CI, permutation p, Hedges g).
@@ -35,8 +37,13 @@ def _trained(frame: pd.DataFrame) -> pd.DataFrame:
 def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
                      seed: int = SEED) -> pd.DataFrame:
     """One row per family × background source × OOD split: the two Spearman ρ with CI and p, the OOD
-    removal of the fewest / most backgrounds (mean over seeds, with CI), and the seeds per cell."""
+    removal of the fewest / most backgrounds (mean over seeds, with CI), and the seeds per cell. The fidelity
+    metric is the task's (:func:`probe.tasks.task_of`; named in column ``fidelity_metric``)."""
     from probe.stats import mean_ci, spearman_test
+    from probe.tasks import task_of
+
+    task = task_of(metrics)
+    fidelity, removal_metric = task.fidelity_metric, task.removal_metric
 
     dec = metrics[(metrics["probe"] == "decomposition")] if len(metrics) else metrics
     if dec.empty or "n_backgrounds" not in dec:
@@ -50,9 +57,9 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
     for keys, group in dec.groupby(group_keys, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         label = dict(zip(group_keys, keys))
-        bg = _per_model(group[(group["split"] == ID_SPLIT) & (group["metric"] == "psnr_bg_region")])
+        bg = _per_model(group[(group["split"] == ID_SPLIT) & (group["metric"] == fidelity)])
         for split in ood_splits:
-            removal = _per_model(group[(group["split"] == split) & (group["metric"] == "removal_ratio")])
+            removal = _per_model(group[(group["split"] == split) & (group["metric"] == removal_metric)])
             if removal.empty:
                 continue
             n = removal["n_backgrounds"].astype(float)
@@ -71,6 +78,7 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
                 est = mean_ci(values, n_boot=n_boot, seed=seed)
                 row[f"ood_removal_{name}"] = est.value
                 row[f"ood_removal_{name}_ci_low"], row[f"ood_removal_{name}_ci_high"] = est.ci_low, est.ci_high
+            row["fidelity_metric"], row["removal_metric"] = fidelity, removal_metric
             row["note"] = rho.note
             rows.append(row)
     return pd.DataFrame(rows)
@@ -91,8 +99,10 @@ def source_differences(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     ``n_backgrounds``: mean difference (first − second) with a bootstrap CI (models resampled within each
     source × n_backgrounds cell), a permutation p and Hedges' g."""
     from probe.stats import hedges_g, mean_difference
+    from probe.tasks import task_of
 
-    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")] \
+    removal_metric = task_of(metrics).removal_metric
+    dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == removal_metric)] \
         if len(metrics) else metrics
     if dec.empty or "background" not in dec or dec["background"].nunique() < 2:
         return pd.DataFrame()
@@ -114,8 +124,12 @@ def source_differences(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     return pd.DataFrame(rows)
 
 
-def verdict(table: pd.DataFrame) -> str:
-    """One sentence per OOD split: does ρ(n, OOD removal) < 0 hold with its CI on every source?"""
+def verdict(table: pd.DataFrame, task=None) -> str:
+    """One sentence per OOD split: does ρ(n, OOD removal) < 0 hold with its CI on every source? (Worded
+    for ``task``, a :class:`probe.tasks.Task`; rain when None.)"""
+    from probe.tasks import get_task
+
+    task = task or get_task(None)
     if table.empty:
         return ""
     parts = []
@@ -141,13 +155,17 @@ def _ci_text(frame: pd.DataFrame, prefix: str) -> pd.Series:
     return frame.apply(fmt, axis=1)
 
 
-def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The headline as printed (value [95% CI] and p), for the report page and ``probe demo``."""
+def readable(table: pd.DataFrame, task=None) -> pd.DataFrame:
+    """The headline as printed (value [95% CI] and p), for the report page and ``probe demo``; column labels
+    in the words of ``task`` (:class:`probe.tasks.Task`; rain when None)."""
+    from probe.tasks import get_task
+
+    task = task or get_task(None)
     out = table[[c for c in ("family", "background", "ood_split", "n_backgrounds", "seeds_per_n") if c in table]]
     out = out.copy()
     out["ρ(n, OOD removal)"] = _ci_text(table, "spearman_n_vs_ood_removal")
     out["p"] = table["spearman_n_vs_ood_removal_p"].map(lambda p: f"{p:.3g}")
-    out["ρ(n, bg PSNR)"] = _ci_text(table, "spearman_n_vs_bg_psnr")
+    out[f"ρ(n, {task.fidelity_label})"] = _ci_text(table, "spearman_n_vs_bg_psnr")
     out["p "] = table["spearman_n_vs_bg_psnr_p"].map(lambda p: f"{p:.3g}")
     out["OOD removal, fewest"] = _ci_text(table, "ood_removal_fewest")
     out["OOD removal, most"] = _ci_text(table, "ood_removal_most")
@@ -158,19 +176,22 @@ def headline(ctx: ReportContext) -> Section | None:
     from probe.report.sections.external import external_table
 
     table = headline_numbers(ctx.metrics)
+    task = ctx.task
     tables, text = [], ""
     if not table.empty:
-        text = ("Spearman ρ between the number of training backgrounds and (a) the fraction of unseen (OOD) rain "
-                "removed, (b) the background PSNR on in-distribution rain; one point per trained model. The "
-                "papers' shortcut effect reads as ρ(n, OOD removal) < 0 — more (complex) backgrounds, less "
-                "generalization — with ρ(n, background PSNR) ≥ 0. Brackets: 95% bootstrap CI over seeds (models "
-                "resampled within each n); p: two-sided permutation test. " + verdict(table))
-        tables = [Table("headline_ci", "Complexity vs generalization (95% CI, permutation p)", readable(table),
+        text = (f"{task.task.capitalize()}: Spearman ρ between the number of training backgrounds and (a) the "
+                f"fraction of {task.unseen} (OOD) removed, (b) {task.fidelity_where} on in-distribution "
+                f"{task.noun}; one point per trained model. The papers' shortcut effect reads as ρ(n, OOD "
+                f"removal) < 0 — more (complex) backgrounds, less generalization — with ρ(n, "
+                f"{task.fidelity_label}) ≥ 0. Brackets: 95% bootstrap CI over seeds (models resampled within "
+                "each n); p: two-sided permutation test. " + verdict(table, task))
+        tables = [Table("headline_ci", f"Complexity vs generalization to {task.unseen} (95% CI, permutation p)",
+                        readable(table, task),
                         caption="Every number at full precision: the next table and headline.csv."),
                   Table("headline", "Headline, every number", table.round(4))]
         gaps = source_differences(ctx.metrics)
         if not gaps.empty:
-            tables.append(Table("source_differences", "OOD removal gap between background sources",
+            tables.append(Table("source_differences", f"OOD {task.noun} removal gap between background sources",
                                 gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
                                 "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
                                 "Hedges' g."))

@@ -1,7 +1,8 @@
-"""Validity of the ``shortcut`` score: does a score computed without OOD rain rank models by OOD failure?
+"""Validity of the ``shortcut`` score: does a score computed without OOD data rank models by OOD failure?
 
 Spearman ρ between each trained model's ``shortcut`` score (ID-only indicators, :mod:`probe.shortcut`) and its
-OOD rain removal, per OOD split, over all models and leaving one background source out at a time (so a score
+OOD removal (of rain, noise or blur: the study's task), per OOD split, over all models and leaving one
+background source out at a time (so a score
 that only separates sources shows it). 95 % bootstrap CI over seeds (models resampled within their source ×
 n_backgrounds cell) and a permutation p. The target of issue 12 is ρ ≤ −0.8 (a higher score, less OOD rain
 removed); the section says plainly when the score misses it.
@@ -25,7 +26,10 @@ def score_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     trained = _trained(metrics)
     score = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "score")]
     score = score.groupby("model_id")["value"].mean().rename("score")
-    dec = trained[(trained["probe"] == "decomposition") & (trained["metric"] == "removal_ratio")]
+    from probe.tasks import task_of
+
+    removal_metric = task_of(metrics).removal_metric
+    dec = trained[(trained["probe"] == "decomposition") & (trained["metric"] == removal_metric)]
     dec = dec[dec["split"].isin(ood_split_names(dec["split"]))]
     keep = {c: (c, "first") for c in ("background", "n_backgrounds") if c in dec}
     per = dec.groupby(["model_id", "split"], as_index=False).agg(ood_removal=("value", "mean"), **keep)
@@ -79,7 +83,7 @@ def validity_text(table: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def _plot(frame: pd.DataFrame):
+def _plot(frame: pd.DataFrame, task):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +98,7 @@ def _plot(frame: pd.DataFrame):
                         size="n_backgrounds" if "n_backgrounds" in part else None, ax=ax)
         ax.set_title(split)
         ax.set_xlabel("shortcut score (ID data only)")
-        ax.set_ylabel("OOD rain removed (ratio)")
+        ax.set_ylabel(f"OOD {task.removed} (ratio)")
     fig.tight_layout()
     return fig
 
@@ -103,8 +107,9 @@ def shortcut(ctx: ReportContext) -> Section | None:
     table = score_validity(ctx.metrics)
     if table.empty:
         return None
+    task = ctx.task
     text = ("Each model's shortcut score (mean robust z of in-distribution indicators, higher = more shortcut; "
-            "no OOD data used, see docs/probes.md) against the unseen rain it removes. Validation: "
+            f"no OOD data used, see docs/probes.md) against the {task.unseen} it removes. Validation: "
             + validity_text(table))
     section = Section("Shortcut score: validated against OOD failure", text=text,
                       tables=[Table("shortcut_validity", "ρ(shortcut score, OOD removal), 95% CI over seeds",
@@ -116,6 +121,6 @@ def shortcut(ctx: ReportContext) -> Section | None:
             index="model_id", columns="indicator", values="value")
         section.tables.append(Table("shortcut_scores", "Score and indicator z per model",
                                     wide.reset_index().round(3)))
-    section.figures.append(ctx.save(_plot(score_frame(ctx.metrics)), "shortcut_validity",
+    section.figures.append(ctx.save(_plot(score_frame(ctx.metrics), task), "shortcut_validity",
                                     "Shortcut score vs OOD removal", "One point per trained model."))
     return section

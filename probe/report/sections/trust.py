@@ -27,6 +27,22 @@ INDICATORS = [
 ]
 
 
+def indicators(task) -> list[tuple[str, str, str, str, dict]]:
+    """:data:`INDICATORS` in the words of ``task`` (:class:`probe.tasks.Task`): its noun, its fidelity metric,
+    and for noise / blur its content decomposition's quantities on the ID and OOD splits."""
+    if task.decomposition == "rain":
+        return INDICATORS
+    out = [(f"ID {task.removed}", "decomposition", ID_SPLIT, task.removal_metric, {}),
+           (f"OOD {task.removed}", "decomposition", "ood", task.removal_metric, {}),
+           (f"{task.fidelity_label} (ID)", "decomposition", ID_SPLIT, task.fidelity_metric, {})]
+    for metric, label, _ in task.bars:
+        out += [(f"{label} (ID)", "decomposition", ID_SPLIT, metric, {}),
+                (f"{label} (OOD)", "decomposition", "ood", metric, {})]
+    out += [(label.replace("rain", task.noun), probe, split, metric, extra)
+            for label, probe, split, metric, extra in INDICATORS[3:]]
+    return out
+
+
 def _roles(metrics: pd.DataFrame) -> pd.Series:
     """model_id -> anchor name (``anchor`` column of probe.anchors' models, else the ``role``)."""
     if "role" not in metrics:
@@ -64,8 +80,10 @@ def anchor_table(metrics: pd.DataFrame) -> pd.DataFrame:
     trained = _trained(metrics)
     bg_of = metrics.drop_duplicates("model_id").set_index("model_id")["background"].astype(str) \
         if "background" in metrics else pd.Series("all", index=metrics["model_id"].unique())
+    from probe.tasks import task_of
+
     rows = []
-    for label, probe, split, metric, extra in INDICATORS:
+    for label, probe, split, metric, extra in indicators(task_of(metrics)):
         values = _values(metrics, probe, split, metric, extra)
         values["background"] = values["model_id"].map(bg_of).fillna("all")
         for (sp, bg), part in values.groupby(["split", "background"]):
