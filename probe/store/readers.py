@@ -44,6 +44,17 @@ def _paths(path_or_paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return paths
 
 
+def _is_handle(source: Any) -> bool:
+    import h5py
+
+    return isinstance(source, h5py.Group)
+
+
+def _reading(source: Any) -> Any:
+    """An open store handle as is (not closed after), else :func:`reading` of the path."""
+    return nullcontext(source) if _is_handle(source) else reading(source)
+
+
 def _info_value(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
@@ -68,11 +79,9 @@ def read_metrics(path_or_paths: str | Path | Iterable[str | Path]) -> Any:
     frames = []
     extra_order: dict[str, None] = {}
     info_order: dict[str, None] = {}
-    import h5py
-
-    sources = [path_or_paths] if isinstance(path_or_paths, h5py.Group) else _paths(path_or_paths)
+    sources = [path_or_paths] if _is_handle(path_or_paths) else _paths(path_or_paths)
     for path in sources:
-        with (nullcontext(path) if isinstance(path, h5py.Group) else reading(path)) as handle:
+        with _reading(path) as handle:
             infos: dict[str, dict[str, Any]] = {}
             for model_id, probe, _key, entry in iter_entries(handle):
                 if model_id not in infos:
@@ -157,9 +166,7 @@ def list_models(path: str | Path) -> list[str]:
 def read_model_info(path: str | Path, model_id: str) -> dict[str, Any]:
     """The info dict written with ``model_id``, plus its ``sha256`` and ``path`` attributes (``path``: a store
     file, or an open store handle)."""
-    import h5py
-
-    with (nullcontext(path) if isinstance(path, h5py.Group) else reading(path)) as handle:
+    with _reading(path) as handle:
         if model_id not in handle["models"]:
             raise StoreError(f"results store {path}: no model {model_id!r}")
         group = handle["models"][model_id]
