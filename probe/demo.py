@@ -42,7 +42,14 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     from probe.measure import measure
     from probe.report.build import build_report
     from probe.report.context import ReportContext
-    from probe.report.sections.headline import headline_numbers, readable, verdict
+    from probe.report.sections.headline import (
+        complexity_numbers,
+        complexity_readable,
+        complexity_verdict,
+        headline_numbers,
+        readable,
+        verdict,
+    )
     from probe.report.sections.shortcut import score_validity, validity_text
     from probe.study import load_study
 
@@ -73,10 +80,16 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
         print("Remedies (paired change vs 'none' over seeds; ci: 95 % bootstrap, t: 95 % t-interval; the verdict "
               "is better/worse only when both exclude 0):")
         print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    else:
-        print(f"Headline, {ctx.task.task} (Spearman rho over n_backgrounds, one point per model; [95% bootstrap "
-              f"CI over seeds], permutation p; OOD removal = fraction of the {ctx.task.unseen} removed; the papers "
-              "predict rho(n, OOD removal) < 0):")
+    overall = complexity_numbers(ctx.metrics)
+    if remedies is None and not overall.empty:
+        print(f"Headline, {ctx.task.task}: Spearman rho of the measured complexity of each model's training "
+              f"backgrounds (PNG bits/pixel) with the fraction of {ctx.task.unseen} it removes, one point per "
+              "model; [95% bootstrap CI over seeds], permutation p; the papers predict rho < 0:")
+        print(complexity_readable(overall, ctx.task).to_string(index=False))
+        print(complexity_verdict(overall))
+    if remedies is None and not table.empty:
+        print(f"\nWithin each source, rho over n_backgrounds (OOD removal = fraction of the {ctx.task.unseen} "
+              "removed; the papers predict rho(n, OOD removal) < 0):")
     if not table.empty:
         print(readable(table, ctx.task).to_string(index=False))
         print(verdict(table, ctx.task))

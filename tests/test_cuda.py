@@ -35,7 +35,8 @@ def test_grid_measure_report_on_cuda(tmp_path):
     record = json.loads((tmp_path / "local" / "n_backgrounds-1" / "run.json").read_text())
     assert record["device"].startswith("cuda") and record["step"]["precision"] == "bf16"
     measured = measure(tmp_path / "local", out=tmp_path / "rep" / "results.h5", device="cuda", show_progress=False)
-    assert measured["computed"] == 2 * len(SMALL_PARAMS) and "cross_model_cka" in measured
+    # every probe on both models, plus the shortcut score's probe-set attribution per model
+    assert measured["computed"] == 2 * len(SMALL_PARAMS) + 2 and "cross_model_cka" in measured
     assert set(read_metrics(tmp_path / "rep" / "results.h5")["probe"]) >= set(SMALL_PARAMS)
     assert build_report(tmp_path / "rep").is_file()
 

@@ -72,10 +72,12 @@ def test_measure_stores_the_declared_decomposition_and_a_finite_shortcut_score(s
     score = df[(df["probe"] == "shortcut") & (df["metric"] == "score")]
     trained = score[score["n_backgrounds"].notna()]
     assert len(trained) == 3 and np.isfinite(trained["value"]).all()
-    # the indicators it can read on a noise / blur study: the residual and the clean-input change
+    # the score's indicator (attribution to the degradation input, on the common probe set) and a diagnostic
     scores = shortcut_scores(df[df["probe"] != "shortcut"])
-    assert scores.loc[trained["model_id"], "n_indicators"].min() >= 2
+    assert (scores.loc[trained["model_id"], "n_indicators"] == 1).all()
+    assert np.isfinite(scores.loc[trained["model_id"], "z_attribution_on_rain"]).all()
     assert np.isfinite(scores.loc[trained["model_id"], "z_residual_rain_vs_bg"]).all()
+    assert set(df.loc[df["split"] == "probe_set", "probe"]) == {"attribution"}
 
 
 def test_report_speaks_of_the_study_task_not_rain(study):

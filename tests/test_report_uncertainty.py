@@ -106,8 +106,10 @@ def test_one_seed_per_cell_gives_no_ci():
     table = headline_numbers(_synthetic(seeds=1), n_boot=200, n_perm=99)
     assert table["spearman_n_vs_ood_removal_ci_low"].isna().all()
     assert (table["note"] != "").all() and "one model per cell" in verdict(table)
-    two_n = _synthetic().query("n_backgrounds != 256")
-    assert "fewer than 3 values of n_backgrounds" in verdict(headline_numbers(two_n, n_boot=50, n_perm=49))
+    two_n = headline_numbers(_synthetic().query("n_backgrounds != 256"), n_boot=50, n_perm=49)
+    assert two_n["spearman_n_vs_ood_removal"].notna().all()  # two values of n with seeds: a rank correlation
+    few = _synthetic(seeds=1).query("n_backgrounds != 256")
+    assert "fewer than 3 models" in verdict(headline_numbers(few, n_boot=50, n_perm=49))
 
 
 def test_effect_sizes_attribute_variance_to_the_right_factor():
@@ -191,6 +193,26 @@ def test_score_validity_over_all_models_and_leaving_each_source_out():
     assert "CI includes 0" not in validity_text(worst)  # rho = +1 with a CI far from 0: failing, not uncertain
 
 
+def test_every_indicator_is_validated_beside_the_score():
+    from probe.report.sections.shortcut import indicator_validity
+
+    frame = _synthetic()
+    models = frame.drop_duplicates("model_id").set_index("model_id")
+    ood = frame[(frame["split"] == "ood") & (frame["metric"] == "removal_ratio")].set_index("model_id")["value"]
+    rows = []
+    for i, m in enumerate(models.index):
+        info = {"model_id": m, "probe": "shortcut", "split": "id", "background": models.loc[m, "background"],
+                "n_backgrounds": models.loc[m, "n_backgrounds"]}
+        rows += [{**info, "metric": "score", "value": -ood[m]},
+                 {**info, "metric": "z", "indicator": "attribution_on_rain", "value": -ood[m] + 1e-3 * i},
+                 {**info, "metric": "z", "indicator": "clean_change", "value": ood[m]}]  # the wrong way round
+    table = indicator_validity(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True), n_boot=100, n_perm=99)
+    table = table.set_index(["ood_split", "indicator"])
+    good, wrong = table.loc[("ood", "attribution_on_rain")], table.loc[("ood", "clean_change")]
+    assert good["spearman_z_vs_ood_removal"] < -0.95 and good["weight"] == 1.0 and good["n_models"] == 18
+    assert wrong["spearman_z_vs_ood_removal"] == pytest.approx(1.0) and wrong["weight"] == 0.0
+
+
 def test_anchors_are_kept_out_of_every_figure_but_shown_in_the_trust_section(tmp_path):
     from probe.report.context import ReportContext, split_anchors
     from probe.report.sections.trust import trust
@@ -209,3 +231,25 @@ def test_anchors_are_kept_out_of_every_figure_but_shown_in_the_trust_section(tmp
     row = table[(table["indicator"] == "ID rain removed") & (table["background"] == "natural")].iloc[0]
     assert (row["identity"], row["oracle"], row["single"], row["informative"]) == (0.0, 1.0, 0.7, "yes")
     assert "3 seed(s) per cell" in section.text and "Uninformative" not in section.text
+
+
+def test_complexity_headline_ranks_models_by_measured_background_complexity():
+    from probe.report.sections.headline import complexity_by_measure, complexity_numbers, complexity_verdict
+
+    frame = _synthetic()  # smooth removes 0.5 of OOD rain, natural 0.1 (and less with n)
+    bpp = {"smooth": 4.0, "natural": 11.0}
+    frame["complexity_png_bpp"] = frame["background"].map(bpp) + np.log2(frame["n_backgrounds"]) / 100
+    frame["complexity_entropy"] = -frame["complexity_png_bpp"]  # a measure that orders them the other way
+    table = complexity_numbers(frame, n_boot=300, n_perm=999)
+    assert set(table["ood_split"]) == {"ood", "ood_b"} and (table["n_models"] == 18).all()
+    row = table.set_index("ood_split").loc["ood"]
+    x = frame[(frame["split"] == "ood")].groupby("model_id").agg(c=("complexity_png_bpp", "first"),
+                                                                  v=("value", "mean"))
+    assert row["spearman_complexity_vs_ood_removal"] == pytest.approx(spearman(x["c"], x["v"]))
+    assert row["spearman_complexity_vs_ood_removal_ci_high"] < 0 and row["spearman_complexity_vs_ood_removal_p"] < 0.01
+    assert "HOLDS" in complexity_verdict(table) and "does NOT" not in complexity_verdict(table)
+    both = complexity_by_measure(frame, n_boot=100, n_perm=99).set_index(["measure", "ood_split"])
+    flipped = both.loc[("complexity_entropy", "ood"), "spearman_complexity_vs_ood_removal"]
+    assert flipped == pytest.approx(-row["spearman_complexity_vs_ood_removal"])
+    assert "does NOT hold" in complexity_verdict(both.reset_index().query("measure == 'complexity_entropy'"))
+    assert complexity_numbers(frame.drop(columns=["complexity_png_bpp"])).empty

@@ -22,9 +22,9 @@ def test_study_specs_validate(path):
 
 def test_default_study_matches_its_promise():
     spec = load_study(ROOT / "analyses" / "derain_complexity.toml")
-    assert len(set(spec.axes["background"])) >= 2
+    assert len(set(spec.axes["background"])) >= 3  # a complexity ladder: smooth < dead_leaves < natural
     n = spec.axes["n_backgrounds"]
-    assert len(n) >= 3 and min(n) == 1 and max(n) >= 256  # >= 3 values: a Spearman trend per source
+    assert len(n) >= 2 and max(n) >= 256 and min(n) <= 16  # a Spearman over n per source
     assert len(set(spec.axes["seed"])) >= 3  # every headline number gets a CI over seeds
     splits = spec.config_for(spec.cells()[0]).eval.splits
     assert {"id", "ood"} <= set(splits) and len(set(splits) - {"id"}) >= 2  # two unseen rain families

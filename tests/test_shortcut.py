@@ -10,7 +10,16 @@ from probe.cli import main
 from probe.errors import DataError
 from probe.grid.runner import run_grid
 from probe.measure import measure
-from probe.shortcut import SIGNS, Shortcut, indicators, shortcut_scores
+from probe.shortcut import (
+    PROBE_SET_SPLIT,
+    SIGNS,
+    WEIGHTS,
+    Shortcut,
+    indicators,
+    probe_set_info,
+    probe_set_sources,
+    shortcut_scores,
+)
 from probe.store import read_metrics
 
 
@@ -46,7 +55,11 @@ def test_score_orders_models_by_every_indicator_and_uses_the_fixed_rule():
     ks = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0, "e": 4.0}
     scores = shortcut_scores(_frame(ks))
     assert list(scores.sort_values("score").index) == ["a", "b", "c", "d", "e"]
-    assert (scores["n_indicators"] == len(SIGNS)).all()
+    assert (scores["n_indicators"] == len(WEIGHTS)).all()
+    # rule v2: the score is the weighted mean z; with the shipped weights, the attribution share's z
+    weighted = sum(w * scores[f"z_{name}"] for name, w in WEIGHTS.items()) / sum(WEIGHTS.values())
+    assert np.allclose(scores["score"], weighted)
+    assert all(scores[f"z_{name}"].notna().all() for name in SIGNS)  # diagnostics are still standardised
     # every indicator is linear in k here except the log ones, so z of the middle model is 0
     assert scores.loc["c", "score"] == pytest.approx(0.0, abs=1e-9)
     # the rule by hand for one indicator: robust z over the five models
@@ -75,12 +88,46 @@ def test_anchors_are_scored_but_do_not_move_the_standardisation():
     assert with_anchor.loc["identity", "anchor"] and with_anchor.loc["identity", "score"] > plain["score"].max()
 
 
-def test_too_few_indicators_give_nan_not_a_number_from_one_indicator():
+def test_a_model_without_the_weighted_indicator_gets_nan_not_a_number_from_diagnostics():
     frame = _frame({"a": 0.0, "b": 1.0, "c": 2.0})
     only_cka = frame[(frame["probe"] == "cka") | (frame["model_id"] != "a")]
     scores = shortcut_scores(only_cka)
-    assert scores.loc["a", "n_indicators"] == 1 and np.isnan(scores.loc["a", "score"])
-    assert np.isfinite(scores.loc["b", "score"])
+    assert scores.loc["a", "n_indicators"] == 0 and np.isnan(scores.loc["a", "score"])
+    assert np.isfinite(scores.loc["a", "z_cka_rain_alignment"]) and np.isfinite(scores.loc["b", "score"])
+
+
+def test_probe_set_rows_win_over_own_id_rows_per_model():
+    ks = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+    frame = _frame(ks)
+    # a common probe set that reverses the order for every model but "d" (which has no probe-set rows)
+    extra = pd.DataFrame([{"model_id": m, "role": "", "params": "{}", "probe": "attribution",
+                           "split": PROBE_SET_SPLIT, "metric": "share_on_rain", "value": 1.0 - 0.1 * k,
+                           "objective": "removed", "window": "on"} for m, k in ks.items() if m != "d"])
+    raw = indicators(pd.concat([frame, extra], ignore_index=True))["attribution_on_rain"]
+    assert raw["a"] == pytest.approx(1.0) and raw["c"] == pytest.approx(0.8)
+    assert raw["d"] == pytest.approx(0.5 + 0.05 * 3.0)  # falls back to its own id rows
+
+
+def test_probe_set_is_the_training_rain_on_every_source():
+    config = {"data": {"background": "natural", "patch": 32},
+              "degradation": {"type": "rain", "preset": "small"},
+              "eval": {"n_images": 6, "seed": 3, "splits": {"id": {"type": "rain", "preset": "small"},
+                                                            "ood": {"type": "rain", "preset": "large"}}}}
+    records = [{"config": {"data": {"background": b, "background_options": o}}}
+               for b, o in (("smooth", {}), ("dead_leaves", {"complexity": 0.3}), ("smooth", {"x": 1}))]
+    sources = probe_set_sources(records)
+    assert sources == {"smooth": {}, "dead_leaves": {"complexity": 0.3}}
+    info = probe_set_info(config, sources)
+    assert info["splits"] == {PROBE_SET_SPLIT: {"type": "rain", "preset": "small"}}  # never an OOD split
+    assert info["background"] == "mixture" and info["background_options"]["sources"] == ["dead_leaves", "smooth"]
+    assert info["background_options"]["options"] == {"dead_leaves": {"complexity": 0.3}}
+    assert (info["n_images"], info["seed"], info["patch"]) == (6, 3, 32)
+    from probe.probes.evaldata import eval_data_from_info
+
+    data = eval_data_from_info(info)  # real images from both sources, same for every run
+    assert list(data.splits) == [PROBE_SET_SPLIT] and data.splits[PROBE_SET_SPLIT].clean.shape == (6, 3, 32, 32)
+    single = probe_set_info(config, {"natural": {}})
+    assert single["background"] == "natural" and single["background_options"] == {}
 
 
 SPEC = """
@@ -126,6 +173,9 @@ def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
     assert score["value"].notna().all() and score["n_backgrounds"].notna().all()  # model info kept
     z = df[(df["probe"] == "shortcut") & (df["metric"] == "z")]
     assert set(z["indicator"]) == set(SIGNS)
+    # the score's attribution ran on the common probe set (training rain only) for every model
+    on_set = df[(df["probe"] == "attribution") & (df["split"] == PROBE_SET_SPLIT)]
+    assert set(on_set["model_id"]) == set(score["model_id"]) and set(df["split"]) >= {"id", "ood", PROBE_SET_SPLIT}
     # the stored score is the rule applied to the stored indicators
     ref = shortcut_scores(df[df["probe"] != "shortcut"])["score"]
     assert np.allclose(score.set_index("model_id")["value"].sort_index(), ref.sort_index())

@@ -12,8 +12,9 @@ from probe.errors import DataError
 
 ID_SPLIT = "id"
 NON_DEGRADED = {"clean"}
-#: Split labels of results that pool every split (e.g. the ddr probe's "all"): not test splits.
-POOLED_SPLITS = {"all"}
+#: Split labels of results that pool every split (e.g. the ddr probe's "all") or serve one probe (the shortcut
+#: score's common "probe_set": training rain on every source's backgrounds): not test splits.
+POOLED_SPLITS = {"all", "probe_set"}
 #: Study-level pseudo models (probe.cross_models.STUDY_MODEL_ID: model x model CKA), not models.
 STUDY_MODEL_IDS = {"_study"}
 

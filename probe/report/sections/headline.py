@@ -1,6 +1,10 @@
-"""Headline numbers: does generalization to an unseen degradation fall as training backgrounds grow?
+"""Headline numbers: does generalization to an unseen degradation fall as training backgrounds grow complex?
 
-Spearman ρ of ``n_backgrounds`` with OOD removal (removal ratio of the rain / noise / blur) and with the
+The headline (:func:`complexity_numbers`): Spearman ρ of the *measured* complexity of each model's training
+backgrounds (mean PNG bits per pixel, :mod:`probe.data.complexity`; it moves with the background source and
+with ``n_backgrounds``) with its OOD removal, over every trained model of a family, per OOD split. The papers'
+shortcut effect reads as ρ < 0. Within each source (:func:`headline_numbers`): Spearman ρ of
+``n_backgrounds`` with OOD removal (removal ratio of the rain / noise / blur) and with the
 in-distribution content fidelity of the study's task (:class:`probe.tasks.Task`: background PSNR for rain,
 image PSNR for noise, flat-region PSNR for blur; the column keeps the name ``spearman_n_vs_bg_psnr``) on the ID
 split, per family × background source × OOD split, each with a 95 % bootstrap CI over seeds (models
@@ -84,11 +88,107 @@ def headline_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = 
     return pd.DataFrame(rows)
 
 
+#: the measured background complexity the headline ranks models by (model info column, bits per pixel)
+COMPLEXITY = "complexity_png_bpp"
+
+
+def complexity_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+                       seed: int = SEED, measure: str = COMPLEXITY) -> pd.DataFrame:
+    """The headline: one row per family × OOD split, Spearman ρ of the training backgrounds' measured
+    complexity (:data:`COMPLEXITY`, PNG bits per pixel) with OOD removal over the trained models, with a 95 %
+    bootstrap CI over seeds (models resampled within each background × n_backgrounds cell) and a permutation
+    p; and the same ρ with the task's in-distribution fidelity. ``measure``: another ``complexity_*`` column
+    (:func:`complexity_by_measure` runs them all). Empty when no model has the measure."""
+    from probe.stats import spearman_test
+    from probe.tasks import task_of
+
+    task = task_of(metrics)
+    dec = metrics[metrics["probe"] == "decomposition"] if len(metrics) else metrics
+    if dec.empty or measure not in dec or "n_backgrounds" not in dec:
+        return pd.DataFrame()
+    dec = _trained(dec[with_axes(dec) & pd.to_numeric(dec[measure], errors="coerce").notna()])
+    rows = []
+    for family, part in (dec.groupby("family", dropna=False) if "family" in dec else [(None, dec)]):
+        fidelity = _complexity_per_model(part, ID_SPLIT, task.fidelity_metric, measure)
+        for split in ood_split_names(part["split"]):
+            removal = _complexity_per_model(part, split, task.removal_metric, measure)
+            if removal.empty:
+                continue
+            strata = (removal["cell"] + "|" + removal["n"].astype(str)).to_numpy()
+            rho = spearman_test(removal["x"].astype(float), removal["value"], strata=strata, n_boot=n_boot,
+                                n_perm=n_perm, seed=seed)
+            row = {"family": family, "ood_split": split, "measure": measure, "n_models": len(removal),
+                   "sources": ",".join(sorted(removal["cell"].unique())),
+                   "complexity_min": float(removal["x"].min()), "complexity_max": float(removal["x"].max()),
+                   **rho.as_dict("spearman_complexity_vs_ood_removal")}
+            if len(fidelity):
+                fstrata = (fidelity["cell"] + "|" + fidelity["n"].astype(str)).to_numpy()
+                row.update(spearman_test(fidelity["x"].astype(float), fidelity["value"], strata=fstrata,
+                                         n_boot=n_boot, n_perm=n_perm, seed=seed)
+                           .as_dict("spearman_complexity_vs_fidelity"))
+            row["fidelity_metric"], row["removal_metric"], row["note"] = (task.fidelity_metric,
+                                                                         task.removal_metric, rho.note)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def complexity_by_measure(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+                          seed: int = SEED) -> pd.DataFrame:
+    """:func:`complexity_numbers` under every stored complexity measure (``complexity_*`` columns: PNG and
+    JPEG bits per pixel, gradient magnitude, spatial information, spectral slope, entropy), stacked — does the
+    headline depend on which measure ranks the backgrounds? (The spectral slope is *less* negative for more
+    complex images, so it enters as is.)"""
+    measures = [c for c in metrics.columns if c.startswith("complexity_")] if len(metrics) else []
+    frames = [complexity_numbers(metrics, n_boot, n_perm, seed, measure=m) for m in measures]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _complexity_per_model(part: pd.DataFrame, split: str, metric: str, measure: str) -> pd.DataFrame:
+    sel = part[(part["split"] == split) & (part["metric"] == metric)]
+    sel = sel[np.isfinite(pd.to_numeric(sel["value"], errors="coerce"))]
+    return sel.groupby("model_id").agg(x=(measure, "first"), value=("value", "mean"),
+                                       cell=("background", lambda b: str(b.iloc[0])), n=("n_backgrounds", "first"))
+
+
+def complexity_verdict(table: pd.DataFrame) -> str:
+    """One clause per OOD split: ρ(complexity, OOD removal) with CI and p, and whether ρ < 0 holds with its
+    95 % CI below 0 (the papers' prediction)."""
+    if table.empty:
+        return ""
+    parts = []
+    for _, row in table.iterrows():
+        prefix = "spearman_complexity_vs_ood_removal"
+        v, lo, hi, p = (row[prefix], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"], row[f"{prefix}_p"])
+        if not np.isfinite(v):
+            parts.append(f"{row['ood_split']}: not computable ({row.get('note') or 'no variation'})")
+            continue
+        ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else " (no CI)"
+        holds = "HOLDS (CI below 0)" if np.isfinite(hi) and hi < 0 else "does NOT hold (CI reaches 0)"
+        fam = f"{row['family']}, " if row.get("family") is not None and str(row.get("family")) != "nan" else ""
+        parts.append(f"{fam}{row['ood_split']}: ρ = {v:.2f}{ci}, p = {p:.3g}, {row['n_models']} models — {holds}")
+    return "; ".join(parts) + "."
+
+
+def complexity_readable(table: pd.DataFrame, task=None) -> pd.DataFrame:
+    """The complexity headline as printed (value [95% CI], p)."""
+    from probe.tasks import get_task
+
+    task = task or get_task(None)
+    out = table[[c for c in ("family", "ood_split", "sources", "n_models") if c in table]].copy()
+    out["ρ(complexity, OOD removal)"] = _ci_text(table, "spearman_complexity_vs_ood_removal")
+    out["p"] = table["spearman_complexity_vs_ood_removal_p"].map(lambda p: f"{p:.3g}")
+    if "spearman_complexity_vs_fidelity" in table:
+        out[f"ρ(complexity, {task.fidelity_label})"] = _ci_text(table, "spearman_complexity_vs_fidelity")
+        out["p "] = table["spearman_complexity_vs_fidelity_p"].map(lambda p: f"{p:.3g}")
+    return out
+
+
 def _rho(spearman_test, x: pd.Series, y: pd.Series, n_boot: int, n_perm: int, seed: int):
     from probe.stats import Estimate
 
-    if x.nunique() < 3:
-        return Estimate(float("nan"), note="fewer than 3 values of n_backgrounds")
+    if x.nunique() < 2:
+        return Estimate(float("nan"), note="one value of n_backgrounds")
     return spearman_test(x.to_numpy(), y.to_numpy(), strata=x.to_numpy(), n_boot=n_boot, n_perm=n_perm,
                          seed=seed)
 
@@ -178,23 +278,45 @@ def headline(ctx: ReportContext) -> Section | None:
     table = headline_numbers(ctx.metrics)
     task = ctx.task
     tables, text = [], ""
+    overall = complexity_numbers(ctx.metrics)
+    if not overall.empty:
+        text = (f"{task.task.capitalize()}, the headline: Spearman ρ between the measured complexity of a model's "
+                f"training backgrounds (PNG bits per pixel; it rises with the source and with n) and the fraction "
+                f"of {task.unseen} (OOD) it removes, over every trained model. The papers' shortcut effect reads "
+                f"as ρ < 0: networks trained on more complex backgrounds learn the {task.noun} and miss unseen "
+                f"{task.noun}. " + complexity_verdict(overall) + " ")
+        tables.append(Table("headline_complexity", f"Background complexity vs removal of {task.unseen} "
+                            "(95% CI, permutation p)", complexity_readable(overall, task),
+                            caption="Brackets: 95% bootstrap CI over seeds (models resampled within each "
+                            "background × n_backgrounds cell); p: two-sided permutation test. Every number: "
+                            "headline_complexity_full.csv."))
+        tables.append(Table("headline_complexity_full", "Complexity headline, every number", overall.round(4)))
+        by_measure = complexity_by_measure(ctx.metrics)
+        if not by_measure.empty:
+            shown = complexity_readable(by_measure, task)
+            shown.insert(1, "measure", by_measure["measure"].str.removeprefix("complexity_"))
+            tables.append(Table("headline_complexity_measures", "The same under every complexity measure", shown,
+                                caption="The headline ranks backgrounds by PNG bits per pixel (fixed before any "
+                                "study was run). Measures that order two sources differently change ρ: read "
+                                "the rows together; the measured values per model are in metrics.csv."))
     if not table.empty:
-        text = (f"{task.task.capitalize()}: Spearman ρ between the number of training backgrounds and (a) the "
+        text += (f"Within each source: Spearman ρ between the number of training backgrounds and (a) the "
                 f"fraction of {task.unseen} (OOD) removed, (b) {task.fidelity_where} on in-distribution "
                 f"{task.noun}; one point per trained model. The papers' shortcut effect reads as ρ(n, OOD "
                 f"removal) < 0 — more (complex) backgrounds, less generalization — with ρ(n, "
                 f"{task.fidelity_label}) ≥ 0. Brackets: 95% bootstrap CI over seeds (models resampled within "
                 "each n); p: two-sided permutation test. " + verdict(table, task))
-        tables = [Table("headline_ci", f"Complexity vs generalization to {task.unseen} (95% CI, permutation p)",
+        tables += [Table("headline_ci", f"Within each source: n_backgrounds vs removal of {task.unseen} (95% CI, "
+                         "permutation p)",
                         readable(table, task),
                         caption="Every number at full precision: the next table and headline.csv."),
-                  Table("headline", "Headline, every number", table.round(4))]
-        gaps = source_differences(ctx.metrics)
-        if not gaps.empty:
-            tables.append(Table("source_differences", f"OOD {task.noun} removal gap between background sources",
-                                gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
-                                "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
-                                "Hedges' g."))
+                  Table("headline", "Within each source, every number", table.round(4))]
+    gaps = source_differences(ctx.metrics) if not (overall.empty and table.empty) else pd.DataFrame()
+    if not gaps.empty:
+        tables.append(Table("source_differences", f"OOD {task.noun} removal gap between background sources",
+                            gaps.round(4), caption="difference = mean OOD removal of source_a − source_b "
+                            "(pooled over n_backgrounds) with a 95% bootstrap CI over seeds, permutation p, "
+                            "Hedges' g."))
     external = external_table(ctx.metrics)
     if not external.empty:
         tables.append(Table("external_models", "Your networks beside the grid: decoupled metrics per split",

@@ -63,6 +63,37 @@ def score_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_
     return pd.DataFrame(rows)
 
 
+def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+                       seed: int = SEED) -> pd.DataFrame:
+    """Rows: OOD split × indicator (every stored ``z``, the score's and the weight-0 diagnostics) with ρ(z,
+    OOD removal) over all trained models, CI and p, and the indicator's weight in the score — so a reader sees
+    which indicators track OOD failure in this study, not only the one the score uses."""
+    from probe.shortcut import WEIGHTS
+    from probe.stats import spearman_test
+
+    frame = score_frame(metrics)
+    if frame.empty:
+        return pd.DataFrame()
+    trained = _trained(metrics)
+    z = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "z")]
+    if z.empty or "indicator" not in z:
+        return pd.DataFrame()
+    z = z.pivot_table(index="model_id", columns="indicator", values="value")
+    rows = []
+    for split, part in frame.groupby("split"):
+        part = part.set_index("model_id")
+        cells = (part["background"].astype(str) + "|"
+                 + part.get("n_backgrounds", pd.Series(0, part.index)).astype(str))
+        for name in z.columns:
+            x = z[name].reindex(part.index)
+            ok = x.notna().to_numpy()
+            est = spearman_test(x.to_numpy()[ok], part["ood_removal"].to_numpy()[ok], strata=cells.to_numpy()[ok],
+                                n_boot=n_boot, n_perm=n_perm, seed=seed)
+            rows.append({"ood_split": split, "indicator": name, "weight": WEIGHTS.get(name, 0.0),
+                         "n_models": int(ok.sum()), **est.as_dict("spearman_z_vs_ood_removal"), "note": est.note})
+    return pd.DataFrame(rows)
+
+
 def validity_text(table: pd.DataFrame) -> str:
     """Plain sentences: where the score meets ρ ≤ −0.8 and where it fails."""
     if table.empty:
@@ -108,12 +139,19 @@ def shortcut(ctx: ReportContext) -> Section | None:
     if table.empty:
         return None
     task = ctx.task
-    text = ("Each model's shortcut score (mean robust z of in-distribution indicators, higher = more shortcut; "
-            f"no OOD data used, see docs/probes.md) against the {task.unseen} it removes. Validation: "
+    text = ("Each model's shortcut score (robust z of the share of its removal attributed to the "
+            f"{task.noun} input, on the training {task.noun} over every source's backgrounds; higher = more "
+            f"shortcut; no OOD data used, see docs/probes.md) against the {task.unseen} it removes. Validation: "
             + validity_text(table))
     section = Section("Shortcut score: validated against OOD failure", text=text,
                       tables=[Table("shortcut_validity", "ρ(shortcut score, OOD removal), 95% CI over seeds",
                                     table.round(4))])
+    per_indicator = indicator_validity(ctx.metrics)
+    if not per_indicator.empty:
+        section.tables.append(Table("shortcut_indicators", "Every indicator against OOD failure (ρ of its z)",
+                                    per_indicator.round(4), caption="z is signed so that higher = more shortcut: "
+                                    "an indicator that tracks OOD failure has ρ < 0. weight: its weight in the "
+                                    "score (the others are stored diagnostics; docs/probes.md says why)."))
     scores = ctx.probe_metrics("shortcut")
     z = scores[scores["metric"].isin(["z", "score"])]
     if len(z) and "indicator" in z:

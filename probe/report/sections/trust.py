@@ -132,7 +132,7 @@ def replication(metrics: pd.DataFrame) -> tuple[str, pd.DataFrame]:
 
 
 def trust(ctx: ReportContext) -> Section | None:
-    from probe.report.sections.headline import headline_numbers, verdict
+    from probe.report.sections.headline import complexity_numbers, complexity_verdict, headline_numbers, verdict
     from probe.report.sections.shortcut import score_validity, validity_text
 
     if ctx.metrics.empty:
@@ -152,9 +152,12 @@ def trust(ctx: ReportContext) -> Section | None:
                          + (f"Uninformative on this study (identity ≈ oracle): {', '.join(bad)}. " if bad else
                             "Every indicator shown separates identity from oracle. "))
         section.tables.append(Table("anchors", "Calibration anchors vs the trained models", anchors.round(4)))
+    overall = complexity_numbers(ctx.metrics)
+    if not overall.empty:
+        section.text += "Headline (background complexity): " + complexity_verdict(overall) + " "
     head = headline_numbers(ctx.metrics)
     if not head.empty:
-        section.text += "Headline: " + verdict(head) + " "
+        section.text += "Within each source (n_backgrounds): " + verdict(head) + " "
     section.text += "Shortcut score: " + validity_text(score_validity(ctx.metrics)) + " "
     section.text += ("Indicators computed from OOD inputs (the ddr probe pools every split) are not used by the "
                      "shortcut score.")
