@@ -186,3 +186,21 @@ def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
     assert len(again[(again["probe"] == "shortcut") & (again["metric"] == "score")]) == 3
     with pytest.raises(DataError, match="study-level"):
         Shortcut().run(None, None)
+
+
+def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_path, monkeypatch):
+    import probe.shortcut
+
+    (tmp_path / "s.toml").write_text(SPEC)
+    assert run_grid(tmp_path / "s.toml", tmp_path / "models", workers=1)["done"] == 3
+
+    def broken(config, sources):
+        raise FileNotFoundError("/data/gone: no such folder")
+
+    monkeypatch.setattr(probe.shortcut, "probe_set_info", broken)
+    summary = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5")
+    failed = [f for f in summary["failed"] if f["probe"] == "attribution (probe set)"]
+    assert len(failed) == 3 and "/data/gone" in failed[0]["cause"]
+    df = read_metrics(tmp_path / "rep" / "results.h5")
+    assert df.loc[df["probe"] == "decomposition", "model_id"].nunique() == 3  # the rest was measured
+    assert PROBE_SET_SPLIT not in set(df["split"])

@@ -239,11 +239,19 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
                                                               data.info)):
                 measured[model_id] = run.path
             if probe_set is not None:  # the shortcut score's common probe set (probe/shortcut.py)
-                info = probe_set_info(record.get("config") or {}, probe_set[0])
-                key = json.dumps(info, sort_keys=True)
-                if key not in probe_set[2]:  # one set of images for every run with the same eval settings
-                    probe_set[2].clear()
-                    probe_set[2][key] = to_device(eval_data_from_info(info), dev)
+                try:
+                    info = probe_set_info(record.get("config") or {}, probe_set[0])
+                    key = json.dumps(info, sort_keys=True)
+                    if key not in probe_set[2]:  # one set of images for every run with the same eval settings
+                        probe_set[2].clear()
+                        probe_set[2][key] = to_device(eval_data_from_info(info), dev)
+                except Exception as exc:  # noqa: BLE001 - the score falls back to the model's own id rows
+                    from probe.measure.failures import cause_of
+
+                    summary["failed"].append({"model": model_id, "probe": "attribution (probe set)",
+                                              "cause": cause_of(exc)})
+                    bar.update(1)
+                    continue
                 probe_set_data = probe_set[2][key]
                 run_probes(store, model_id, model_info(row, record), lambda m=model, r=run: m if m is not None
                            else load_model(r.path, device=str(dev)), probe_set_data, [probe_set[1]], summary, bar,
