@@ -281,7 +281,7 @@ def headline(ctx: ReportContext) -> Section | None:
     overall = complexity_numbers(ctx.metrics)
     if not overall.empty:
         text = (f"{task.task.capitalize()}, the headline: Spearman ρ between the measured complexity of a model's "
-                f"training backgrounds (PNG bits per pixel; it rises with the source and with n) and the fraction "
+                f"training backgrounds (PNG bits per pixel; it differs by source and, less, with n) and the fraction "
                 f"of {task.unseen} (OOD) it removes, over every trained model. The papers' shortcut effect reads "
                 f"as ρ < 0: networks trained on more complex backgrounds learn the {task.noun} and miss unseen "
                 f"{task.noun}. " + complexity_verdict(overall) + " ")
@@ -296,9 +296,9 @@ def headline(ctx: ReportContext) -> Section | None:
             shown = complexity_readable(by_measure, task)
             shown.insert(1, "measure", by_measure["measure"].str.removeprefix("complexity_"))
             tables.append(Table("headline_complexity_measures", "The same under every complexity measure", shown,
-                                caption="The headline ranks backgrounds by PNG bits per pixel (fixed before any "
-                                "study was run). Measures that order two sources differently change ρ: read "
-                                "the rows together; the measured values per model are in metrics.csv."))
+                                caption="The headline ranks backgrounds by PNG bits per pixel (chosen before any "
+                                "three-source study was scored). Measures that order two sources differently change "
+                                "ρ: read the rows together; the measured values per model are in metrics.csv."))
     if not table.empty:
         text += (f"Within each source: Spearman ρ between the number of training backgrounds and (a) the "
                 f"fraction of {task.unseen} (OOD) removed, (b) {task.fidelity_where} on in-distribution "
