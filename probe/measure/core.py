@@ -197,7 +197,7 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
     probes (scored after the transaction commits)."""
     from probe.device import to_device
     from probe.models.checkpoint import load_model
-    from probe.probes.evaldata import eval_data_for_run, eval_data_from_info
+    from probe.probes.evaldata import cached_eval_data, eval_data_for_run
     from probe.provenance import provenance
     from probe.train.catalog import catalog_row, find_runs
     from probe.train.rundir import RunDir
@@ -216,46 +216,39 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
         raise DataError(f"{path}: no finished runs to measure ({len(runs)} run directories found)")
     summary.update(runs=len(finished), unfinished=len(runs) - len(finished))
     dev = resolve_device(device or "cpu")
-    probe_set = None
+    records = [run.read() for run in finished]
+    set_probe = None  # the shortcut score's attribution on the study's common probe set (probe/shortcut.py)
     if any(p.name == "shortcut" for p in study_level):
         from probe.shortcut import probe_set_info, probe_set_params, probe_set_sources
 
-        attribution = probe_set_params(probe_params.get("attribution"))
-        probe_set = (probe_set_sources([r.read() for r in finished]),
-                     make_probes(["attribution"], {"attribution": attribution})[0], {})
-    bar = progress(total=len(finished) * (len(probe_objs) + (probe_set is not None)), desc=f"measure "
+        set_sources = probe_set_sources(records)
+        set_probe = make_probes(["attribution"], {"attribution": probe_set_params(probe_params.get("attribution"))})[0]
+    bar = progress(total=len(finished) * (len(probe_objs) + (set_probe is not None)), desc=f"measure "
                    f"{summary['study']}", unit="probe", enabled=show_progress, leave=True)
     measured: dict[str, Path] = {}
     try:
-        for run in finished:
-            record = run.read()
+        for run, record in zip(finished, records):
             row = catalog_row(run, root)
-            model_id = row["run_id"]
+            model_id, info, sha256 = row["run_id"], model_info(row, record), record.get("weights_sha256", "")
             data = to_device(eval_data_for_run(record).select(splits), dev)  # moved once per run
-            model = run_probes(store, model_id, model_info(row, record), lambda r=run: load_model(
-                r.path, device=str(dev)), data, probe_objs, summary, bar, force,
-                sha256=record.get("weights_sha256", ""))
+            model = run_probes(store, model_id, info, lambda r=run: load_model(r.path, device=str(dev)), data,
+                               probe_objs, summary, bar, force, sha256=sha256)
             if probe_objs and (model is not None or store.has(model_id, probe_objs[0].name, probe_objs[0].params,
                                                               data.info)):
                 measured[model_id] = run.path
-            if probe_set is not None:  # the shortcut score's common probe set (probe/shortcut.py)
-                try:
-                    info = probe_set_info(record.get("config") or {}, probe_set[0])
-                    key = json.dumps(info, sort_keys=True)
-                    if key not in probe_set[2]:  # one set of images for every run with the same eval settings
-                        probe_set[2].clear()
-                        probe_set[2][key] = to_device(eval_data_from_info(info), dev)
-                except Exception as exc:  # noqa: BLE001 - the score falls back to the model's own id rows
-                    from probe.measure.failures import cause_of
+            if set_probe is None:
+                continue
+            try:
+                set_data = to_device(cached_eval_data(probe_set_info(record.get("config") or {}, set_sources)), dev)
+            except Exception as exc:  # noqa: BLE001 - the score falls back to the model's own id rows
+                from probe.measure.failures import cause_of
 
-                    summary["failed"].append({"model": model_id, "probe": "attribution (probe set)",
-                                              "cause": cause_of(exc)})
-                    bar.update(1)
-                    continue
-                probe_set_data = probe_set[2][key]
-                run_probes(store, model_id, model_info(row, record), lambda m=model, r=run: m if m is not None
-                           else load_model(r.path, device=str(dev)), probe_set_data, [probe_set[1]], summary, bar,
-                           force, sha256=record.get("weights_sha256", ""))
+                summary["failed"].append({"model": model_id, "probe": "attribution (probe set)",
+                                          "cause": cause_of(exc)})
+                bar.update(1)
+                continue
+            run_probes(store, model_id, info, lambda m=model, r=run: m if m is not None else load_model(
+                r.path, device=str(dev)), set_data, [set_probe], summary, bar, force, sha256=sha256)
         if "cka" in probe_names and len(measured) >= 2:  # model x model CKA over the whole grid
             from probe.cross_models import measure_cross_model_cka
 

@@ -39,14 +39,18 @@ def eval_data_from_info(info: dict[str, Any]) -> EvalData:
 _CACHE: dict[str, EvalData] = {}
 
 
-def eval_data_for_run(run: str | Path | dict[str, Any], n_images: int | None = None) -> EvalData:
-    """The evaluation set of a run directory (or of a ``run.json`` record); cached per description."""
-    if not isinstance(run, dict):
-        run = json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
-    info = eval_info(run.get("config") or {}, n_images)
+def cached_eval_data(info: dict[str, Any]) -> EvalData:
+    """:func:`eval_data_from_info`, cached per description (a study's runs mostly share one)."""
     key = json.dumps(info, sort_keys=True)
     if key not in _CACHE:
         if len(_CACHE) > 8:
             _CACHE.clear()
         _CACHE[key] = eval_data_from_info(info)
     return _CACHE[key]
+
+
+def eval_data_for_run(run: str | Path | dict[str, Any], n_images: int | None = None) -> EvalData:
+    """The evaluation set of a run directory (or of a ``run.json`` record); cached per description."""
+    if not isinstance(run, dict):
+        run = json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
+    return cached_eval_data(eval_info(run.get("config") or {}, n_images))

@@ -114,16 +114,16 @@ def complexity_numbers(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
             removal = _complexity_per_model(part, split, task.removal_metric, measure)
             if removal.empty:
                 continue
-            strata = (removal["cell"] + "|" + removal["n"].astype(str)).to_numpy()
-            rho = spearman_test(removal["x"].astype(float), removal["value"], strata=strata, n_boot=n_boot,
+            rho = spearman_test(removal["x"].astype(float), removal["value"], strata=cells(removal, "cell", "n"),
+                                n_boot=n_boot,
                                 n_perm=n_perm, seed=seed)
             row = {"family": family, "ood_split": split, "measure": measure, "n_models": len(removal),
                    "sources": ",".join(sorted(removal["cell"].unique())),
                    "complexity_min": float(removal["x"].min()), "complexity_max": float(removal["x"].max()),
                    **rho.as_dict("spearman_complexity_vs_ood_removal")}
             if len(fidelity):
-                fstrata = (fidelity["cell"] + "|" + fidelity["n"].astype(str)).to_numpy()
-                row.update(spearman_test(fidelity["x"].astype(float), fidelity["value"], strata=fstrata,
+                row.update(spearman_test(fidelity["x"].astype(float), fidelity["value"],
+                                         strata=cells(fidelity, "cell", "n"),
                                          n_boot=n_boot, n_perm=n_perm, seed=seed)
                            .as_dict("spearman_complexity_vs_fidelity"))
             row["fidelity_metric"], row["removal_metric"], row["note"] = (task.fidelity_metric,
@@ -142,6 +142,14 @@ def complexity_by_measure(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: i
     frames = [complexity_numbers(metrics, n_boot, n_perm, seed, measure=m) for m in measures]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def cells(frame: pd.DataFrame, background: str = "background", n: str = "n_backgrounds") -> np.ndarray:
+    """One label per row, ``"<background>|<n>"``: the bootstrap strata (models are resampled within their
+    background × n_backgrounds cell, i.e. over seeds); a missing column counts as one value."""
+    def column(name: str) -> pd.Series:
+        return frame[name].astype(str) if name in frame else pd.Series("", index=frame.index)
+    return (column(background) + "|" + column(n)).to_numpy()
 
 
 def _complexity_per_model(part: pd.DataFrame, split: str, metric: str, measure: str) -> pd.DataFrame:
@@ -278,7 +286,9 @@ def headline(ctx: ReportContext) -> Section | None:
     table = headline_numbers(ctx.metrics)
     task = ctx.task
     tables, text = [], ""
-    overall = complexity_numbers(ctx.metrics)
+    by_measure = complexity_by_measure(ctx.metrics)  # the headline's measure is one of its rows
+    overall = by_measure[by_measure["measure"] == COMPLEXITY].reset_index(drop=True) if len(by_measure) \
+        else by_measure
     if not overall.empty:
         text = (f"{task.task.capitalize()}, the headline: Spearman ρ between the measured complexity of a model's "
                 f"training backgrounds (PNG bits per pixel; it differs by source and, less, with n) and the fraction "
@@ -291,8 +301,7 @@ def headline(ctx: ReportContext) -> Section | None:
                             "background × n_backgrounds cell); p: two-sided permutation test. Every number: "
                             "headline_complexity_full.csv."))
         tables.append(Table("headline_complexity_full", "Complexity headline, every number", overall.round(4)))
-        by_measure = complexity_by_measure(ctx.metrics)
-        if not by_measure.empty:
+        if by_measure["measure"].nunique() > 1:
             shown = complexity_readable(by_measure, task)
             shown.insert(1, "measure", by_measure["measure"].str.removeprefix("complexity_"))
             tables.append(Table("headline_complexity_measures", "The same under every complexity measure", shown,

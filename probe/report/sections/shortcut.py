@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from probe.report.context import ReportContext, Section, Table, ood_split_names
-from probe.report.sections.headline import N_BOOT, N_PERM, SEED, _trained
+from probe.report.sections.headline import N_BOOT, N_PERM, SEED, _trained, cells
 
 TARGET = -0.8
 
@@ -54,8 +54,7 @@ def score_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_
         if len(sources) > 1:
             scopes += [(f"without {s}", part[part["background"].astype(str) != s]) for s in sources]
         for scope, sub in scopes:
-            cells = sub["background"].astype(str) + "|" + sub.get("n_backgrounds", pd.Series(0, sub.index)).astype(str)
-            est = spearman_test(sub["score"].to_numpy(), sub["ood_removal"].to_numpy(), strata=cells.to_numpy(),
+            est = spearman_test(sub["score"].to_numpy(), sub["ood_removal"].to_numpy(), strata=cells(sub),
                                 n_boot=n_boot, n_perm=n_perm, seed=seed)
             rows.append({"ood_split": split, "scope": scope, "n_models": len(sub),
                          **est.as_dict("spearman_score_vs_ood_removal"),
@@ -82,12 +81,11 @@ def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     rows = []
     for split, part in frame.groupby("split"):
         part = part.set_index("model_id")
-        cells = (part["background"].astype(str) + "|"
-                 + part.get("n_backgrounds", pd.Series(0, part.index)).astype(str))
+        strata = cells(part)
         for name in z.columns:
             x = z[name].reindex(part.index)
             ok = x.notna().to_numpy()
-            est = spearman_test(x.to_numpy()[ok], part["ood_removal"].to_numpy()[ok], strata=cells.to_numpy()[ok],
+            est = spearman_test(x.to_numpy()[ok], part["ood_removal"].to_numpy()[ok], strata=strata[ok],
                                 n_boot=n_boot, n_perm=n_perm, seed=seed)
             rows.append({"ood_split": split, "indicator": name, "weight": WEIGHTS.get(name, 0.0),
                          "n_models": int(ok.sum()), **est.as_dict("spearman_z_vs_ood_removal"), "note": est.note})
