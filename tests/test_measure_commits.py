@@ -9,6 +9,7 @@ import pytest
 
 from probe.grid.runner import run_grid
 from probe.measure import measure
+from probe.records import study_store_path
 from probe.store import list_entries
 
 SPEC = """
@@ -73,12 +74,14 @@ def test_measuring_forty_models_is_one_store_commit(forty, monkeypatch):
     commits = _count_commits(monkeypatch, store)
     summary = measure(forty / "models", out=store, show_progress=False)
     assert summary["runs"] == 40 and summary["computed"] == 80 and not summary["failed"]
-    assert "cross_model_cka" in summary  # the study-level result went into the same transaction
+    assert summary["cka_models"]["computed"] is True  # the study probe brought along by cka, registry entry
     assert len(commits) == 1
     entries = list_entries(store)
     per_model = entries[entries["probe"].isin(["generalization", "cka"])]
     assert per_model.groupby("probe")["model_id"].nunique().to_dict() == {"cka": 40, "generalization": 40}
-    assert (entries["probe"] == "cka_models").sum() == 1
+    assert (entries["probe"] == "cka_models").sum() == 0  # no pseudo model in the models' store
+    study = list_entries(study_store_path(store))  # study-level results: their own store, keyed by the study
+    assert list(study["model_id"]) == ["forty"] and list(study["probe"]) == ["cka_models"]
 
     again = measure(forty / "models", out=store, show_progress=False)
     assert again["computed"] == 0 and again["skipped"] == 80
@@ -100,4 +103,4 @@ def test_the_shortcut_score_joins_the_same_commit(forty, monkeypatch):
     assert scores["model_id"].nunique() == 40 and scores["value"].notna().all()
     again = measure(forty / "models", out=store, probes=["generalization", "decomposition", "shortcut"],
                     show_progress=False)
-    assert again["computed"] == 0 and "shortcut" not in again and len(commits) == 1
+    assert again["computed"] == 0 and again["shortcut"] == 0 and len(commits) == 1

@@ -58,7 +58,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
         external["eval_folders"] = parse_folder_args(args.eval_folder)
     if args.eval_patch is not None:
-        external["eval_patch"] = None if args.eval_patch == 0 else args.eval_patch
+        external["eval_patch"] = args.eval_patch  # 0: whole images
     if args.skip_broken:
         external["skip_broken"] = True
     if args.name:
@@ -73,8 +73,8 @@ def run_cli(args: argparse.Namespace) -> int:
           + f" -> {summary['store']}")
     if "anchors" in summary:
         a = summary["anchors"]
-        print(f"anchors: {len(a['anchor_models'])} anchor models, {a['computed']} results computed, "
-              f"{a['skipped']} already stored")
+        print(f"anchors: {len(a['anchor_models'])} anchor models, {a.get('computed', 0)} results computed, "
+              f"{a.get('skipped', 0)} already stored" + (f", {len(a['failed'])} FAILED" if a["failed"] else ""))
     for failure in summary["failed"]:
         print(f"probe: failed: {failure['model']}: {failure['probe']}: {failure['cause']}", file=sys.stderr)
     return EXIT_SOME_FAILED if summary["failed"] else 0
@@ -110,8 +110,9 @@ def load_for_cli(args: argparse.Namespace) -> Any:
         from probe.models.card import read_card
 
         card = read_card(path)
-        conventions = {k: v for k, v in opts.items() if k in ("output", "output_is", "input_range", "pad_multiple",
-                                                              "pad_mode", "tile", "tile_overlap", "layers")}
+        from probe.models.card import CONVENTIONS
+
+        conventions = {k: v for k, v in opts.items() if k in CONVENTIONS}
         return card.load(device=args.device or "cpu", **conventions)
     from probe.models.checkpoint import load_model
 

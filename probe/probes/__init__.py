@@ -14,5 +14,6 @@ PROBES = Registry(
         "ddr": "probe.probes.ddr:DDR",
         "attribution": "probe.probes.attribution:Attribution",
         "shortcut": "probe.shortcut:Shortcut",  # study-level: scored by `probe measure` after every model
+        "cka_models": "probe.cross_models:CrossModelCKA",  # study-level: model x model CKA, brought by cka
     },
 )

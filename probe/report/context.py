@@ -15,7 +15,8 @@ NON_DEGRADED = {"clean"}
 #: Split labels of results that pool every split (e.g. the ddr probe's "all") or serve one probe (the shortcut
 #: score's common "probe_set": training rain on every source's backgrounds): not test splits.
 POOLED_SPLITS = {"all", "probe_set"}
-#: Study-level pseudo models (probe.cross_models.STUDY_MODEL_ID: model x model CKA), not models.
+#: The pseudo model under which stores written before the study store (probe.records.study_store_path) kept
+#: study-level results (model x model CKA): read for old stores, never a model.
 STUDY_MODEL_IDS = {"_study"}
 
 

@@ -26,7 +26,7 @@ class RepresentationData:
 
         self.ctx = ctx
         entries = list_entries(ctx.store)
-        self.study = entries[entries["model_id"].isin(STUDY_MODEL_IDS) & (entries["probe"] == STUDY_PROBE)]
+        self.study = _study_entries(ctx, entries)
         entries = entries[~entries["model_id"].isin(STUDY_MODEL_IDS)]
         self.chosen = {probe: _one_setting(entries[entries["probe"] == probe]) for probe in PROBES}
         ids = sorted({mid for frame in self.chosen.values() for mid in frame["model_id"]}
@@ -92,6 +92,23 @@ def _one_setting(entries: pd.DataFrame) -> pd.DataFrame:
     counts = entries.drop_duplicates(["model_id", "params"])["params"].value_counts()
     entries = entries[entries["params"] == counts.index[0]]
     return entries.sort_values("time").drop_duplicates("model_id", keep="last").reset_index(drop=True)
+
+
+def _study_entries(ctx: ReportContext, entries: pd.DataFrame) -> pd.DataFrame:
+    """The model × model CKA entries, with a ``store`` column: from the study store beside ``results.h5``
+    (:func:`probe.records.study_store_path`), else — stores written before it existed — the legacy
+    pseudo model of ``results.h5``."""
+    from probe.records import study_store_path
+    from probe.store import list_entries
+
+    path = study_store_path(ctx.store)
+    study = list_entries(path) if path.is_file() else entries.iloc[0:0]
+    if len(study):
+        study = study[study["probe"] == STUDY_PROBE].assign(store=str(path))
+    if not len(study):
+        study = entries[entries["model_id"].isin(STUDY_MODEL_IDS) & (entries["probe"] == STUDY_PROBE)]
+        study = study.assign(store=str(ctx.store))
+    return study
 
 
 def _study_models(row: pd.Series) -> list[str]:

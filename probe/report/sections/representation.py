@@ -1,7 +1,7 @@
 """Representation figures: does the network represent the background content or the rain, layer by layer?
 
-From the ``activations``, ``cka`` and ``ddr`` probes and the study-level model × model CKA (pseudo model
-``"_study"``, probe ``"cka_models"``, written by :mod:`probe.cross_models`):
+From the ``activations``, ``cka`` and ``ddr`` probes and the study-level model × model CKA (probe
+``"cka_models"`` in the study store beside ``results.h5``, written by :mod:`probe.cross_models`):
 
 * layer × layer CKA heatmaps of the models with the fewest and the most training backgrounds per source;
 * alignment of each layer with the rain alone vs the clean background alone (CKA) over depth, per
@@ -235,7 +235,7 @@ def _model_cka(d: _Data) -> Figure | None:
     if not splits:
         return None
     split = d.main_split(splits)
-    arr = read_array(d.ctx.store, entry["model_id"], STUDY_PROBE, f"cka_{split}", params=entry["params"],
+    arr = read_array(entry["store"], entry["model_id"], STUDY_PROBE, f"cka_{split}", params=entry["params"],
                      eval_info=json.loads(entry["eval"]))
     present = set(str(v) for v in arr.coords["model_a"].values)
     table = d.models[d.models["model_id"].isin(present)]
