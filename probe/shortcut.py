@@ -286,7 +286,7 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None, image
     if int((~scored["anchor"]).sum()) < 3:
         return 0
     infos = {m: store.model_info(m) for m in scored.index}
-    params = {"rule": RULE, "signs": SIGNS, "min_indicators": MIN_INDICATORS,
+    params = {"rule": RULE, "signs": SIGNS, "weights": WEIGHTS, "min_indicators": MIN_INDICATORS,
               "models": {m: str(infos[m].get("sha256", "")) for m in sorted(scored.index)}}
     with store.transaction():
         for model_id, row in scored.iterrows():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from probe.cross_models import PROBE_NAME, measure_cross_model_cka
-from probe.records import study_store_path
 from probe.errors import ConfigError
 from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.probes.base import ProbeResult
+from probe.records import study_store_path
 from probe.report.build import build_report
 from probe.report.context import ReportContext
 from probe.report.sections import SECTIONS
