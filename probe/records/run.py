@@ -63,7 +63,8 @@ class RunRecord:
             seed = int(seed or 0)
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{where}: run.json key 'seed' must be an int, got {seed!r}") from exc
-        history = raw.get("history") or []
+        history = raw.get("history")
+        history = [] if history is None else history
         if not isinstance(history, list):
             raise RecordError(f"{where}: run.json key 'history' must be a list, got {type(history).__name__}")
         task = raw.get("task")
