@@ -53,7 +53,7 @@ class CrossModelCKA(StudyProbe):
 
     def run(self, entries: list[StudyEntry], store: Any = None, context: StudyContext | None = None) -> Any:
         """Compare the grid entries' models (≥ 2) and store the result; returns ``{"computed", "models"}``."""
-        if store is None:
+        if self.per_model_call(entries, store):
             return super().run(entries)
         context = context or StudyContext(name="study", study_store=study_store(store))
         grid = [e for e in entries if e.kind in self.kinds and e.record is not None]

@@ -112,7 +112,7 @@ class Shortcut(StudyProbe):
 
     def run(self, entries: Any, store: Any = None, context: StudyContext | None = None) -> Any:
         """Score every model of ``store`` (see the module docstring); returns the number scored."""
-        if store is None:
+        if self.per_model_call(entries, store):
             return super().run(entries)
         if context is not None and not (context.computed or context.force) and _has_probe(store, PROBE_NAME):
             return 0  # nothing new measured: the stored scores stand

@@ -70,7 +70,7 @@ class Census(StudyProbe):
     kinds = ("grid", "anchor")
 
     def run(self, entries, store=None, context=None):
-        if store is None:
+        if self.per_model_call(entries, store):
             return super().run(entries)
         return {"study": context.name, **{k: sum(e.kind == k for e in entries) for k in self.kinds}}
 

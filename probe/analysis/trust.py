@@ -105,6 +105,8 @@ def replication(metrics: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """Text + per-cell counts of trained models (seeds)."""
     trained = _trained(metrics)
     models = trained.drop_duplicates("model_id")
+    if models.empty:
+        return "No trained grid models in this store (only networks measured on their own).", pd.DataFrame()
     cell_cols = [c for c in ("family", "background", "n_backgrounds") if c in models]
     if not cell_cols:
         return f"{len(models)} trained models.", pd.DataFrame()

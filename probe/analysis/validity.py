@@ -78,7 +78,7 @@ def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     if z.empty or "indicator" not in z:
         return pd.DataFrame()
     z = z.pivot_table(index="model_id", columns="indicator", values="value")
-    weights = score_rule(metrics).get("weights", {})
+    weights = score_rule(metrics).get("weights") or _legacy_weights()
     rows = []
     for split, part in frame.groupby("split"):
         part = part.set_index("model_id")
@@ -93,11 +93,18 @@ def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     return pd.DataFrame(rows)
 
 
+def _legacy_weights() -> dict:
+    """Weights of the current rule, for stores whose scores were written before the weights were stored."""
+    from probe.shortcut import WEIGHTS
+
+    return dict(WEIGHTS)
+
+
 def score_rule(metrics: pd.DataFrame) -> dict:
     """The rule the stored shortcut scores were computed with (their stored parameters: ``rule`` text,
     ``weights`` and ``signs`` per indicator; ``{}`` when no score is stored). Stores written before the
     weights were stored give the weights of rule v2 named in their ``rule`` text (attribution_on_rain 1)."""
-    if metrics is None or not len(metrics) or "shortcut" not in set(metrics["probe"]):
+    if metrics is None or not len(metrics) or "params" not in metrics or "shortcut" not in set(metrics["probe"]):
         return {}
     params = metrics.loc[metrics["probe"] == "shortcut", "params"].dropna()
     if params.empty:

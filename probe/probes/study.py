@@ -77,6 +77,11 @@ class StudyProbe(Probe):
         """Extra per-entry runs ``[(probe, EvalData)]`` this study probe needs for ``entry`` (default none)."""
         return []
 
+    @staticmethod
+    def per_model_call(entries: Any, store: Any) -> bool:
+        """Whether ``run`` was called the per-model way (``run(model, data)``), which a study probe refuses."""
+        return not isinstance(entries, (list, tuple)) or store is None or not hasattr(store, "entries")
+
     def run(self, entries: Any, store: Any = None, context: StudyContext | None = None) -> Any:  # type: ignore[override]
         from probe.errors import DataError
 

@@ -55,7 +55,7 @@ class RepresentationData:
         external = frame["n_backgrounds"].isna().to_numpy()
         grid = self.models[self.models["n_backgrounds"].notna()]
         group_of = dict(zip(grid["background"], grid["group"]))
-        frame = frame.assign(external=external, group=[group_of.get(src, g) if ext else g for ext, src, g in
+        frame = frame.assign(external=external, group=[group_of.get(src, src) if ext else g for ext, src, g in
                                                        zip(external, frame["source"], frame["group"])])
         if "depth" in frame:
             deepest = frame.groupby(["model_id", "eval"])["depth"].transform("max").replace(0, np.nan)
@@ -75,6 +75,10 @@ class RepresentationData:
         models = self.models[self.models["n_backgrounds"].notna()]
         if probe is not None:
             models = models[models["model_id"].isin(self.chosen[probe]["model_id"])]
+        if models.empty and probe is not None:  # only networks of your own: one panel per source they saw
+            from probe.analysis.sources import eval_source
+
+            return list(dict.fromkeys(eval_source(e) for e in self.chosen[probe]["eval"]))[:cap]
         return list(dict.fromkeys(models["group"]))[:cap]
 
     def picks(self, probe: str, cap: int = MAX_GROUPS) -> list[tuple[str, list[pd.Series]]]:
