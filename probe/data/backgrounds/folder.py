@@ -5,8 +5,9 @@
 >>> src.images(8).shape                                                                 # doctest: +SKIP
 torch.Size([8, 3, 256, 256])
 
-* Files are listed recursively (hidden files and folders skipped) and sorted by relative path, so the
-  listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
+* Files are listed recursively by :func:`probe.data.listing.list_images` (hidden files and folders skipped,
+  links followed, each real folder read once and each file listed once, so a link back up the tree neither
+  repeats images nor hangs) and sorted by relative path, so the listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
   forms the test split, independent of the seed; the seed only orders the files within a split.
 * Files are decoded by :func:`probe.data.images.read_image` (re-exported here): RGB float32 in [0, 1] with one
   scale per bit depth (8/16/32-bit integer, float), palette and alpha handled, EXIF orientation applied.
@@ -39,9 +40,8 @@ from probe.data.backgrounds.base import (
     resize_square,
 )
 from probe.data.images import read_image  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
+from probe.data.listing import EXTENSIONS, list_images  # noqa: F401 (public names of this module too)
 from probe.errors import DataError
-
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _root(value: Any) -> Path:
@@ -55,17 +55,6 @@ def _fraction(value: Any) -> float:
     if value >= 1.0:
         raise ValueError("must leave train images")
     return value
-
-
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursive, hidden entries skipped), sorted by relative path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for f in filenames:
-            if not f.startswith(".") and f.lower().endswith(EXTENSIONS):
-                found.append(Path(dirpath) / f)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 class Folder(BackgroundSource):
