@@ -56,21 +56,22 @@ def max_pixels() -> int:
 
 
 def read_image(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | None = None,
-               half: str | None = None) -> np.ndarray:
+               half: str | None = None, square: bool = False) -> np.ndarray:
     """One image file as an (H, W, 3) float32 array in [0, 1] (see the module doc for the scales).
 
     ``crop`` = (h, w): only the centred window of at most h × w pixels is kept (cut before conversion to
     float, so a large image costs its decoded size once, not four times); ``half`` = ``"left"`` / ``"right"``:
-    that half of a side-by-side image (⌊W/2⌋ columns each), before ``crop``.
+    that half of a side-by-side image (⌊W/2⌋ columns each), before ``crop``; ``square``: the window is the
+    centred square of side min(h, w, H, W).
 
     Raises DataError naming the file when it is missing, unreadable, truncated, larger than the decode limit
     (:func:`max_pixels`) or of an unsupported layout.
     """
-    return read_region(path, crop, half)[0]
+    return read_region(path, crop, half, square)[0]
 
 
 def read_region(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | None = None,
-                half: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+                half: str | None = None, square: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`read_image` and the full (oriented) size (H, W) of the image or half it was cut from."""
     path = Path(os.fsdecode(path))
     if half not in (None, "left", "right"):
@@ -78,16 +79,17 @@ def read_region(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | No
     errors: list[str] = []
     decoded: tuple[np.ndarray, int, tuple[int, int]] | None = None
     limit = max_pixels()
+    window = (crop, half, square)
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
-            decoded = _read_tifffile(path, limit, crop, half)
+            decoded = _read_tifffile(path, limit, window)
         except DataError:
             raise
         except Exception as exc:  # fall back to Pillow
             errors.append(f"{type(exc).__name__}: {exc}")
     if decoded is None:
         try:
-            decoded = _read_pillow(path, limit, crop, half)
+            decoded = _read_pillow(path, limit, window)
         except DataError:
             raise
         except Exception as exc:  # any decoder failure means unreadable
@@ -119,9 +121,12 @@ def _check_limit(path: Path, width: int, height: int, limit: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------- regions
-def _window(height: int, width: int, crop: tuple[int, int] | None,
-            half: str | None) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+Window = tuple[tuple[int, int] | None, str | None, bool]  # crop, half, square (read_region's arguments)
+
+
+def _window(height: int, width: int, window: Window) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
     """The (top, left, h, w) box to keep of an oriented H × W image and the size of the image (or half)."""
+    crop, half, square = window
     left = 0
     if half is not None:
         if width < 2:
@@ -130,6 +135,8 @@ def _window(height: int, width: int, crop: tuple[int, int] | None,
     top, h, w = 0, height, width
     if crop is not None:
         h, w = min(int(crop[0]), height), min(int(crop[1]), width)
+        if square:
+            h = w = min(h, w)
         top, left = (height - h) // 2, left + (width - w) // 2
     return (top, left, h, w), (height, width)
 
@@ -161,19 +168,17 @@ def _oriented_size(orientation: int, height: int, width: int) -> tuple[int, int]
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
-def _cut(arr: np.ndarray, orientation: int, crop: tuple[int, int] | None,
-         half: str | None) -> tuple[np.ndarray, tuple[int, int]]:
+def _cut(arr: np.ndarray, orientation: int, window: Window) -> tuple[np.ndarray, tuple[int, int]]:
     """The stored pixels ``arr`` (H, W[, C]) cut to the window asked for (before :func:`orient`)."""
     h, w = arr.shape[:2]
     oh, ow = _oriented_size(orientation, h, w)
-    box, size = _window(oh, ow, crop, half)
+    box, size = _window(oh, ow, window)
     top, left, bh, bw = stored_box(orientation, h, w, box)
     return arr[top:top + bh, left:left + bw], size
 
 
 # ------------------------------------------------------------------------------------------- decoders
-def _read_tifffile(path: Path, limit: int, crop: tuple[int, int] | None,
-                   half: str | None) -> tuple[np.ndarray, int, tuple[int, int]]:
+def _read_tifffile(path: Path, limit: int, window: Window) -> tuple[np.ndarray, int, tuple[int, int]]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -187,7 +192,7 @@ def _read_tifffile(path: Path, limit: int, crop: tuple[int, int] | None,
         arr = page.asarray()
         if arr.ndim == 3 and page.planarconfig == 2 and arr.shape[0] <= 4:  # planar (C, H, W)
             arr = np.moveaxis(arr, 0, -1)
-        arr, size = _cut(arr, orientation, crop, half)
+        arr, size = _cut(arr, orientation, window)
         if photometric == 3:
             if page.colormap is None:
                 raise ValueError("palette TIFF without a colour map")
@@ -212,8 +217,7 @@ def _invert(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"MinIsWhite with pixel type {arr.dtype}")
 
 
-def _read_pillow(path: Path, limit: int, crop: tuple[int, int] | None,
-                 half: str | None) -> tuple[np.ndarray, int, tuple[int, int]]:
+def _read_pillow(path: Path, limit: int, window: Window) -> tuple[np.ndarray, int, tuple[int, int]]:
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -227,7 +231,7 @@ def _read_pillow(path: Path, limit: int, crop: tuple[int, int] | None,
                 orientation = int(img.getexif().get(ORIENTATION_TAG, 1) or 1)
                 bits = _stored_bits(img)
                 oh, ow = _oriented_size(orientation, img.size[1], img.size[0])
-                box, size = _window(oh, ow, crop, half)
+                box, size = _window(oh, ow, window)
                 top, left, bh, bw = stored_box(orientation, img.size[1], img.size[0], box)
                 part = img if (bh, bw) == (img.size[1], img.size[0]) else img.crop((left, top, left + bw,
                                                                                      top + bh))

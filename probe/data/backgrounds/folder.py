@@ -13,7 +13,8 @@ torch.Size([8, 3, 256, 256])
   scale per bit depth (8/16/32-bit integer, float), palette and alpha handled, EXIF orientation applied.
 * Each image gives one ``size`` × ``size`` background: ``fit="crop"`` takes the centre window at native
   resolution (enlarging the centre square only when the image is smaller than ``size``), ``fit="resize"``
-  resizes the centre square.
+  resizes the centre square. Only that square is kept from the decoded file (crop on read), and the decode
+  limit of :func:`probe.data.images.max_pixels` refuses decompression bombs before decoding.
 * An unreadable file, or one smaller than the patch, raises a :class:`~probe.errors.DataError` naming it;
   with ``on_error="skip"`` it is skipped with a warning naming it instead. Files whose pixels repeat an
   earlier image of the split are skipped with a warning (the images must be distinct).
@@ -40,6 +41,7 @@ from probe.data.backgrounds.base import (
     resize_square,
 )
 from probe.data.images import read_image  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
+from probe.data.images import read_region
 from probe.data.listing import EXTENSIONS, list_images  # noqa: F401 (public names of this module too)
 from probe.errors import DataError
 
@@ -111,10 +113,10 @@ class Folder(BackgroundSource):
             path = files[cursor]
             cursor += 1
             try:
-                arr = read_image(path)
-                if min(arr.shape[:2]) < self.patch:
-                    raise DataError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the "
-                                    f"patch {self.patch}")
+                side = self.size if self.params["fit"] == "crop" else 1 << 30  # only the square kept is read
+                arr, (h, w) = read_region(path, crop=(side, side), square=True)
+                if min(h, w) < self.patch:
+                    raise DataError(f"image {path} is {w}x{h}, smaller than the patch {self.patch}")
             except DataError as exc:
                 if self.params["on_error"] == "raise":
                     raise
