@@ -305,6 +305,11 @@ def _candidate_dirs(root: Path) -> tuple[list[tuple[Path, Path]], dict[str, Path
     return combos, subdirs
 
 
+def _clean_files(root: Path) -> list[Path]:
+    """The images of a folder that serves as the clean side: those not tagged as degraded."""
+    return [f for f in _images(root) if _untag(f.stem, DEGRADED_TAGS) is None or _untag(f.stem, CLEAN_TAGS)]
+
+
 def _degraded_files(folder: Path) -> tuple[list[Path], str]:
     """The images of a degraded folder, or of its only sub-folder holding images (Rain200's ``rain/X2/``)."""
     files = _images(folder)
@@ -324,7 +329,7 @@ def _subfolders(root: Path, option: str | None, named: bool) -> Found | None:
     found = []
     for d, c in combos:
         degraded, nested = _degraded_files(d)
-        clean = _images(c)
+        clean = _images(c) if c != root else _clean_files(root)
         if not degraded or not clean:
             continue
         where = f"{root}: {d.name}/ and {c.name if c != root else '.'}/"

@@ -70,6 +70,17 @@ def find_pairs(root: str | Path, on_error: str = "raise", layout: str | None = N
     return found
 
 
+def pair_record(root: str | Path, layout: str | None = None, on_error: str = "raise") -> dict:
+    """The pairs a folder gives, as JSON for a store or a plan, without decoding any image:
+    ``{"root", "layout", "why", "n_pairs", "pairs": [[degraded, clean], …], "problems": [...]}`` (paths relative
+    to the folder; ``#left`` / ``#right`` for halves of side-by-side images)."""
+    root = Path(root).expanduser()
+    found = find_pairs(root, on_error, layout)
+    where = root if root.is_dir() else root.parent
+    return {"root": str(root.resolve()), "layout": found.name, "why": found.why, "n_pairs": len(found.pairs),
+            "pairs": [p.names(where) for p in found.pairs], "problems": list(found.problems)}
+
+
 def summary_line(root: str | Path, info: dict) -> str:
     """One line for the load summary: the folder, the layout, the number of pairs and why."""
     return (f"{root}: layout {info['layout']}, {info['n_images']} pairs"
