@@ -515,7 +515,8 @@ def detect(root: Path) -> Found:
     found = [f for name, (fn, detects) in LAYOUTS.items() if detects and name != "pair_list"
              and (f := fn(root, None, False)) is not None]
     if len(found) > 1:
-        raise DataError(f"{root}: ambiguous, the folder fits several layouts ({'; '.join(f'{f.layout}: {f.why}' for f in found)}); "
+        fits = "; ".join(f"{f.layout}: {f.why}" for f in found)
+        raise DataError(f"{root}: ambiguous, the folder fits several layouts ({fits}); "
                         "name one with --eval-layout NAME=LAYOUT or point at a sub-folder")
     if found:
         return found[0]

@@ -128,7 +128,8 @@ def read_card(path: str | Path) -> ModelCard:
                 parse_layout(value)
         except ConfigError as exc:
             raise ConfigError(f"{path}: 'eval_layout': {exc}") from exc
-    return ModelCard(path=path, name=raw.get("name") or path.stem, eval_layout=raw.get("eval_layout"), weights=weights, arch=arch,
-                     family=raw.get("family"), size=raw.get("size"), kwargs=dict(raw.get("kwargs") or {}),
+    return ModelCard(path=path, name=raw.get("name") or path.stem, weights=weights, arch=arch,
+                     eval_layout=raw.get("eval_layout"), family=raw.get("family"), size=raw.get("size"),
+                     kwargs=dict(raw.get("kwargs") or {}),
                      conventions=conventions, dtype=raw.get("dtype"), strict=raw.get("strict", True),
                      allow_missing=list(raw.get("allow_missing") or []))

@@ -7,8 +7,9 @@ torch.Size([8, 3, 256, 256])
 
 * Files are listed recursively by :func:`probe.data.listing.list_images` (hidden files and folders skipped,
   links followed, each real folder read once and each file listed once, so a link back up the tree neither
-  repeats images nor hangs) and sorted by relative path, so the listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
-  forms the test split, independent of the seed; the seed only orders the files within a split.
+  repeats images nor hangs) and sorted by relative path, so the listing is the same on every machine.
+  Every ``1 / test_fraction``-th file of that listing (evenly spaced) forms the test split, independent of
+  the seed; the seed only orders the files within a split.
 * Files are decoded by :func:`probe.data.images.read_image` (re-exported here): RGB float32 in [0, 1] with one
   scale per bit depth (8/16/32-bit integer, float), palette and alpha handled, EXIF orientation applied.
 * Each image gives one ``size`` × ``size`` background: ``fit="crop"`` takes the centre window at native
@@ -40,8 +41,10 @@ from probe.data.backgrounds.base import (
     one_of,
     resize_square,
 )
-from probe.data.images import read_image  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
-from probe.data.images import read_region
+from probe.data.images import (
+    read_image,  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
+    read_region,
+)
 from probe.data.listing import EXTENSIONS, list_images  # noqa: F401 (public names of this module too)
 from probe.errors import DataError
 
