@@ -319,3 +319,36 @@ def test_cli_eval_layout_flag_is_one_line_on_error(tmp_path, capsys):
                  "--eval-layout", "ood=sorted", "--out", str(tmp_path / "r.h5"), "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no --eval-folder split 'ood'" in err and len(err.splitlines()) == 1
+
+
+def test_measure_records_the_layout_and_pairs_in_the_store(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from probe.cli import main
+    from probe.store import ResultStore
+
+    (tmp_path / "net.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)\n"
+        "    def forward(self, x):\n        return x + 0 * self.conv(x)\n")
+    torch.manual_seed(0)
+    torch.save({"conv.weight": torch.zeros(3, 3, 3, 3), "conv.bias": torch.zeros(3)}, tmp_path / "net.pth")
+    for i in range(2):
+        _save(tmp_path / "r800" / f"{i}.png", np.concatenate([_clean(str(i)), _rainy(str(i))], axis=1))
+        _save(tmp_path / "r1400" / "rainy_image" / f"9_{i + 1}.png", _rainy("9", i))
+    _save(tmp_path / "r1400" / "ground_truth" / "9.png", _clean("9"))
+    store = tmp_path / "rep" / "results.h5"
+    assert main(["measure", str(tmp_path / "net.pth"), "--arch", f"{tmp_path / 'net.py'}:Net", "--probes",
+                 "generalization", "--eval-folder", f"id={tmp_path / 'r1400'}", "--eval-folder",
+                 f"ood={tmp_path / 'r800'}", "--eval-layout", "ood=side_by_side:clean_left", "--eval-patch", "8",
+                 "--out", str(store), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "eval split id:" in out and "many rainy per clean" in out
+    assert "eval split ood:" in out and "layout side_by_side:clean_left, 2 pairs" in out
+    stored = json.loads(ResultStore(store).entries()["eval"].iloc[0])["splits"]
+    assert stored["ood"]["pairs"] == [["0.png#right", "0.png#left"], ["1.png#right", "1.png#left"]]
+    assert stored["id"]["pairs"] == [["rainy_image/9_1.png", "ground_truth/9.png"],
+                                     ["rainy_image/9_2.png", "ground_truth/9.png"]]
+    assert stored["id"]["layout"] == "subfolders" and "index suffix" in stored["id"]["why"]
