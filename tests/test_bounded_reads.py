@@ -172,6 +172,19 @@ def test_large_pairs_are_cropped_on_read_with_bounded_memory(tmp_path):
     np.testing.assert_array_equal(batch.degraded[1].permute(1, 2, 0).numpy(), full[top:top + 64, left:left + 64])
 
 
+def test_evaluation_batch_bound_is_checked_before_reading(tmp_path, monkeypatch):
+    for name in ("rain", "norain"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            (tmp_path / name / f"{i}.png").write_bytes(b"never decoded")
+    monkeypatch.setenv("PROBE_MAX_EVAL_BYTES", str(3 * 128 * 128 * 44 - 1))
+    with pytest.raises(DataError, match="3 pairs of 16384 pixels need .* over the bound"):
+        load_pairs(tmp_path, patch=128)
+    monkeypatch.setenv("PROBE_MAX_EVAL_BYTES", "-5")
+    with pytest.raises(DataError, match="positive integer"):
+        load_pairs(tmp_path, patch=128)
+
+
 # --------------------------------------------------------------------------------------- symlink loops
 def _tree(root: Path, loops: int) -> int:
     n = 0

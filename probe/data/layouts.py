@@ -201,6 +201,13 @@ def _problems(degraded: list[Path], clean: list[Path], matched: dict[Path, Path]
     return out
 
 
+def _only(root: Path, found: list[Found], what: str, candidates: str, hint: str) -> Found | None:
+    """The one candidate of ``found`` (None if there is none); several are one DataError naming them."""
+    if len(found) > 1:
+        raise DataError(f"{root}: ambiguous, {what} ({candidates}); {hint}")
+    return found[0] if found else None
+
+
 def _sorted_pairs(matched: dict[Path, Path]) -> list[Pair]:
     return [Pair(d, c) for d, c in sorted(matched.items(), key=lambda kv: natural_key(kv[0].as_posix()))]
 
@@ -345,12 +352,11 @@ def _subfolders(root: Path, option: str | None, named: bool) -> Found | None:
         found.append(Found("subfolders", why, _sorted_pairs(matched),
                            clashes + _problems(degraded, clean, matched, rule, str(c)),
                            folders=(d.name, c.name if c != root else ".")))
-    if len(found) > 1:
-        names = ", ".join(f"{f.folders[0]}/+{f.folders[1]}/" for f in found)
-        raise DataError(f"{root}: ambiguous, several degraded/clean folder pairs ({names}); point at a folder "
-                        "holding one pair, or give a pairs.csv")
-    if found:
-        return found[0]
+    one = _only(root, found, "several degraded/clean folder pairs",
+                ", ".join(f"{f.folders[0]}/+{f.folders[1]}/" for f in found), "point at a folder holding one "
+                "pair, or give a pairs.csv")
+    if one is not None:
+        return one
     if named:
         raise DataError(f"{root}: layout 'subfolders' found no degraded/clean sub-folders whose names pair up "
                         f"(degraded: {', '.join(DEGRADED_DIRS[:6])}, …; clean: {', '.join(CLEAN_DIRS[:5])}, …)")
@@ -514,12 +520,10 @@ def detect(root: Path) -> Found:
         return listed
     found = [f for name, (fn, detects) in LAYOUTS.items() if detects and name != "pair_list"
              and (f := fn(root, None, False)) is not None]
-    if len(found) > 1:
-        fits = "; ".join(f"{f.layout}: {f.why}" for f in found)
-        raise DataError(f"{root}: ambiguous, the folder fits several layouts ({fits}); "
-                        "name one with --eval-layout NAME=LAYOUT or point at a sub-folder")
-    if found:
-        return found[0]
+    one = _only(root, found, "the folder fits several layouts", "; ".join(f"{f.layout}: {f.why}" for f in found),
+                "name one with --eval-layout NAME=LAYOUT or point at a sub-folder")
+    if one is not None:
+        return one
     raise DataError(f"{root}: no image pairs found: expected degraded/clean sub-folders (input/+target/, "
                     "rain/+norain/, rainy_image/+ground_truth/, data/+gt/, …), tagged names "
                     "(rain-001.png/norain-001.png), scene folders (…-R-000.png/…-C-000.png), a pairs.csv "

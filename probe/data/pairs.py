@@ -20,7 +20,8 @@ with its decode limit against decompression bombs), cutting the centre ``patch``
 (default 128, or the smallest side when an image is smaller), so a set of large photos costs one decoded
 image at a time plus the crops. It returns O (degraded), B (clean), D = O − B, a binary mask where max over
 channels of |D| exceeds ``threshold`` (default 50/255, the papers' rain-mask threshold applied to the layer)
-and a soft mask |D|_max / its per-image maximum, with a JSON description holding the layout, the reason and
+and a soft mask |D|_max / its per-image maximum (44 bytes per pixel in all; a batch over 4 GiB, or
+``PROBE_MAX_EVAL_BYTES``, is refused before reading), with a JSON description holding the layout, the reason and
 the pairs used (stored with every result). A missing partner, an unreadable file or a pair of different sizes
 is one DataError naming the files, or skipped with a warning with ``on_error="skip"`` (``--skip-broken``).
 """
@@ -38,6 +39,28 @@ from probe.data.types import DegradedBatch
 from probe.errors import ConfigError, DataError
 
 THRESHOLD = 50 / 255
+BYTES_PER_PIXEL = 4 * (3 + 3 + 3 + 1 + 1)  # float32 degraded, clean, layer, mask, soft mask
+DEFAULT_MAX_BYTES = 4 << 30
+
+
+def max_bytes() -> int:
+    """The bound on one evaluation batch in bytes: ``PROBE_MAX_EVAL_BYTES`` if set, else 4 GiB."""
+    import os
+
+    text = os.environ.get("PROBE_MAX_EVAL_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise DataError(f"PROBE_MAX_EVAL_BYTES={text!r}: expected a positive integer (bytes)")
+    return int(text)
+
+
+def _check_bytes(root: Path, n: int, pixels: int) -> None:
+    need, limit = n * pixels * BYTES_PER_PIXEL, max_bytes()
+    if need > limit:
+        raise DataError(f"{root}: {n} pairs of {pixels} pixels need {need / 2**30:.1f} GiB as an evaluation batch, "
+                        f"over the bound of {limit / 2**30:.1f} GiB; use a smaller --eval-patch, fewer pairs "
+                        "(n_images=) or set PROBE_MAX_EVAL_BYTES")
 
 
 def _broken(problems: list[str], on_error: str) -> None:
@@ -116,9 +139,13 @@ def load_pairs(root: str | Path, patch: int | None = 128, threshold: float = THR
     found = find_pairs(root, on_error, layout)
     pairs = found.pairs[:n_images] if n_images is not None else found.pairs
     crop = None if patch is None else (patch, patch)
+    if patch is not None:
+        _check_bytes(root, len(pairs), patch * patch)  # before reading anything
     images, used, problems = _read_pairs(pairs, crop, on_error)
     if not images:
         raise DataError(f"{root}: no readable image pairs")
+    if patch is None:
+        _check_bytes(root, len(images), max(o.shape[0] * o.shape[1] for o, _ in images))
     if patch is not None:
         size = min(min(o.shape[:2]) for o, _ in images)
         if size < patch:  # an image smaller than the patch sets the crop of all: cut again, exactly centred
