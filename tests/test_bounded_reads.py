@@ -274,7 +274,8 @@ def damaged_trees(draw):
     return entries, links, layout, draw(st.sampled_from(["raise", "skip"])), draw(st.integers(0, 2**16))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=damaged_trees())
 def test_damaged_folder_trees_give_pairs_or_one_probe_error(tmp_path_factory, case):
     entries, links, layout, on_error, seed = case
