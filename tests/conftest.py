@@ -6,6 +6,7 @@
 - ``trained_grid``: a session-scoped factory ``trained_grid(spec) -> Path`` that trains each distinct spec once
   per test run and hands back the grid folder, shared and read-only: measure into a store outside it (copy
   it with ``shutil.copytree`` to change it). The session fails at its end if a test changed one.
+- ``trained_run``: the same for one run directory, ``trained_run(config=None) -> Path`` (default: TINY_CONFIG).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def _fingerprint(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def grid_changes(grid: Path) -> list[str]:
-    """Files of a shared grid (from ``trained_grid``) added, removed or rewritten since it was built."""
+    """Files of a shared folder (from ``trained_grid`` or ``trained_run``) added, removed or rewritten since it
+    was built."""
     before, now = _FINGERPRINTS[grid], _fingerprint(grid)
     return sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
 
@@ -136,6 +138,28 @@ def _set_writable(root: Path, writable: bool) -> None:
             path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+class _Shared:
+    """Folders built once per test run by ``make(key, root) -> folder``, kept read-only and checked at the end."""
+
+    def __init__(self, tmp_path_factory, kind: str):
+        self.tmp, self.kind, self.built = tmp_path_factory, kind, {}
+
+    def get(self, key: dict[str, Any], name: str, make: Callable[[Path], Path]) -> Path:
+        text = json.dumps(key, sort_keys=True)
+        if text not in self.built:
+            folder = make(self.tmp.mktemp(f"{self.kind}_{name}"))
+            _set_writable(folder, False)  # a guard where permissions bind (not for root)
+            _FINGERPRINTS[folder] = _fingerprint(folder)
+            self.built[text] = folder
+        return self.built[text]
+
+    def close(self) -> None:
+        for folder in self.built.values():
+            _set_writable(folder, True)
+        changed = {str(f): grid_changes(f) for f in self.built.values() if grid_changes(f)}
+        assert not changed, f"tests wrote into shared {self.kind}s (copy one before changing it): {changed}"
+
+
 @pytest.fixture(scope="session")
 def trained_grid(tmp_path_factory) -> Callable[..., Path]:
     """``trained_grid(spec, workers=1) -> Path``: the grid folder of ``spec`` (a dict, see :func:`tiny_study`),
@@ -143,22 +167,37 @@ def trained_grid(tmp_path_factory) -> Callable[..., Path]:
     spec's TOML beside it (``grid.parent / "spec.toml"``). Fails the test when a cell fails."""
     from probe.grid.runner import run_grid
 
-    built: dict[str, Path] = {}
+    shared = _Shared(tmp_path_factory, "grid")
 
     def build(spec: dict[str, Any], workers: int = 1) -> Path:
-        key = json.dumps(spec, sort_keys=True)
-        if key not in built:
-            root = tmp_path_factory.mktemp(f"grid_{spec['study']['name']}")
+        def make(root: Path) -> Path:
             (root / "spec.toml").write_text(study_toml(spec), encoding="utf-8")
             summary = run_grid(root / "spec.toml", root / "models", workers=workers, show_progress=False)
             assert summary["failed"] == 0, summary
-            _set_writable(root / "models", False)  # a guard where permissions bind (not for root)
-            _FINGERPRINTS[root / "models"] = _fingerprint(root / "models")
-            built[key] = root / "models"
-        return built[key]
+            return root / "models"
+
+        return shared.get(spec, spec["study"]["name"], make)
 
     yield build
-    for grid in built.values():
-        _set_writable(grid, True)
-    changed = {str(grid): grid_changes(grid) for grid in built.values() if grid_changes(grid)}
-    assert not changed, f"tests wrote into shared grids (copy a grid before changing it): {changed}"
+    shared.close()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Callable[..., Path]:
+    """``trained_run(config=None) -> Path``: a run directory trained from ``config`` (default
+    :data:`TINY_CONFIG`) once per test run, shared and read-only like ``trained_grid``'s folders."""
+    from probe.train import train
+
+    shared = _Shared(tmp_path_factory, "run")
+
+    def build(config: dict[str, Any] | None = None) -> Path:
+        config = copy.deepcopy(config if config is not None else TINY_CONFIG)
+
+        def make(root: Path) -> Path:
+            assert train(copy.deepcopy(config), root / "run", show_progress=False)["status"] == "done"
+            return root / "run"
+
+        return shared.get(config, str(config.get("name", "run")), make)
+
+    yield build
+    shared.close()

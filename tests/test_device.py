@@ -28,10 +28,8 @@ _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("device") / "run"
-    train(copy.deepcopy(TINY_CONFIG), path, show_progress=False)
-    return path
+def tiny_run(trained_run):
+    return trained_run(TINY_CONFIG)
 
 
 def _metrics(result) -> dict[tuple, float]:
