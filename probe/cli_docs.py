@@ -47,6 +47,17 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
+def _help(action: argparse.Action) -> str:
+    """The help text with argparse's ``%(default)s``-style fields filled in, as ``--help`` prints it."""
+    text = action.help or ""
+    if "%" not in text:
+        return text
+    fields = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
+    if fields.get("choices") is not None:
+        fields["choices"] = ", ".join(map(str, fields["choices"]))
+    return text % fields
+
+
 def _value(action: argparse.Action) -> str:
     if action.nargs == 0:
         return ""
@@ -71,7 +82,7 @@ def _arguments(parser: argparse.ArgumentParser, skip: set[str]) -> list[argparse
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
-        if action.option_strings and set(action.option_strings) & skip:
+        if action.help == argparse.SUPPRESS or (action.option_strings and set(action.option_strings) & skip):
             continue
         keep.append(action)
     return keep
@@ -95,7 +106,7 @@ def _table(arguments: list[argparse.Action]) -> list[str]:
     rows = ["| argument | value | default | help |", "|---|---|---|---|"]
     for action in arguments:
         flags = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.dest.upper()}`"
-        note = action.help or ""
+        note = _help(action)
         if isinstance(action, argparse._AppendAction):
             note = f"{note} (repeatable)".strip()
         if action.required and action.option_strings:

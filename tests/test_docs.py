@@ -89,6 +89,8 @@ def test_cli_reference_generator_follows_any_parser():
     p.add_argument("target", help="what to frob")
     p.add_argument("--mode", choices=["x", "y"], default="x", help="mode <m>")
     p.add_argument("--tag", action="append", default=[], metavar="K=V")
+    p.add_argument("--width", type=int, default=7, help="columns (default %(default)s)")
+    p.add_argument("--secret", help=argparse.SUPPRESS)
     inner = p.add_subparsers(dest="action").add_parser("now", help="at once")
     inner.add_argument("--level", type=int, default=3, required=False)
     page = render(parser)
@@ -97,6 +99,7 @@ def test_cli_reference_generator_follows_any_parser():
     assert "| `--mode` | `{x,y}` | `x` | mode &lt;m> |" in page
     assert "| `--tag` | `K=V` |  | (repeatable) |" in page
     assert "| `--level` | `LEVEL` | `3` |  |" in page
+    assert "| `--width` | `WIDTH` | `7` | columns (default 7) |" in page and "--secret" not in page
     assert "frobnicate a | b" in page  # prose line, not a table cell
     assert page.count("| `--debug` |") == 1  # the top-level option is listed once, not again under `frob`
     assert "also after any command name" not in page  # `frob now` does not take --debug
