@@ -110,6 +110,17 @@ def test_every_relative_link_resolves():
     assert not bad, "broken links:\n" + "\n".join(bad)
 
 
+_REPO_PATH = re.compile(r"`((?:analyses|benchmarks|probe|docs|tests)/[\w./-]+\.(?:toml|py|md|csv))`")
+
+
+def test_every_repository_file_named_in_the_docs_exists():
+    """Inline-code paths such as `analyses/remedies.toml` or `probe/grid/estimate.py` name real files."""
+    missing = [f"{path.relative_to(ROOT)}: {name}" for path in markdown_files()
+               for name in _REPO_PATH.findall(_FENCE.sub("", path.read_text(encoding="utf-8")))
+               if not (ROOT / name).exists()]
+    assert not missing, "files named in the docs that do not exist:\n" + "\n".join(missing)
+
+
 def test_link_checker_catches_a_broken_file_and_anchor(tmp_path):
     (tmp_path / "a.md").write_text("# Top\n\n## Two words, here (x)\n\n[ok](#two-words-here-x) [ok](b.md#b)\n"
                                    "[gone](c.md) [no anchor](b.md#nope) [web](https://example.org/x)\n"
