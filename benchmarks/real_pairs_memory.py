@@ -3,7 +3,9 @@
 decoder, then centre-crop; what probe did before and what a user would write with Pillow + numpy).
 
 Each side runs in a fresh subprocess (peak RSS by ``resource``, growth over the imports), interleaved, median of
-5 repetitions after a warm-up. ``--quick``: 2000 × 1500 images instead of 6000 × 4000, 3 repetitions.
+5 repetitions after a warm-up; the images are written by another child so that no measuring process inherits a
+large peak RSS (Linux keeps ``ru_maxrss`` across fork + exec). ``--quick``: 2000 × 1500 images instead of
+6000 × 4000, 3 repetitions.
 
     python benchmarks/real_pairs_memory.py [--quick]
 """
@@ -46,6 +48,12 @@ print(time.perf_counter() - t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 
 
 def make_pairs(root: Path, h: int, w: int, n: int = 4) -> None:
+    """Write the pairs (in a child process: Linux keeps a process's peak RSS across fork + exec, so the
+    measuring children must not be forked from a parent that once held the full-size arrays)."""
+    if os.environ.get("_PROBE_BENCH_CHILD") != "1":
+        subprocess.run([sys.executable, __file__, "--make", str(root), str(h), str(w), str(n)], check=True,
+                       env=dict(os.environ, _PROBE_BENCH_CHILD="1", PYTHONPATH=str(ROOT)))
+        return
     yy, xx = np.mgrid[0:h, 0:w]
     for i in range(n):
         clean = np.stack([(xx + i) % 256, (yy + 2 * i) % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
@@ -63,6 +71,9 @@ def run(root: Path, mode: str) -> tuple[float, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--make"]:
+        root, h, w, n = sys.argv[2], *map(int, sys.argv[3:6])
+        return make_pairs(Path(root), h, w, n)
     quick = "--quick" in sys.argv
     h, w = (1500, 2000) if quick else (4000, 6000)
     reps = 3 if quick else 5

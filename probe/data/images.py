@@ -67,12 +67,17 @@ def read_image(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | Non
     Raises DataError naming the file when it is missing, unreadable, truncated, larger than the decode limit
     (:func:`max_pixels`) or of an unsupported layout.
     """
-    return read_region(path, crop, half, square)[0]
+    return _read(path, crop, half, square)[0]
 
 
 def read_region(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | None = None,
                 half: str | None = None, square: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`read_image` and the full (oriented) size (H, W) of the image or half it was cut from."""
+    return _read(path, crop, half, square)
+
+
+def _read(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | None, half: str | None,
+          square: bool) -> tuple[np.ndarray, tuple[int, int]]:
     path = Path(os.fsdecode(path))
     if half not in (None, "left", "right"):
         raise DataError(f"half must be None, 'left' or 'right', got {half!r}")
@@ -104,7 +109,7 @@ def read_region(path: str | os.PathLike[str] | bytes, crop: tuple[int, int] | No
     if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4 and out.size and out.max() < 1.0 / 255.0:
         warnings.warn(one_line(
             f"image {_shown(path)}: {arr.dtype.itemsize * 8}-bit integer pixels scaled by their full range are "
-            f"black (max {arr.max()} of {np.iinfo(arr.dtype).max}); store 16-bit data as uint16"), stacklevel=2)
+            f"black (max {arr.max()} of {np.iinfo(arr.dtype).max}); store 16-bit data as uint16"), stacklevel=3)
     return out, size
 
 
