@@ -14,7 +14,7 @@ from PIL import Image
 from probe.data.layouts import natural_key
 from probe.data.pairs import find_pairs, load_pairs, pair_record
 from probe.errors import ConfigError, DataError
-from probe.probes.evalfolders import eval_data_from_folders, parse_layout_args
+from probe.probes.evalfolders import eval_data_from_folders, parse_layout_args, summary_lines
 
 H, W = 12, 16
 
@@ -292,7 +292,10 @@ def test_eval_layouts_per_split_and_the_summary(tmp_path):
     data = eval_data_from_folders(folders, patch=8, layouts=layouts)
     assert data.info["splits"]["ood"]["layout"] == "side_by_side:clean_left"
     assert data.info["splits"]["id"]["layout"] == "subfolders"
-    assert len(data.info["summary"]) == 2 and "layout side_by_side:clean_left, 2 pairs" in data.info["summary"][1]
+    lines = summary_lines(data)
+    assert len(lines) == 2 and lines[0].startswith("eval split id")
+    assert "layout side_by_side:clean_left, 2 pairs" in lines[1]
+    assert summary_lines(data.select(["ood"])) == lines[1:]
     with pytest.raises(ConfigError, match="no --eval-folder split"):
         parse_layout_args(["test=sorted"], folders)
     with pytest.raises(ConfigError, match="unknown eval layout"):

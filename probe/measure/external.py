@@ -96,11 +96,11 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
     if eval_layout and not eval_folders:
         raise ConfigError(f"{path}: an eval layout applies to --eval-folder splits; none given")
     if eval_folders:
-        from probe.probes.evalfolders import eval_data_from_folders
+        from probe.probes.evalfolders import eval_data_from_folders, summary_lines
 
         data = eval_data_from_folders(eval_folders, patch=eval_patch, on_error="skip" if skip_broken else "raise",
                                       layouts=eval_layout or card.eval_layout).select(splits)
-        summary["eval_data"] = list(data.info.get("summary") or [])
+        summary["eval_data"] = summary_lines(data)
     else:
         data = default_eval_data(Path(summary["store"])).select(splits)
     from probe.device import to_device

@@ -7,7 +7,7 @@
                                   layouts={"ood": "side_by_side:clean_left"})
     data.info["splits"]["id"]["layout"], data.info["splits"]["id"]["why"]   # detected, and why
     data.info["splits"]["id"]["pairs"]            # [["rain/rain-001.png", "norain/norain-001.png"], …]
-    data.info["summary"]                          # one line per split: folder, layout, pairs, why
+    summary_lines(data)                           # one line per split: folder, layout, pairs, why
 
 The splits hold *different* clean images (unlike synthetic sets, where every split degrades the same
 backgrounds); ``alt_clean`` is None. See :mod:`probe.data.pairs` for D = O − B and the masks and
@@ -71,7 +71,7 @@ def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None 
     ``layouts``: ``{split: layout}`` (or one layout for every split) for folders whose layout names cannot
     reveal (``side_by_side``, ``side_by_side:clean_left``, ``sorted``, …); other splits are detected.
     """
-    from probe.data.pairs import THRESHOLD, load_pairs, summary_line
+    from probe.data.pairs import THRESHOLD, load_pairs
 
     if not folders:
         raise ConfigError("no evaluation folders given")
@@ -81,13 +81,12 @@ def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None 
     unknown = sorted(set(map(str, layouts)) - set(map(str, folders)))
     if unknown:
         raise ConfigError(f"eval layout for {unknown[0]!r}: no such split (splits: {', '.join(map(str, folders))})")
-    splits, infos, summary = {}, {}, []
+    splits, infos = {}, {}
     for name, folder in folders.items():
         batch, info = load_pairs(folder, patch=patch, threshold=THRESHOLD if threshold is None else threshold,
                                  n_images=n_images, on_error=on_error, layout=layouts.get(str(name)))
         splits[str(name)] = batch
         infos[str(name)] = info
-        summary.append(f"eval split {name}: {summary_line(info['root'], info)}")
     sizes = {tuple(b.degraded.shape[-2:]) for b in splits.values()}
     if len(sizes) > 1:  # probes stack splits: one common size (a folder with smaller images sets it)
         from probe.data.pairs import center_crop_batch
@@ -96,6 +95,14 @@ def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None 
         splits = {n: center_crop_batch(b, h, w) for n, b in splits.items()}
         for n in infos:
             infos[n]["cropped_to"] = [h, w]
-    info = {"source": "paired_folders", "patch": patch, "splits": infos,
-            "summary": summary}
+    info = {"source": "paired_folders", "patch": patch, "splits": infos}
     return EvalData(splits=splits, degradations={n: None for n in splits}, alt_clean=None, info=info, seed=0)
+
+
+def summary_lines(data: EvalData) -> list[str]:
+    """One line per folder split of ``data``: the folder, the layout, the number of pairs and why (for the load
+    summary of ``probe measure``); empty for synthetic evaluation sets."""
+    from probe.data.pairs import summary_line
+
+    splits = data.info.get("splits") if data.info.get("source") == "paired_folders" else None
+    return [f"eval split {n}: {summary_line(i['root'], i)}" for n, i in (splits or {}).items() if i]
