@@ -324,6 +324,7 @@ def test_cli_eval_layout_flag_is_one_line_on_error(tmp_path, capsys):
     assert code == 2 and "no --eval-folder split 'ood'" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_measure_records_the_layout_and_pairs_in_the_store(tmp_path, capsys):
     import json
 
