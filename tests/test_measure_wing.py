@@ -19,6 +19,54 @@ from probe.probes.study import StudyProbe
 from probe.records import study_store_path
 from probe.store import list_entries, read_metrics
 
+#: a tiny two-source study with every probe: smooth and dead leaves
+#: backgrounds x n_backgrounds 1 and 4 = 4 tiny ResNets, 4 evaluation images of 16 px, cheap probe settings
+TWO_SOURCE_SPEC = """
+[study]
+name = "twosource"
+probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
+[study.probe_params.attribution]
+method = "ig"
+objective = "removed"
+steps = 4
+n_images = 3
+[study.probe_params.activations]
+n_images = 3
+batch_size = 3
+pixels_per_class = 8
+[study.probe_params.cka]
+n_images = 4
+batch_size = 4
+[study.probe_params.ddr]
+n_backgrounds = 3
+degradations = [{type = "rain", preset = "small"}, {type = "rain", preset = "large"}]
+[base]
+seed = 0
+device = "cpu"
+[base.model]
+family = "resnet"
+size = "tiny"
+[base.data]
+patch = 16
+[base.degradation]
+type = "rain"
+preset = "small"
+[base.train]
+iterations = 3
+batch = 2
+[base.eval]
+n_images = 4
+[base.eval.splits.id]
+type = "rain"
+preset = "small"
+[base.eval.splits.ood]
+type = "rain"
+preset = "large"
+[axes]
+background = ["smooth", "dead_leaves"]
+n_backgrounds = [1, 4]
+"""
+
 pytestmark = pytest.mark.slow
 ARCHS = Path(__file__).parent / "external_archs"
 ARCH = f"{ARCHS / 'nets.py'}:MultiStage"
@@ -26,7 +74,9 @@ ARCH = f"{ARCHS / 'nets.py'}:MultiStage"
 
 @pytest.fixture(scope="module")
 def wing(trained_grid, tmp_path_factory) -> dict:
-    grid = trained_grid()
+    import tomllib
+
+    grid = trained_grid(tomllib.loads(TWO_SOURCE_SPEC))
     root = tmp_path_factory.mktemp("wing")
     store = root / "rep" / "results.h5"
     sys.path.insert(0, str(ARCHS))

@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import tiny_study
 
 from probe.cross_models import PROBE_NAME, measure_cross_model_cka
 from probe.errors import ConfigError
-from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.probes.base import ProbeResult
 from probe.records import study_store_path
@@ -20,53 +20,17 @@ from probe.report.context import ReportContext
 from probe.report.sections import SECTIONS
 from probe.store import ResultStore, list_entries, read_array
 
-SPEC = """
-[study]
-name = "reprgrid"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr"]
-
-[study.probe_params.activations]
-n_images = 4
-batch_size = 4
-pixels_per_class = 8
-
-[study.probe_params.cka]
-n_images = 4
-batch_size = 4
-
-[study.probe_params.ddr]
-n_backgrounds = 3
-degradations = [{type = "rain", preset = "small"}, {type = "rain", preset = "large"},
-                {type = "noise", preset = "medium"}]
-
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-background = "smooth"
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 4
-patch = 24
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-
-[axes]
-n_backgrounds = [1, 2]
-"""
+SPEC = tiny_study({
+    "study.name": "reprgrid",
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr"],
+    "study.probe_params": {
+        "activations": {"n_images": 4, "batch_size": 4, "pixels_per_class": 8},
+        "cka": {"n_images": 4, "batch_size": 4},
+        "ddr": {"n_backgrounds": 3, "degradations": [{"type": "rain", "preset": "small"},
+                                                     {"type": "rain", "preset": "large"},
+                                                     {"type": "noise", "preset": "medium"}]}},
+    "base.data": {"background": "smooth", "patch": 16}, "base.eval.n_images": 4, "base.eval.patch": 24,
+    "axes.n_backgrounds": [1, 2]})
 
 FIGURES = ["representation_layer_cka", "representation_alignment", "representation_activations",
            "representation_ddr_scatter", "representation_vs_n", "representation_model_cka"]
@@ -74,12 +38,9 @@ RUN_IDS = ["n_backgrounds-1", "n_backgrounds-2"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("repr")
-    (root / "reprgrid.toml").write_text(SPEC)
-    grid = run_grid(root / "reprgrid.toml", root / "models", workers=1)
-    assert grid["done"] == 2 and grid["failed"] == 0
-    store = root / "report" / "results.h5"
+def study(tmp_path_factory, trained_grid) -> dict:
+    root = trained_grid(SPEC).parent  # the shared grid is root / "models" (read-only)
+    store = tmp_path_factory.mktemp("repr") / "report" / "results.h5"
     summary = measure(root / "models", out=store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -88,6 +49,7 @@ def study(tmp_path_factory) -> dict:
             "warnings": [str(w.message) for w in caught]}
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_writes_the_study_level_cross_model_cka(study):
     summary, store = study["summary"], study["store"]
     assert summary["computed"] == 2 * 5 and summary["cka_models"]["computed"] is True
@@ -111,6 +73,7 @@ def test_measure_writes_the_study_level_cross_model_cka(study):
     assert "reprgrid" not in set(ReportContext.load(store.parent).metrics["model_id"])
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_again_skips_and_force_recomputes(study):
     again = measure(study["root"] / "models", out=study["store"])
     assert again["computed"] == 0 and again["cka_models"]["computed"] is False
@@ -126,6 +89,7 @@ def test_measure_again_skips_and_force_recomputes(study):
         measure_cross_model_cka({RUN_IDS[0]: runs[RUN_IDS[0]]}, store)
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_report_has_every_representation_figure(study):
     figures, html = study["store"].parent / "figures", study["html"]
     for name in FIGURES:
@@ -139,6 +103,7 @@ def test_report_has_every_representation_figure(study):
     assert summary.count("\n") == 3  # header + n_backgrounds 1 and 2
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_other_sections_still_render(study):
     html = study["html"]
     assert not [w for w in study["warnings"] if "section" in w or "figure" in w], study["warnings"]
@@ -152,6 +117,7 @@ def test_other_sections_still_render(study):
     assert ReportContext.load(study["store"].parent).ood_splits() == ["ood"]
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_an_old_stores_pseudo_model_is_read_and_filtered_out(study, tmp_path):
     """Stores written before the study store kept the model x model CKA under the pseudo model "_study":
     the report still draws it, and its rows are never a model."""
@@ -180,6 +146,7 @@ def test_representation_is_skipped_without_its_probes(tmp_path):
     assert SECTIONS.get("representation")(ReportContext.load(tmp_path)) is None
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_cross_model_cka_mixed_families_matches_by_depth(study, tmp_path):
     """A run of another family: the layers are matched at relative depth (labels depth0…)."""
     from probe.models import build

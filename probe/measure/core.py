@@ -83,6 +83,10 @@ def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list
         kinds = {"external"}
         name = study_beside.name if study_beside is not None else name
         fields.update(load=entry.info.get("load", ""), model_id=entry.model_id)
+        if external.get("eval_folders"):
+            from probe.probes.evalfolders import summary_lines
+
+            fields["eval_data"] = summary_lines(entry.evals[0])
     per_model, study_probes = split_probes(list(names), params, kinds)
     return Plan(study=name, entries=entries, probes=per_model, study_probes=study_probes, configs=configs,
                 probe_params=params), out, fields
@@ -98,7 +102,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     cards only; see :func:`probe.measure.external.external_entry`): ``arch``, ``arch_kwargs``, ``family``,
     ``size``, ``name``, ``strict``, ``allow_missing``, ``dtype``, the conventions (``output``, ``output_is``,
     ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``) and the evaluation
-    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``). Without ``eval_folders`` an
+    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``, ``eval_layout`` = ``{split:
+    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md). Without ``eval_folders`` an
     external network is measured on every evaluation set of the study already in ``out``'s folder
     (``study.json``; one per background source), else of the bundled default study — the same images as the
     grid's models.
@@ -122,7 +127,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     summary: dict[str, Any] = {"store": str(out), "study": plan.study, "computed": 0, "skipped": 0,
                                "runs": sum(e.kind != "anchor" for e in plan.entries),
                                "unfinished": fields.get("unfinished", 0), "failed": []}
-    summary.update({k: v for k, v in fields.items() if k in ("load", "model_id")})
+    summary.update({k: v for k, v in fields.items() if k in ("load", "model_id", "eval_data")})
     from probe.measure.runner import run_plan
 
     with store.transaction():  # one commit for the whole call, the study-level shortcut score included

@@ -65,7 +65,8 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
                    size: str | None = None, name: str | None = None, strict: bool | None = None,
                    allow_missing: list[str] | None = None, dtype: str | None = None,
                    eval_folders: dict[str, str] | None = None, eval_patch: int | None = None,
-                   skip_broken: bool = False, **conventions: Any) -> tuple[Any, list[dict[str, Any]], Any]:
+                   skip_broken: bool = False, eval_layout: dict[str, str] | str | None = None,
+                   **conventions: Any) -> tuple[Any, list[dict[str, Any]], Any]:
     """(the entry, the study's run configs, the study record or None) for one checkpoint or card. A single
     network that does not load raises (one line, exit 2)."""
     from probe.measure.plan import study_configs, study_eval_sets
@@ -81,12 +82,14 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
     display = name or card.name
     model = card.load(device=device, **conventions)
     study, configs = study_configs(out)
+    if eval_layout and not eval_folders:
+        raise ConfigError(f"{path}: an eval layout applies to --eval-folder splits; none given")
     if eval_folders:
         from probe.probes.evalfolders import eval_data_from_folders
 
         patch = DEFAULT_FOLDER_PATCH if eval_patch is None else (eval_patch or None)
-        evals = [eval_data_from_folders(eval_folders, patch=patch,
-                                        on_error="skip" if skip_broken else "raise").select(splits)]
+        evals = [eval_data_from_folders(eval_folders, patch=patch, on_error="skip" if skip_broken else "raise",
+                                        layouts=eval_layout or getattr(card, "eval_layout", None)).select(splits)]
     else:
         evals = study_eval_sets(configs, splits)
     report = getattr(model, "load_report", None)
