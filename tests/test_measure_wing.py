@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_study
 
 from probe.cli import main
 from probe.measure import measure, plan_measure
@@ -19,53 +20,21 @@ from probe.probes.study import StudyProbe
 from probe.records import study_store_path
 from probe.store import list_entries, read_metrics
 
-#: a tiny two-source study with every probe: smooth and dead leaves
-#: backgrounds x n_backgrounds 1 and 4 = 4 tiny ResNets, 4 evaluation images of 16 px, cheap probe settings
-TWO_SOURCE_SPEC = """
-[study]
-name = "twosource"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
-[study.probe_params.attribution]
-method = "ig"
-objective = "removed"
-steps = 4
-n_images = 3
-[study.probe_params.activations]
-n_images = 3
-batch_size = 3
-pixels_per_class = 8
-[study.probe_params.cka]
-n_images = 4
-batch_size = 4
-[study.probe_params.ddr]
-n_backgrounds = 3
-degradations = [{type = "rain", preset = "small"}, {type = "rain", preset = "large"}]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 4
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-[axes]
-background = ["smooth", "dead_leaves"]
-n_backgrounds = [1, 4]
-"""
+#: a tiny two-source study with every probe: smooth and dead leaves backgrounds x n_backgrounds 1 and 4 = 4 tiny
+#: ResNets, 4 evaluation images of 16 px, cheap probe settings (conftest's TINY_STUDY with these changes)
+TWO_SOURCE = tiny_study({
+    "study.name": "twosource",
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"],
+    "study.probe_params": {
+        "attribution": {"method": "ig", "objective": "removed", "steps": 4, "n_images": 3},
+        "activations": {"n_images": 3, "batch_size": 3, "pixels_per_class": 8},
+        "cka": {"n_images": 4, "batch_size": 4},
+        "ddr": {"n_backgrounds": 3, "degradations": [{"type": "rain", "preset": "small"},
+                                                     {"type": "rain", "preset": "large"}]}},
+    "base.data.patch": 16,
+    "base.eval.n_images": 4,
+    "axes": {"background": ["smooth", "dead_leaves"], "n_backgrounds": [1, 4]},
+})
 
 pytestmark = pytest.mark.slow
 ARCHS = Path(__file__).parent / "external_archs"
@@ -74,9 +43,7 @@ ARCH = f"{ARCHS / 'nets.py'}:MultiStage"
 
 @pytest.fixture(scope="module")
 def wing(trained_grid, tmp_path_factory) -> dict:
-    import tomllib
-
-    grid = trained_grid(tomllib.loads(TWO_SOURCE_SPEC))
+    grid = trained_grid(TWO_SOURCE)
     root = tmp_path_factory.mktemp("wing")
     store = root / "rep" / "results.h5"
     sys.path.insert(0, str(ARCHS))

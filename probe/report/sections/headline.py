@@ -1,17 +1,5 @@
-"""Headline section (renders :mod:`probe.analysis.headline`): does generalization to an unseen degradation
-fall as training backgrounds grow complex?
-
-The headline (:func:`complexity_numbers`): Spearman ρ of the *measured* complexity of each model's training
-backgrounds (mean PNG bits per pixel, :mod:`probe.data.complexity`; it moves with the background source and
-with ``n_backgrounds``) with its OOD removal, over every trained model of a family, per OOD split. The papers'
-shortcut effect reads as ρ < 0. Within each source (:func:`headline_numbers`): Spearman ρ of
-``n_backgrounds`` with OOD removal (removal ratio of the rain / noise / blur) and with the
-in-distribution content fidelity of the study's task (:class:`probe.tasks.Task`: background PSNR for rain,
-image PSNR for noise, flat-region PSNR for blur; the column keeps the name ``spearman_n_vs_bg_psnr``) on the ID
-split, per family × background source × OOD split, each with a 95 % bootstrap CI over seeds (models
-resampled within each ``n_backgrounds``) and a two-sided permutation p (:mod:`probe.stats`). A second table
-gives the gap in OOD removal between background sources (mean difference with CI, permutation p, Hedges g).
-One point = one trained model (its mean over the evaluation images).
+"""Headline section: renders the statistics of :mod:`probe.analysis.headline` (background complexity and
+n_backgrounds vs removal of an unseen degradation, with CIs and permutation p) in the study's words.
 """
 
 from __future__ import annotations
