@@ -33,6 +33,16 @@ FLOOR_MS = 2.0
 OVERHEAD = 0.05
 MACHINE = "one NVIDIA H200 (PyTorch 2.11, CUDA 13)"
 
+#: ms per training step on one CPU core, tiny size, 48 px, batch 8, fp32, one thread — family → ms.
+#: Source: benchmarks/cpu_steps.py (probe's trainer between two logged steps), see CPU_MACHINE.
+CPU_STEP_MS: dict[str, float] = {"resnet": 0.0, "unet": 0.0, "swinir": 0.0, "nafnet": 0.0}
+CPU_REFERENCE = {"size": "tiny", "patch": 48, "batch": 8}
+CPU_FLOOR_MS = 1.0
+#: whole-cell wall over the timed steps (data synthesis, evaluation, checkpoints, process start): calibrated
+#: on the demo (README: 18 cells x 300 steps, grid 258 s on 2 quiet cores)
+CPU_OVERHEAD = 0.0
+CPU_MACHINE = "2 CPU cores"
+
 
 @functools.lru_cache(maxsize=64)
 def parameter_count(family: str, size: str, kwargs_json: str = "{}") -> int:
@@ -60,25 +70,116 @@ def step_ms(family: str, size: str, patch: int, batch: int, precision: str = "bf
     return max(FLOOR_MS, base * ratio * pixels)
 
 
-def estimate_study(spec: Any, cells: list[Any] | None = None, gpus: int = 1) -> dict[str, Any]:
-    """Expected wall time of training ``cells`` (default: all) of ``spec`` on ``gpus`` GPUs of the table's
-    kind: ``{"hours", "gpu_hours", "per_family": {family: gpu hours}, "unknown": [families], "note"}``."""
-    import json
+def cpu_step_ms(family: str, size: str, patch: int, batch: int, kwargs_json: str = "{}") -> float | None:
+    """Estimated ms per training step on one core of :data:`CPU_MACHINE`; None for a family not in
+    :data:`CPU_STEP_MS`. Scaled from the table's reference by parameter count × pixels per batch."""
+    base = CPU_STEP_MS.get(family)
+    if base is None:
+        return None
+    ratio = parameter_count(family, size, kwargs_json) / parameter_count(family, CPU_REFERENCE["size"])
+    pixels = (batch * patch * patch) / (CPU_REFERENCE["batch"] * CPU_REFERENCE["patch"] ** 2)
+    return max(CPU_FLOOR_MS, base * ratio * pixels)
 
+
+def _hours(spec: Any, cells: list[Any] | None, step: Any, overhead: float) -> tuple[dict[str, float], set[str]]:
+    """Per family: the hours of training ``cells`` one after another, ``step(config) -> ms | None``."""
     per_family: dict[str, float] = {}
     unknown: set[str] = set()
     for cell in cells if cells is not None else spec.cells():
         config = spec.config_for(cell)
-        t = config.train
-        ms = step_ms(config.model.family, config.model.size, config.data.patch, t.batch, t.precision,
-                     json.dumps(config.model.kwargs, sort_keys=True, default=str))
+        ms = step(config)
         if ms is None:
             unknown.add(config.model.family)
             continue
-        hours = t.iterations * ms / 1000 / 3600 * (1 + OVERHEAD)
+        hours = config.train.iterations * ms / 1000 / 3600 * (1 + overhead)
         per_family[config.model.family] = per_family.get(config.model.family, 0.0) + hours
+    return per_family, unknown
+
+
+def _kwargs_json(config: Any) -> str:
+    import json
+
+    return json.dumps(config.model.kwargs, sort_keys=True, default=str)
+
+
+def estimate_study(spec: Any, cells: list[Any] | None = None, gpus: int = 1) -> dict[str, Any]:
+    """Expected wall time of training ``cells`` (default: all) of ``spec`` on ``gpus`` GPUs of the table's
+    kind, one cell at a time per GPU: ``{"hours", "gpu_hours", "per_family": {family: gpu hours}, "unknown":
+    [families], "note"}``."""
+    def step(config: Any) -> float | None:
+        return step_ms(config.model.family, config.model.size, config.data.patch, config.train.batch,
+                       config.train.precision, _kwargs_json(config))
+
+    per_family, unknown = _hours(spec, cells, step, OVERHEAD)
     gpu_hours = sum(per_family.values())
     return {"gpu_hours": gpu_hours, "hours": gpu_hours / max(1, gpus), "per_family": per_family,
             "unknown": sorted(unknown),
             "note": f"estimate from the trainer's step times measured on {MACHINE} "
                     f"(probe/grid/estimate.py), scaled to this spec; the whole study was not timed"}
+
+
+def estimate_cpu(spec: Any, cells: list[Any] | None = None, workers: int = 2) -> dict[str, Any]:
+    """Expected wall time of training ``cells`` (default: all) of ``spec`` on ``workers`` single-threaded CPU
+    workers of :data:`CPU_MACHINE`, as the local executor runs them: ``{"hours", "cpu_hours", "per_family",
+    "unknown", "note"}``. Training only (data, evaluation and checkpoints in :data:`CPU_OVERHEAD`); measuring
+    and the report add a few minutes for the cheap probes."""
+    def step(config: Any) -> float | None:
+        return cpu_step_ms(config.model.family, config.model.size, config.data.patch, config.train.batch,
+                           _kwargs_json(config))
+
+    per_family, unknown = _hours(spec, cells, step, CPU_OVERHEAD)
+    cpu_hours = sum(per_family.values())
+    n_cells = len(cells if cells is not None else spec.cells())
+    return {"cpu_hours": cpu_hours, "hours": cpu_hours / max(1, min(workers, n_cells)),
+            "per_family": per_family, "unknown": sorted(unknown),
+            "note": f"estimate from step times measured on {CPU_MACHINE} (benchmarks/cpu_steps.py), "
+                    f"{workers} workers of one thread"}
+
+
+def estimate_rungs(raw: dict[str, Any], source: str = "spec", workers: int = 2, gpus: int = 1
+                   ) -> list[dict[str, Any]]:
+    """One row per rung of a spec table's ladder (:mod:`probe.grid.scale`): ``{"rung", "study", "cells",
+    "iterations", "cpu_hours", "gpu_hours", "unknown", "description"}`` — expected wall hours on ``workers``
+    CPU workers and on ``gpus`` GPUs of the tables' machines. Raises ConfigError for a rung that does not
+    load."""
+    from probe.grid.scale import rung_names, rung_tables
+    from probe.grid.spec import StudySpec
+
+    rows = []
+    tables = rung_tables(raw, source)
+    for rung in rung_names(raw, source):
+        spec = StudySpec.from_dict(raw, source=source, scale=rung)
+        cells = spec.cells()
+        iterations = sorted({spec.config_for(c).train.iterations for c in cells})
+        cpu, gpu = estimate_cpu(spec, cells, workers), estimate_study(spec, cells, gpus)
+        rows.append({"rung": rung, "study": spec.name, "cells": len(cells), "iterations": iterations,
+                     "cpu_hours": cpu["hours"] if not cpu["unknown"] else None,
+                     "gpu_hours": gpu["hours"] if not gpu["unknown"] else None,
+                     "unknown": sorted(set(cpu["unknown"]) | set(gpu["unknown"])),
+                     "description": (tables.get(rung) or {}).get("description", "")})
+    return rows
+
+
+def rung_table_text(rows: list[dict[str, Any]], workers: int = 2, gpus: int = 1) -> str:
+    """The rows of :func:`estimate_rungs` as the text ``--dry-run`` prints."""
+    def hours(h: float | None) -> str:
+        if h is None:
+            return "n/a"
+        return f"{h * 60:.0f} min" if h < 2 else f"{h:.1f} h"
+
+    lines = [f"rungs (expected training wall time; CPU: {workers} one-thread workers like {CPU_MACHINE}; "
+             f"GPU: {gpus} x {MACHINE}, one cell at a time — the batched executor is faster for tiny models):"]
+    for r in rows:
+        its = "-".join(str(i) for i in (r["iterations"][0], r["iterations"][-1])) \
+            if len(r["iterations"]) > 1 else str(r["iterations"][0])
+        lines.append(f"  {r['rung']:8s} {r['cells']:4d} cells x {its:>6s} steps  CPU {hours(r['cpu_hours']):>8s}  "
+                     f"GPU {hours(r['gpu_hours']):>8s}  {r['description']}"
+                     + (f" (no step time for {', '.join(r['unknown'])})" if r["unknown"] else ""))
+    return "\n".join(lines)
+
+
+def rungs_text(path: Any, workers: int = 2, gpus: int = 1) -> str:
+    """:func:`rung_table_text` for the spec file ``path`` (what ``--dry-run`` prints)."""
+    from probe.train.config import load_toml
+
+    return rung_table_text(estimate_rungs(load_toml(path), str(path), workers, gpus), workers, gpus)
