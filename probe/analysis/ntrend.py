@@ -11,9 +11,10 @@ Per family × background source, from one number per trained model (its mean ove
   degradation removed where it was, 1 = all) and ID fidelity (the task's, e.g. background PSNR in dB);
 * :func:`turning_point` — the n where OOD removal turns: the n of the highest mean removal (the peak), its
   bootstrap distribution over seeds (the percentile interval of the peak's n, and how often it is the smallest
-  or the largest n), and the fall from the peak to the largest n with a CI (the peak re-chosen in every
-  resample). ``falls`` when that CI lies above 0; ``rises`` when removal at the largest n exceeds the smallest
-  n with its CI above 0 — the reversed direction.
+  or the largest n), the change from the smallest to the largest n with a CI (``falls``: CI below 0, the
+  papers' direction; ``rises``: CI above 0, reversed) and, for an interior peak, the fall from it to the
+  largest n with a CI. The peak is chosen on the same data as that CI, so a ``turns`` verdict (an interior
+  peak with both the rise to it and the fall after it excluding 0) is optimistic: it counts on fresh seeds.
 
 ::
 
@@ -76,7 +77,10 @@ def turning_point(n: object, values: object, n_boot: int = N_BOOT, level: float 
     below 0: the papers' direction; where it starts to fall is ``n_peak``), ``rises`` (its CI above 0: the
     reverse), ``turns`` (neither, but an interior peak whose fall to the largest n has its CI above 0) or
     ``flat``.
-    Needs every n to have ≥ 2 models for the CIs (NaN otherwise, shape ``"n/a"``)."""
+    Every verdict needs both the bootstrap CI and the Welch t-interval (``change_t_low`` / ``change_t_high``
+    for the change) to exclude 0: with 3 seeds per n the percentile bootstrap alone is too narrow (pure noise
+    read as a trend in ~30 % of flat data sets; with both, see tests/test_ntrend.py). Needs every n to have ≥ 2
+    models for the CIs (NaN otherwise, shape ``"n/a"``)."""
     n, values = np.asarray(n, dtype=np.float64), np.asarray(values, dtype=np.float64)
     keep = np.isfinite(n) & np.isfinite(values)
     n, values = n[keep], values[keep]
@@ -98,23 +102,43 @@ def turning_point(n: object, values: object, n_boot: int = N_BOOT, level: float 
     alpha = (1 - level) / 2
     log_peak = np.log2(levels[peaks])
     lo, hi = np.quantile(log_peak, [alpha, 1 - alpha])
-    fall = draws[np.arange(len(draws)), peaks] - draws[:, -1]
+    # the peak is fixed at the point estimate's (re-choosing it per resample makes every fall >= 0)
+    fall, rise = draws[:, peak] - draws[:, -1], draws[:, peak] - draws[:, 0]
     change = draws[:, -1] - draws[:, 0]
     f_lo, f_hi = np.quantile(fall, [alpha, 1 - alpha])
+    r_lo = np.quantile(rise, alpha)
     c_lo, c_hi = np.quantile(change, [alpha, 1 - alpha])
     out |= {"n_peak_ci_low": float(2 ** lo), "n_peak_ci_high": float(2 ** hi),
             "p_peak_smallest": float(np.mean(peaks == 0)), "p_peak_largest": float(np.mean(peaks == len(levels) - 1)),
             "fall_ci_low": float(f_lo), "fall_ci_high": float(f_hi),
             "change_ci_low": float(c_lo), "change_ci_high": float(c_hi)}
-    if c_hi < 0:
+    # with 3 seeds per n a percentile bootstrap is too narrow (it misses the (k-1)/k variance and the t tail):
+    # a verdict needs the Welch t-interval of the same difference to exclude 0 too (as the remedies' verdict)
+    by_n = [values[n == lv] for lv in levels]
+    t_change = welch_interval(by_n[-1], by_n[0], level)
+    t_fall, t_rise = welch_interval(by_n[peak], by_n[-1], level), welch_interval(by_n[peak], by_n[0], level)
+    out |= {"change_t_low": t_change[0], "change_t_high": t_change[1]}
+    if c_hi < 0 and t_change[1] < 0:
         shape = "falls"
-    elif c_lo > 0:
+    elif c_lo > 0 and t_change[0] > 0:
         shape = "rises"
-    elif 0 < peak < len(levels) - 1 and f_lo > 0:
+    elif 0 < peak < len(levels) - 1 and f_lo > 0 and r_lo > 0 and t_fall[0] > 0 and t_rise[0] > 0:
         shape = "turns"
     else:
         shape = "flat"
     return out | {"shape": shape}
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Welch t-interval of mean(a) − mean(b) (unequal variances; NaN with fewer than 2 values on a side or no
+    spread at all)."""
+    from scipy.stats import ttest_ind
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return float("nan"), float("nan")
+    ci = ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return float(ci.low), float(ci.high)
 
 
 def _per_model(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

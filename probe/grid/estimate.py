@@ -1,10 +1,15 @@
-"""Expected GPU wall time of a study, from a documented throughput table (an estimate until measured).
+"""Expected wall time of a study on one GPU and on a 2-core CPU, from documented step-time tables (estimates
+until measured), and per rung of its scale ladder (:mod:`probe.grid.scale`).
 
-``probe grid run SPEC --dry-run`` prints it::
+``probe grid run SPEC --dry-run`` and ``probe demo --spec X --dry-run`` print them::
 
-    from probe.grid.estimate import estimate_study
+    from probe.grid.estimate import estimate_study, estimate_cpu, rungs_text
     est = estimate_study(spec)                  # spec: probe.grid.spec.StudySpec
     est["hours"], est["per_family"]             # total GPU hours on one GPU, and the split by family
+    estimate_cpu(spec)["hours"]                 # wall hours on 2 single-threaded CPU workers
+    print(rungs_text("analyses/derain_ntrend.toml"))   # every rung: cells, steps, CPU and GPU time
+
+CPU: :data:`CPU_STEP_MS` (whole-cell ms per step at tiny / 48 px / batch 8), scaled like the GPU table.
 
 The table holds training-step times measured on one NVIDIA H200 (PyTorch 2.11, CUDA 13) for each family at
 paper size, 128 px patches, batch 16, by ``python benchmarks/gpu_train.py --quick`` on 2026-11-30 (probe's
@@ -33,15 +38,18 @@ FLOOR_MS = 2.0
 OVERHEAD = 0.05
 MACHINE = "one NVIDIA H200 (PyTorch 2.11, CUDA 13)"
 
-#: ms per training step on one CPU core, tiny size, 48 px, batch 8, fp32, one thread — family → ms.
-#: Source: benchmarks/cpu_steps.py (probe's trainer between two logged steps), see CPU_MACHINE.
-CPU_STEP_MS: dict[str, float] = {"resnet": 0.0, "unet": 0.0, "swinir": 0.0, "nafnet": 0.0}
+#: Whole-cell wall ms per training step on one core of a 2-core CPU, tiny size, 48 px, batch 8, fp32, one
+#: thread per worker — family → ms. ResNet: the default demo's grid on 2 quiet cores (README, 2026-12-01: 18
+#: cells x 300 steps in 258 s with 2 workers = 95.6 ms per step per worker, data synthesis, evaluation and
+#: checkpoints included). The other families: ResNet's number times their ratio to ResNet measured side by side
+#: by ``benchmarks/cpu_steps.py`` (2026-12-03, trainer ms/step: resnet 162.6, unet 147.2, swinir 704.7, nafnet
+#: 148.1 on a machine at load 8 — absolute numbers of that run are not quiet-machine numbers, ratios are).
+CPU_STEP_MS: dict[str, float] = {"resnet": 95.6, "unet": 86.6, "swinir": 414.3, "nafnet": 87.1}
 CPU_REFERENCE = {"size": "tiny", "patch": 48, "batch": 8}
 CPU_FLOOR_MS = 1.0
-#: whole-cell wall over the timed steps (data synthesis, evaluation, checkpoints, process start): calibrated
-#: on the demo (README: 18 cells x 300 steps, grid 258 s on 2 quiet cores)
+#: whole-cell overhead beyond CPU_STEP_MS (already included in it)
 CPU_OVERHEAD = 0.0
-CPU_MACHINE = "2 CPU cores"
+CPU_MACHINE = "2 quiet CPU cores"
 
 
 @functools.lru_cache(maxsize=64)
@@ -140,8 +148,8 @@ def estimate_rungs(raw: dict[str, Any], source: str = "spec", workers: int = 2, 
                    ) -> list[dict[str, Any]]:
     """One row per rung of a spec table's ladder (:mod:`probe.grid.scale`): ``{"rung", "study", "cells",
     "iterations", "cpu_hours", "gpu_hours", "unknown", "description"}`` — expected wall hours on ``workers``
-    CPU workers and on ``gpus`` GPUs of the tables' machines. Raises ConfigError for a rung that does not
-    load."""
+    CPU workers and on ``gpus`` GPUs of the tables' machines (of the families the tables list: ``unknown``
+    names the others, whose cells are not counted). Raises ConfigError for a rung that does not load."""
     from probe.grid.scale import rung_names, rung_tables
     from probe.grid.spec import StudySpec
 
@@ -153,8 +161,7 @@ def estimate_rungs(raw: dict[str, Any], source: str = "spec", workers: int = 2, 
         iterations = sorted({spec.config_for(c).train.iterations for c in cells})
         cpu, gpu = estimate_cpu(spec, cells, workers), estimate_study(spec, cells, gpus)
         rows.append({"rung": rung, "study": spec.name, "cells": len(cells), "iterations": iterations,
-                     "cpu_hours": cpu["hours"] if not cpu["unknown"] else None,
-                     "gpu_hours": gpu["hours"] if not gpu["unknown"] else None,
+                     "cpu_hours": cpu["hours"], "gpu_hours": gpu["hours"],
                      "unknown": sorted(set(cpu["unknown"]) | set(gpu["unknown"])),
                      "description": (tables.get(rung) or {}).get("description", "")})
     return rows
@@ -162,19 +169,18 @@ def estimate_rungs(raw: dict[str, Any], source: str = "spec", workers: int = 2, 
 
 def rung_table_text(rows: list[dict[str, Any]], workers: int = 2, gpus: int = 1) -> str:
     """The rows of :func:`estimate_rungs` as the text ``--dry-run`` prints."""
-    def hours(h: float | None) -> str:
-        if h is None:
-            return "n/a"
-        return f"{h * 60:.0f} min" if h < 2 else f"{h:.1f} h"
+    def hours(h: float, partial: bool) -> str:
+        text = "<1 min" if h * 60 < 1 else f"{h * 60:.0f} min" if h < 2 else f"{h:.1f} h"
+        return f">={text}" if partial else text
 
     lines = [f"rungs (expected training wall time; CPU: {workers} one-thread workers like {CPU_MACHINE}; "
              f"GPU: {gpus} x {MACHINE}, one cell at a time — the batched executor is faster for tiny models):"]
     for r in rows:
         its = "-".join(str(i) for i in (r["iterations"][0], r["iterations"][-1])) \
             if len(r["iterations"]) > 1 else str(r["iterations"][0])
-        lines.append(f"  {r['rung']:8s} {r['cells']:4d} cells x {its:>6s} steps  CPU {hours(r['cpu_hours']):>8s}  "
-                     f"GPU {hours(r['gpu_hours']):>8s}  {r['description']}"
-                     + (f" (no step time for {', '.join(r['unknown'])})" if r["unknown"] else ""))
+        lines.append(f"  {r['rung']:10s} {r['cells']:4d} cells x {its:>6s} steps  CPU {hours(r['cpu_hours'], bool(r['unknown'])):>8s}  "
+                     f"GPU {hours(r['gpu_hours'], bool(r['unknown'])):>8s}  {r['description']}"
+                     + (f" (>=: no step time for {', '.join(r['unknown'])}, not counted)" if r["unknown"] else ""))
     return "\n".join(lines)
 
 
