@@ -55,6 +55,8 @@ def test_flat_noise_is_flat_and_its_peak_is_uncertain():
 def test_one_seed_gives_no_ci():
     tp = turning_point(NS, [0.4, 0.3, 0.2, 0.1, 0.05])
     assert tp["shape"] == "n/a" and tp["n_peak"] == 4 and np.isnan(tp["fall_ci_low"])
+    full = turning_point(*_models([0.4, 0.3, 0.2, 0.1, 0.05]))
+    assert set(tp) == set(full)  # the same columns with or without CIs (the report's table reads them all)
 
 
 def _metrics(removal, fidelity, seeds=3):
@@ -123,3 +125,18 @@ def test_pure_noise_is_rarely_read_as_a_trend():
         n = np.repeat(NS, 3)
         shapes.append(turning_point(n, 0.2 + rng.normal(0, 0.05, len(n)), n_boot=300)["shape"])
     assert shapes.count("flat") >= 54, shapes
+
+
+def test_the_headline_shows_the_ntrend_figure_and_table(tmp_path):
+    from probe.report.context import ReportContext
+    from probe.report.sections.ntrend import ntrend_parts
+
+    metrics = _metrics([0.4, 0.35, 0.3, 0.25, 0.2], [30, 31, 32, 33, 34])
+    ctx = ReportContext(directory=tmp_path, store=tmp_path / "results.h5", metrics=metrics)
+    figures, tables, text = ntrend_parts(ctx)
+    assert (tmp_path / figures[0].png).stat().st_size > 1000
+    shown = tables[0].frame.set_index("background")
+    assert shown.loc["smooth", "shape"] == "falls" and shown.loc["dead_leaves", "shape"] == "rises"
+    assert "smooth/ood: removal falls" in text and "dead_leaves/ood: removal rises" in text
+    two_n = metrics[metrics["n_backgrounds"].isin([4, 1024])]
+    assert ntrend_parts(ReportContext(directory=tmp_path, store=tmp_path / "r.h5", metrics=two_n)) == ([], [], "")

@@ -35,6 +35,10 @@ N_BOOT, LEVEL, SEED = 2000, 0.95, 0
 MIN_N_VALUES = 3
 
 
+_CI_KEYS = ("n_peak_ci_low", "n_peak_ci_high", "p_peak_smallest", "p_peak_largest", "fall_ci_low", "fall_ci_high",
+            "change_ci_low", "change_ci_high", "change_t_low", "change_t_high")
+
+
 def _resample_means(n: np.ndarray, values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct n and an (n_boot, len(levels)) array of per-n means over stratified resamples
     (models drawn with replacement within each n)."""
@@ -94,9 +98,7 @@ def turning_point(n: object, values: object, n_boot: int = N_BOOT, level: float 
             "removal_smallest_n": float(means[0]), "removal_largest_n": float(means[-1]),
             "fall": float(means[peak] - means[-1]), "change": float(means[-1] - means[0])}
     if min(np.count_nonzero(n == lv) for lv in levels) < 2:
-        return out | {"n_peak_ci_low": np.nan, "n_peak_ci_high": np.nan, "fall_ci_low": np.nan,
-                      "fall_ci_high": np.nan, "change_ci_low": np.nan, "change_ci_high": np.nan,
-                      "p_peak_smallest": np.nan, "p_peak_largest": np.nan, "shape": "n/a"}
+        return out | dict.fromkeys(_CI_KEYS, np.nan) | {"shape": "n/a"}
     _, draws = _resample_means(n, values, n_boot, seed)
     peaks = np.argmax(draws, axis=1)
     alpha = (1 - level) / 2
