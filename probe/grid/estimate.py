@@ -178,9 +178,11 @@ def rung_table_text(rows: list[dict[str, Any]], workers: int = 2, gpus: int = 1)
     for r in rows:
         its = "-".join(str(i) for i in (r["iterations"][0], r["iterations"][-1])) \
             if len(r["iterations"]) > 1 else str(r["iterations"][0])
-        lines.append(f"  {r['rung']:10s} {r['cells']:4d} cells x {its:>6s} steps  CPU {hours(r['cpu_hours'], bool(r['unknown'])):>8s}  "
-                     f"GPU {hours(r['gpu_hours'], bool(r['unknown'])):>8s}  {r['description']}"
-                     + (f" (>=: no step time for {', '.join(r['unknown'])}, not counted)" if r["unknown"] else ""))
+        partial = bool(r["unknown"])
+        lines.append(f"  {r['rung']:10s} {r['cells']:4d} cells x {its:>6s} steps  "
+                     f"CPU {hours(r['cpu_hours'], partial):>8s}  GPU {hours(r['gpu_hours'], partial):>8s}  "
+                     f"{r['description']}"
+                     + (f" (>=: no step time for {', '.join(r['unknown'])}, not counted)" if partial else ""))
     return "\n".join(lines)
 
 
