@@ -170,7 +170,8 @@ def estimate_rungs(raw: dict[str, Any], source: str = "spec", workers: int = 2, 
 def rung_table_text(rows: list[dict[str, Any]], workers: int = 2, gpus: int = 1) -> str:
     """The rows of :func:`estimate_rungs` as the text ``--dry-run`` prints."""
     def hours(h: float, partial: bool) -> str:
-        text = "<1 min" if h * 60 < 1 else f"{h * 60:.0f} min" if h < 2 else f"{h:.1f} h"
+        text = ("<1 min" if h * 60 < 1 else f"{h * 60:.0f} min" if h < 2 else f"{h:.1f} h" if h < 48
+                else f"{h / 24:.0f} d")
         return f">={text}" if partial else text
 
     lines = [f"rungs (expected training wall time; CPU: {workers} one-thread workers like {CPU_MACHINE}; "
