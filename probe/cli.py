@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layout of --eval-folder NAME where names cannot reveal it: side_by_side (rainy left, "
                         "as Rain1200), side_by_side:clean_left (as Rain800), sorted; default: detected")
     p.add_argument("--name", default=None, help="display name / model id of an external model")
+    p.add_argument("--beside", default=None, metavar="GRID",
+                   help="measure a trained grid first into the same store, then your network on its splits: "
+                        "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")
     p.add_argument("--anchors", default=None,
                    help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     _model_options(p)
