@@ -44,12 +44,14 @@ def test_a_network_is_measured_beside_a_grid(tmp_path, capsys):
     out = tmp_path / "beside" / "results.h5"
     assert main(["measure", str(weights), "--family", "resnet", "--size", "tiny", "--name", "mine",
                  "--beside", str(grid), "--out", str(out)]) == 0
-    assert "measured 2 model(s) of toy beside it" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "measured 2 model(s) of toy beside it" in printed
+    assert f"splits of the grid's first cell {spec.cells()[0].id}" in printed  # the choice is said
     metrics = read_metrics(out)
     dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")]
     models = set(dec["model_id"])
     assert len(models) == 3 and set(dec["split"]) >= {"id", "ood"}
-    # the network saw the grid's images: the same weights give the same numbers as the grid's own cell
+    # the network saw the first cell's images (every cell here is smooth): the same weights give the same numbers
     mine = dec[~dec["model_id"].isin([c.id for c in spec.cells()]) & dec["model_id"].str.contains("mine")]
     same = dec[dec["model_id"].str.endswith(spec.cells()[0].id)]
     assert len(mine) and len(same)

@@ -2,8 +2,10 @@
 
 The grid (``reference`` = the shipped reference grid ``trained_models/reference/derain_ntrend``, or any grid
 directory) is measured into the store first — results already there are kept — and its ``study.json`` is
-copied next to the store, so the network is then measured on the grid's own evaluation splits (the same
-images). ``probe report`` on the store's folder shows the network beside the grid::
+copied next to the store, so the network is then measured on the evaluation splits of the grid's *first cell*
+(:func:`probe.measure.external.default_eval_data`; for the reference grid: held-out **smooth** backgrounds, so
+compare it with the grid's smooth models — the dead-leaves models were evaluated on dead leaves).
+:func:`evaluation_note` says which. ``probe report`` on the store's folder shows the network beside the grid::
 
     from probe.measure.beside import measure_beside
     measure_beside("mine.pth", "reference", family="resnet", size="tiny")   # -> reports/beside_derain_ntrend/
@@ -36,6 +38,19 @@ def resolve_grid(beside: str | Path) -> Path:
         raise ConfigError(f"--beside {str(beside)!r}: not a grid directory (no study.json); give a folder "
                           "written by `probe grid run`, or 'reference'")
     return path
+
+
+def evaluation_note(grid: Path) -> str:
+    """Which cell's evaluation set an external network gets beside ``grid`` (its first cell), in words."""
+    import json
+
+    cells = json.loads((grid / "study.json").read_text(encoding="utf-8")).get("cells") or []
+    if not cells:
+        return "evaluated on the study's splits"
+    first = cells[0]
+    axes = ", ".join(f"{k} = {v}" for k, v in (first.get("axes") or {}).items())
+    return (f"your network is evaluated on the splits of the grid's first cell {first.get('id')} ({axes}): "
+            "compare it with the grid models evaluated on the same background source")
 
 
 def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None = None,

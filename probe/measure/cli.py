@@ -68,8 +68,9 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.name:
         external["name"] = args.name
     if getattr(args, "beside", None):  # the grid first, then the network, into one store
-        from probe.measure.beside import measure_beside
+        from probe.measure.beside import evaluation_note, measure_beside, resolve_grid
 
+        print(evaluation_note(resolve_grid(args.beside)))
         grid, summary = measure_beside(args.path, args.beside, out=args.out, probes=probes, device=args.device,
                                        splits=splits, force=args.force, **external)
         print(f"measured {grid['runs']} model(s) of {grid['study']} beside it: {grid['computed']} probe results "
