@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--connect-timeout", type=float, default=10.0,
                    help="seconds to reach --scheduler before giving up (default 10)")
     g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
-    g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    g.add_argument("--scale", default=None, metavar="RUNG",
+                   help="rung of the spec's scale ladder: demo (default), long, gpu, paper, … (docs/scale.md)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="list the cells, and every rung's expected CPU and GPU time, and exit")
     g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
     g.set_defaults(func=_handler("probe.study:grid_run_cli"))
     g = gsub.add_parser("status", help="done / running / failed / pending cells of a grid")
@@ -132,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layout of --eval-folder NAME where names cannot reveal it: side_by_side (rainy left, "
                         "as Rain1200), side_by_side:clean_left (as Rain800), sorted; default: detected")
     p.add_argument("--name", default=None, help="display name / model id of an external model")
+    p.add_argument("--beside", default=None, metavar="GRID",
+                   help="measure a trained grid first into the same store, then your network on its splits: "
+                        "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")
     p.add_argument("--anchors", default=None,
                    help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     _model_options(p)
@@ -151,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the default study end to end: grid, measure, report")
     _common(p)
-    p.add_argument("--spec", default=None, help="study spec (default: the bundled derain_complexity)")
+    p.add_argument("--spec", default=None,
+                   help="study spec: a path or a bundled study name such as derain_ntrend (default: "
+                        "derain_complexity)")
+    p.add_argument("--scale", default=None, metavar="RUNG",
+                   help="rung of the spec's scale ladder: demo (default), long, gpu, paper, … (docs/scale.md)")
+    p.add_argument("--dry-run", action="store_true", help="print every rung's expected CPU and GPU time and exit")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_handler("probe.demo:run_cli"))
 

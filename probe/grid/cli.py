@@ -32,6 +32,10 @@ def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
               f"({est['gpu_hours']:.1f} GPU-hours: {parts or 'nothing to train'}"
               f"{'; no table entry for ' + ', '.join(est['unknown']) if est['unknown'] else ''}) — "
               f"{est['note']}")
+        if spec.source.endswith(".toml"):
+            from probe.grid.estimate import rungs_text
+
+            print(f"chosen rung: {spec.scale}; " + rungs_text(spec.source, gpus=len(gpus or [0])))
         return 0
     print(f"study {spec.name}: {summary['done']}/{summary['total']} cells done "
           f"({summary['skipped']} already finished), {summary['failed']} failed -> {summary['out']}")

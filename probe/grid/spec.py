@@ -110,17 +110,23 @@ class StudySpec:
     source: str = "spec"
     levels: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     priors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: str = "demo"  # the rung of the scale ladder this spec was resolved to (probe.grid.scale)
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_toml(cls, path: str | Path) -> StudySpec:
+    def from_toml(cls, path: str | Path, scale: str | None = None) -> StudySpec:
+        """Load a spec file at rung ``scale`` of its ladder (default: the spec as written, ``demo``)."""
         path = Path(path)
-        return cls.from_dict(load_toml(path), source=str(path))
+        return cls.from_dict(load_toml(path), source=str(path), scale=scale)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
+    def from_dict(cls, raw: dict[str, Any], source: str = "spec", scale: str | None = None) -> StudySpec:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: a study spec must be a table, got {type(raw).__name__}")
+        from probe.grid.scale import apply_scale
+
+        raw = apply_scale(raw, scale, source)
+        rung = raw.pop("_scale")
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; "
@@ -177,7 +183,7 @@ class StudySpec:
                    explicit_cells=[dict(c) for c in cells], probes=probes,
                    probe_params=dict(probe_params), description=description, source=source,
                    levels={str(k): {str(a): dict(b) for a, b in v.items()} for k, v in levels.items()},
-                   priors=priors)
+                   priors=priors, scale=rung)
         spec.validate()
         return spec
 
