@@ -67,9 +67,10 @@ def _reference_cem(model, clean, layer, roi, block, sampler, coarse, fine, tol):
                 y0, x0 = by * block, bx * block
                 y1, x1 = min(h, y0 + block), min(w, x0 + block)
 
-                def draw(k):
+                def draw(k, i=i, j=j, b=b, d=d, box=(y0, y1, x0, x1)):
                     b2 = b.copy()
-                    b2[:, y0:y1, x0:x1] = sampler.patch(i, j, k, (y1 - y0, x1 - x0)).numpy()
+                    b2[:, box[0]:box[1], box[2]:box[3]] = sampler.patch(i, j, k, (box[1] - box[0],
+                                                                                  box[3] - box[2])).numpy()
                     return psnr(run(np.clip(b2 + d, 0, 1)), b)
 
                 vals = [draw(k) for k in range(coarse)]
@@ -137,3 +138,48 @@ def test_bad_arguments_raise_one_clear_error():
         causal_effect_maps(_net(), clean, layer, (20, 20, 8, 8), sampler=PatchSampler(sources))
     with pytest.raises(ConfigError, match="coarse"):
         causal_effect_maps(_net(), clean, layer, (4, 4, 8, 8), sampler=PatchSampler(sources), coarse=0)
+
+
+def _eval(n=2, size=32, seed=0):
+    from probe.data.degradations import make_degradation
+    from probe.probes.base import EvalData
+
+    g = torch.Generator().manual_seed(seed)
+    clean = 0.25 + 0.5 * torch.rand(n, 3, size, size, generator=g)
+    batch = make_degradation({"type": "rain", "preset": "small"}).apply(clean, torch.Generator().manual_seed(seed))
+    return EvalData(splits={"ood": batch})
+
+
+def test_probe_runs_on_a_network_and_the_anchors_with_indicators_and_faithfulness():
+    from probe.probes import PROBES
+
+    data = _eval()
+    probe = PROBES.get("cem")(n_images=2, roi=8, block=8, coarse=1, fine=2, faithfulness_points=4)
+    net = probe.run(_net(), data)
+    rows = {r["metric"]: r for r in net.metrics}
+    assert net.arrays["cem"].dims == ("split", "window", "image", "by", "bx")
+    assert net.arrays["faithfulness"].sizes["curve"] == 4
+    assert rows["rain_share"]["value"] > 0 and np.isfinite(rows["background_dependence"]["value"])
+    assert rows["effect_reach"]["value"] <= 8 + 3  # a 3-layer 3x3 net reaches 3 px: the next block at most
+    assert "ci_low" in rows["roi_psnr"] and "deletion_gain" in rows
+
+    ident = {r["metric"]: r for r in probe.run(Identity().eval(), data).metrics}
+    assert ident["background_dependence"]["value"] == 0 and ident["rain_dependence"]["value"] == 0
+    assert np.isnan(ident["rain_share"]["value"]) and "removes nothing" in ident["rain_share"]["flag"]
+    assert ident["positive_fraction"]["value"] == 0 and ident["negative_fraction"]["value"] == 0
+
+    orc = {r["metric"]: r for r in probe.run(Oracle().eval(), data).metrics}
+    assert orc["positive_fraction"]["value"] == 0 and orc["negative_fraction"]["value"] == 0
+    assert orc["rain_dependence"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert orc["rain_share"]["value"] > 0.5
+
+
+def test_probe_rejects_bad_parameters_in_one_line():
+    from probe.probes import PROBES
+
+    with pytest.raises(ConfigError, match="'block'"):
+        PROBES.get("cem")(block=0)
+    with pytest.raises(ConfigError, match="'windows'"):
+        PROBES.get("cem")(windows=["up"])
+    with pytest.raises(ConfigError, match="must fit"):
+        PROBES.get("cem")(roi=64).run(_net(), _eval(n=1, size=32))

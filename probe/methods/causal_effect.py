@@ -131,6 +131,51 @@ def _run_rows(model: Callable[[Tensor], Tensor], rows: list[Tensor], chunk: int,
     return torch.cat(outs)
 
 
+class _ImageRun:
+    """The interventions on one image: its original output and the two kinds of intervened batches."""
+
+    def __init__(self, forward, sampler, b: Tensor, d: Tensor, index: int, box: tuple[int, int, int, int],
+                 grid: tuple[int, int], block: int):
+        self.forward, self.sampler, self.b, self.d, self.index, self.box = forward, sampler, b, d, index, box
+        self.grid, self.block, self.hw = grid, block, (int(b.shape[-2]), int(b.shape[-1]))
+        t, l, rh, rw = box
+        x = (b + d).clamp(0, 1)
+        y = forward([x], [b])[0]
+        self.psnr0 = float(roi_psnr(y[None], b, box)[0])
+        self.removed0 = (x - y)[:, t:t + rh, l:l + rw]
+        self.scale = float((x - b)[:, t:t + rh, l:l + rw].abs().sum())
+
+    def removal_change(self, outs: Tensor, inputs: list[Tensor]) -> Tensor:
+        """‖R̂'_ROI − R̂_ROI‖₁ / ‖(x − B)_ROI‖₁ per row (NaN where the ROI holds no degradation)."""
+        t, l, rh, rw = self.box
+        xs = torch.stack(inputs)[..., t:t + rh, l:l + rw]
+        change = ((xs - outs[..., t:t + rh, l:l + rw]) - self.removed0).abs().flatten(1).sum(1).double()
+        return change / self.scale if self.scale > 0 else torch.full_like(change, float("nan"))
+
+    def background_rows(self, jobs: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        """ROI PSNR and removal change for do(block j := patch draw k), ``jobs`` = [(j, k), ...]."""
+        inputs, bgs = [], []
+        for j, k in jobs:
+            bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
+            b2 = self.b.clone()
+            b2[:, bt:bt + bh, bl:bl + bw] = self.sampler.patch(self.index, j, k, (bh, bw))
+            inputs.append((b2 + self.d).clamp(0, 1))
+            bgs.append(b2)
+        outs = self.forward(inputs, bgs)
+        return roi_psnr(outs, self.b, self.box), self.removal_change(outs, inputs)
+
+    def rain_rows(self, nb: int) -> Tensor:
+        """Removal change for do(rain in block j := 0), every block j."""
+        inputs = []
+        for j in range(nb):
+            bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
+            d2 = self.d.clone()
+            d2[:, bt:bt + bh, bl:bl + bw] = 0
+            inputs.append((self.b + d2).clamp(0, 1))
+        outs = self.forward(inputs, [self.b] * nb)
+        return self.removal_change(outs, inputs)
+
+
 def causal_effect_maps(
     model: nn.Module,
     clean: Tensor,
@@ -187,66 +232,31 @@ def causal_effect_maps(
         return _run_rows(model, inputs, internal_batch_size, device).cpu()
 
     for i in range(n):
-        t, l, rh, rw = (int(v) for v in rois[i])
-        box = (t, l, rh, rw)
-        b, d = clean_c[i], layer_c[i]
-        x = (b + d).clamp(0, 1)
-        y = forward([x], [b])[0]
-        psnr0[i] = roi_psnr(y[None], b, box)[0]
-        removed0 = (x - y)[:, t:t + rh, l:l + rw]
-        scale = float((x - b)[:, t:t + rh, l:l + rw].abs().sum())
-
-        def removal_change(outs: Tensor, inputs: list[Tensor]) -> Tensor:
-            xs = torch.stack(inputs)[..., t:t + rh, l:l + rw]
-            change = ((xs - outs[..., t:t + rh, l:l + rw]) - removed0).abs().flatten(1).sum(1).double()
-            return change / scale if scale > 0 else torch.full_like(change, float("nan"))
-
-        def background_rows(jobs: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
-            inputs, bgs = [], []
-            for j, k in jobs:
-                bt, bl, bh, bw = _block_box(j, grid, block, (h, w))
-                b2 = b.clone()
-                b2[:, bt:bt + bh, bl:bl + bw] = sampler.patch(i, j, k, (bh, bw))
-                inputs.append((b2 + d).clamp(0, 1))
-                bgs.append(b2)
-            outs = forward(inputs, bgs)
-            return roi_psnr(outs, b, box), removal_change(outs, inputs)
-
+        one = _ImageRun(forward, sampler, clean_c[i], layer_c[i], i, tuple(int(v) for v in rois[i]), grid, block)
+        psnr0[i] = one.psnr0
         for j in range(nb):
             bt, bl, bh, bw = _block_box(j, grid, block, (h, w))
+            t, l, rh, rw = one.box
             roi_block[i].view(-1)[j] = bt < t + rh and t < bt + bh and bl < l + rw and l < bl + bw
         # coarse pass: `coarse` draws per block, all blocks in batched rows
-        jobs = [(j, k) for j in range(nb) for k in range(coarse)]
-        fid, rem = background_rows(jobs)
-        total_rows += len(jobs) + 1
+        fid, rem = one.background_rows([(j, k) for j in range(nb) for k in range(coarse)])
+        total_rows += nb * coarse + 1
         fid, rem = fid.view(nb, coarse), rem.view(nb, coarse)
-        refine = [j for j in range(nb) if fine > 0 and bool(((psnr0[i] - fid[j]).abs() >= tol).any())]
-        per_block_fid = [fid[j] for j in range(nb)]
-        per_block_rem = [rem[j] for j in range(nb)]
+        per_block = [(fid[j], rem[j]) for j in range(nb)]
+        refine = [j for j in range(nb) if fine > 0 and bool(((one.psnr0 - fid[j]).abs() >= tol).any())]
         if refine:  # fine pass: new draws replace the coarse estimate where the coarse effect matters
-            jobs = [(j, coarse + k) for j in refine for k in range(fine)]
-            ffid, frem = background_rows(jobs)
-            total_rows += len(jobs)
+            ffid, frem = one.background_rows([(j, coarse + k) for j in refine for k in range(fine)])
+            total_rows += len(refine) * fine
             ffid, frem = ffid.view(len(refine), fine), frem.view(len(refine), fine)
             for r, j in enumerate(refine):
-                per_block_fid[j], per_block_rem[j] = ffid[r], frem[r]
-        for j in range(nb):
-            f_j = per_block_fid[j]
-            effect_raw[i].view(-1)[j] = psnr0[i] - f_j.mean()
+                per_block[j] = (ffid[r], frem[r])
+        for j, (f_j, r_j) in enumerate(per_block):
+            effect_raw[i].view(-1)[j] = one.psnr0 - f_j.mean()
             effect_sd[i].view(-1)[j] = f_j.std(unbiased=True) if f_j.numel() > 1 else 0.0
             draws[i].view(-1)[j] = f_j.numel()
-            background[i].view(-1)[j] = per_block_rem[j].mean()
-        # rain: do(rain block := 0), one deterministic intervention per block
-        inputs, bgs = [], []
-        for j in range(nb):
-            bt, bl, bh, bw = _block_box(j, grid, block, (h, w))
-            d2 = d.clone()
-            d2[:, bt:bt + bh, bl:bl + bw] = 0
-            inputs.append((b + d2).clamp(0, 1))
-            bgs.append(b)
-        outs = forward(inputs, bgs)
+            background[i].view(-1)[j] = r_j.mean()
+        rain[i] = one.rain_rows(nb).view(grid)  # do(rain block := 0), one intervention per block
         total_rows += nb
-        rain[i] = removal_change(outs, inputs).view(grid)
     effect = torch.where(effect_raw.abs() < tol, torch.zeros_like(effect_raw), effect_raw)
     info = {"method": "causal_effect_map", "block": int(block), "grid": list(grid), "coarse": int(coarse),
             "fine": int(fine), "tol_db": float(tol), "internal_batch_size": int(internal_batch_size),
