@@ -6,7 +6,8 @@ metrics) asks of a map: perturbing pixels *in the map's order* must change the e
 than perturbing them in random orders. For restoration networks the scalar is the attribution objective
 (e.g. what the network removed inside a window, :mod:`probe.methods.objectives`), one per example.
 
-For fractions ``q`` = 0, 1/P, …, 1 of the pixels (``points`` = P), the top-``q`` pixels of an order are
+For fractions ``q = (k / P)²``, k = 0 … P, of the pixels (``points`` = P; quadratic spacing, dense at the start,
+because a windowed objective depends on a small part of the image), the top-``q`` pixels of an order are
 
 - **deleted**: ``x_del = x · (1 − m) + x₀ · m`` (``x₀`` the perturbation baseline, e.g. the blurred input), and
 - **inserted**: ``x_ins = x₀ · (1 − m) + x · m``,
@@ -85,7 +86,7 @@ def perturbation_curves(objective: Callable[[Tensor, Tensor], Tensor], x: Tensor
             raise ConfigError(f"faithfulness: {name!r} must be an integer >= {low}, got {value!r}")
     n, c, h, w = x.shape
     hw = h * w
-    fractions = np.linspace(0.0, 1.0, points + 1)
+    fractions = np.linspace(0.0, 1.0, points + 1) ** 2  # dense at the start, where a map's top pixels act
     counts = [int(round(q * hw)) for q in fractions]
     orders = _orders(maps, random_orders, seed).to(x.device)  # (N, 1+R, HW)
     ranks = torch.empty_like(orders)
@@ -95,8 +96,9 @@ def perturbation_curves(objective: Callable[[Tensor, Tensor], Tensor], x: Tensor
             for kind in (0, 1)]
     values = torch.empty(len(jobs), dtype=torch.float64)
     with torch.no_grad():
-        both = torch.arange(n, device=x.device).repeat(2)
-        ends = objective(torch.cat([x, baseline]), both).double().cpu()
+        both, ends_in = torch.arange(n, device=x.device).repeat(2), torch.cat([x, baseline])
+        ends = torch.cat([objective(ends_in[s:s + batch_size], both[s:s + batch_size]).double().cpu()
+                          for s in range(0, 2 * n, batch_size)])
         f_x, f_0 = ends[:n], ends[n:]
         for s in range(0, len(jobs), batch_size):
             part = jobs[s:s + batch_size]

@@ -72,6 +72,7 @@ from probe.methods.attribution_maps import (
     region_shares,
 )
 from probe.methods.captum_methods import captum_attribute
+from probe.methods.faithfulness import summarise_gain
 from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
 from probe.methods.objectives import OBJECTIVES, make_context, make_objective
 from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
@@ -85,7 +86,10 @@ COMPONENT_METHODS = ("ig", "lam", "input_x_gradient")
 IMAGE_METRICS = ("diffusion_index", "map_size", "diffusion_index_corrected", "effective_pixels",
                  "share_in_mask", "mask_fraction", "mask_enrichment", "share_on_rain", "rain_contribution",
                  "background_contribution", "objective_value", "convergence_delta", "relative_delta",
-                 "crop_fraction")
+                 "crop_fraction", "deletion_gain", "insertion_gain")
+#: faithfulness scores (:mod:`probe.methods.faithfulness`): stored with a CI over images and a flag when the
+#: map is no better than random orders
+FAITH_METRICS = ("deletion_gain", "insertion_gain")
 #: metrics computed from the attribution map (NaN when the map is all zero or non-finite)
 MAP_METRICS = ("diffusion_index", "diffusion_index_corrected", "effective_pixels", "share_in_mask",
                "mask_enrichment", "share_on_rain")
@@ -116,6 +120,9 @@ class Attribution(Probe):
         "smoothgrad_stdev": 0.1,
         "components": True,
         "crop": "auto",
+        "faithfulness": True,
+        "faithfulness_points": 8,
+        "faithfulness_random": 2,
         "splits": None,
         "seed": 0,
     }
@@ -167,6 +174,11 @@ class Attribution(Probe):
             raise ConfigError(f"attribution: 'smoothgrad_stdev' must be >= 0, got {p['smoothgrad_stdev']!r}")
         if not isinstance(p["components"], bool):
             raise ConfigError(f"attribution: 'components' must be true or false, got {p['components']!r}")
+        if not isinstance(p["faithfulness"], bool):
+            raise ConfigError(f"attribution: 'faithfulness' must be true or false, got {p['faithfulness']!r}")
+        for key in ("faithfulness_points", "faithfulness_random"):
+            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
+                raise ConfigError(f"attribution: {key!r} must be an integer >= 1, got {p[key]!r}")
         if p["crop"] not in ("auto", "none"):
             raise ConfigError(f"attribution: 'crop' must be 'auto' or 'none', got {p['crop']!r}")
         if p["splits"] is not None and (not isinstance(p["splits"], (list, tuple))
@@ -205,6 +217,9 @@ class Attribution(Probe):
         masks = np.zeros((s_, n, h, w), np.float32)
         boxes = np.zeros((s_, w_, n, 4), np.int32)
         values = np.full((s_, w_, n, len(IMAGE_METRICS)), np.nan, np.float64)
+        fpoints = p["faithfulness_points"]
+        curves = np.full((s_, w_, n, 4, fpoints + 1), np.nan, np.float32)
+        crop_kinds: list[str] = []
         path_desc: dict[str, Any] = {}
 
         was_training = model.training
@@ -253,12 +268,19 @@ class Attribution(Probe):
                     row[:, put["relative_delta"]] = result.relative_delta.double().cpu().numpy()
                 crop = result.info.get("crop")
                 row[:, put["crop_fraction"]] = (crop["height"] * crop["width"] / (h * w)) if crop else 1.0
+                crop_kinds.append(f"{result.info.get('crop_kind', 'full')}: {result.info.get('crop_reason', '')}")
+                if p["faithfulness"]:
+                    faith = self._faithfulness(model, objective, batch.degraded, ctx, amap)
+                    curves[si, wi] = faith.curves
+                    row[:, put["deletion_gain"]] = faith.deletion_gain
+                    row[:, put["insertion_gain"]] = faith.insertion_gain
         finally:
             model.train(was_training)
 
         attrs = {"objective": objective.to_json(), "method": p["method"],
                  "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
-                 "steps": int(p["steps"]), "baseline": p["baseline"]}
+                 "steps": int(p["steps"]), "baseline": p["baseline"],
+                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full"}
         image_coord = np.arange(n)
         arrays = {
             "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),
@@ -275,6 +297,15 @@ class Attribution(Probe):
                                           coords={"split": splits, "window": window_names, "image": image_coord,
                                                   "metric": list(IMAGE_METRICS)}, attrs=dict(attrs)),
         }
+        if p["faithfulness"]:
+            from probe.methods.faithfulness import FaithfulnessCurves
+
+            arrays["faithfulness"] = xr.DataArray(
+                curves, dims=("split", "window", "image", "curve", "fraction"),
+                coords={"split": splits, "window": window_names, "image": image_coord,
+                        "curve": list(FaithfulnessCurves.CURVES),
+                        "fraction": np.linspace(0, 1, fpoints + 1) ** 2},
+                attrs={**attrs, "perturbation_baseline": "blur (sigma 1.2, kernel 9)"})
         if with_components:
             arrays["attribution_component"] = xr.DataArray(
                 comp, dims=("split", "window", "component", "image", "y", "x"),
@@ -290,6 +321,12 @@ class Attribution(Probe):
                 empty = bool((np.nan_to_num(maps[si, wi]).reshape(n, -1).max(1) <= 0).all())
                 for k, metric in enumerate(IMAGE_METRICS):
                     col = values[si, wi, :, k]
+                    if metric in FAITH_METRICS:
+                        if p["faithfulness"]:
+                            mean, low, high, fflag = summarise_gain(col, seed=p["seed"])
+                            result.add_metric(split, metric, mean, flag=fflag, ci_low=low, ci_high=high,
+                                              window=wname, method=p["method"], objective=objective.name)
+                        continue
                     flag = fixed.get(metric)
                     if flag is None and metric in MAP_METRICS:
                         flag = NONFINITE_MAP if not finite_map else ZERO_MAP if empty else None
@@ -306,6 +343,23 @@ class Attribution(Probe):
                     result.add_metric(split, metric, value, window=wname, method=p["method"],
                                       objective=objective.name)
         return result
+
+    def _faithfulness(self, model: nn.Module, objective, degraded: Tensor, ctx: dict[str, Tensor],
+                      amap: np.ndarray):
+        """Deletion / insertion curves of the map ``amap`` (n, H, W) for the attribution objective, perturbing
+        towards the blurred input (:mod:`probe.methods.faithfulness`)."""
+        from probe.methods.faithfulness import perturbation_curves
+
+        p = self.params
+        x = degraded.detach().float()
+        kernel = torch.from_numpy(gaussian_kernel(9, 1.2)).float().to(x.device).expand(x.shape[0], -1, -1)
+
+        def scalar(inputs: Tensor, index: Tensor) -> Tensor:
+            return objective(model(inputs), inputs, {k: v[index] for k, v in ctx.items()})
+
+        return perturbation_curves(scalar, x, blur_rows(x, kernel), torch.from_numpy(np.nan_to_num(amap)).to(x.device),
+                                   points=p["faithfulness_points"], random_orders=p["faithfulness_random"],
+                                   seed=p["seed"], batch_size=p["internal_batch_size"] or 64)
 
     def _fixed_by_construction(self, with_components: bool) -> dict[str, str]:
         """Metric → reason for the metrics whose value the configuration fixes whatever the network does."""

@@ -134,7 +134,7 @@ class CEM(Probe):
         values = np.full((s_, w_, n, len(IMAGE_METRICS)), np.nan)
         points = p["faithfulness_points"]
         curves = np.full((s_, w_, n, 4, points + 1), np.nan, np.float32)
-        fractions = np.linspace(0, 1, points + 1)
+        fractions = np.linspace(0, 1, points + 1) ** 2  # as probe.methods.faithfulness
         put = {m: k for k, m in enumerate(IMAGE_METRICS)}
         info: dict[str, Any] = {}
         was_training = model.training
