@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ConfigError, DataError
+from probe.methods.threads import contention_aware_threads
 
 __all__ = ["CausalEffect", "PatchSampler", "block_grid", "causal_effect_maps", "roi_psnr"]
 
@@ -213,6 +214,14 @@ def causal_effect_maps(
         device = next(model.parameters()).device
     except (StopIteration, AttributeError):
         device = clean.device
+    with contention_aware_threads(device):  # see probe.methods.threads: no more threads than free cores
+        return _maps(model, clean, layer, rois, block, sampler, coarse, fine, tol, internal_batch_size, feed,
+                     device)
+
+
+def _maps(model, clean, layer, rois, block, sampler, coarse, fine, tol, internal_batch_size, feed,
+          device) -> CausalEffect:
+    n, _, h, w = clean.shape
     grid = block_grid((h, w), block)
     nb = grid[0] * grid[1]
     clean_c, layer_c = clean.detach().float().cpu(), layer.detach().float().cpu()
