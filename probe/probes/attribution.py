@@ -76,7 +76,7 @@ from probe.methods.faithfulness import summarise_gain
 from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
 from probe.methods.objectives import OBJECTIVES, make_context, make_objective
 from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
-from probe.methods.windows import default_windows, full_window
+from probe.methods.windows import check_margin, check_windows, default_windows, full_window
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
 
@@ -142,14 +142,8 @@ class Attribution(Probe):
         for key, low in (("window", 1), ("steps", 1), ("n_images", 1), ("smoothgrad_samples", 1)):
             if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
                 raise ConfigError(f"attribution: {key!r} must be an integer >= {low}, got {p[key]!r}")
-        bm = p["border_margin"]
-        if bm != "auto" and (not isinstance(bm, int) or isinstance(bm, bool) or bm < 0):
-            raise ConfigError(f"attribution: 'border_margin' must be 'auto' or an integer >= 0, got {bm!r}")
-        windows = p["windows"]
-        if (not isinstance(windows, (list, tuple)) or not windows
-                or any(w not in ("on", "off") for w in windows) or len(set(windows)) != len(windows)):
-            raise ConfigError(f"attribution: 'windows' must be a non-empty list of 'on'/'off', got {windows!r}")
-        p["windows"] = list(windows)
+        check_margin("attribution", p["border_margin"])
+        p["windows"] = check_windows("attribution", p["windows"])
         if p["quadrature"] is None:
             p["quadrature"] = "finite_difference" if p["method"] == "lam" else "gausslegendre"
         if p["quadrature"] not in QUADRATURES:

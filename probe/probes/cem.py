@@ -52,11 +52,6 @@ IMAGE_METRICS = ("roi_psnr", "effect_range", "positive_fraction", "negative_frac
 REMOVES_NOTHING = "removes nothing: no intervention changes what the network removes"
 
 
-def _int(p: dict[str, Any], key: str, low: int) -> None:
-    if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
-        raise ConfigError(f"cem: {key!r} must be an integer >= {low}, got {p[key]!r}")
-
-
 class CEM(Probe):
     """Causal effect maps and removal dependence on background vs rain (see module doc)."""
 
@@ -80,27 +75,20 @@ class CEM(Probe):
     }
 
     def validate(self) -> None:
+        from probe.methods.windows import check_margin, check_windows
+        from probe.probes._validate import int_param, names_param, number_param
+
         p = self.params
         for key, low in (("roi", 1), ("block", 1), ("coarse", 1), ("fine", 0), ("internal_batch_size", 1),
                          ("n_images", 1), ("faithfulness_points", 1), ("faithfulness_random", 1)):
-            _int(p, key, low)
-        if not isinstance(p["tol"], (int, float)) or isinstance(p["tol"], bool) or p["tol"] < 0:
-            raise ConfigError(f"cem: 'tol' must be a number >= 0 (dB), got {p['tol']!r}")
-        windows = p["windows"]
-        if (not isinstance(windows, (list, tuple)) or not windows
-                or any(w not in ("on", "off") for w in windows) or len(set(windows)) != len(windows)):
-            raise ConfigError(f"cem: 'windows' must be a non-empty list of 'on'/'off', got {windows!r}")
-        p["windows"] = list(windows)
-        bm = p["border_margin"]
-        if bm != "auto" and (not isinstance(bm, int) or isinstance(bm, bool) or bm < 0):
-            raise ConfigError(f"cem: 'border_margin' must be 'auto' or an integer >= 0, got {bm!r}")
+            int_param("cem", key, p[key], low)
+        number_param("cem", "tol", p["tol"], minimum=0)
+        p["windows"] = check_windows("cem", p["windows"])
+        check_margin("cem", p["border_margin"])
         if not isinstance(p["faithfulness"], bool):
             raise ConfigError(f"cem: 'faithfulness' must be true or false, got {p['faithfulness']!r}")
-        if p["splits"] is not None and (not isinstance(p["splits"], (list, tuple))
-                                        or not all(isinstance(s, str) for s in p["splits"])):
-            raise ConfigError(f"cem: 'splits' must be a list of split names, got {p['splits']!r}")
-        if not isinstance(p["seed"], int) or isinstance(p["seed"], bool):
-            raise ConfigError(f"cem: 'seed' must be an integer, got {p['seed']!r}")
+        p["splits"] = names_param("cem", "splits", p["splits"])
+        int_param("cem", "seed", p["seed"], -(2 ** 63))
 
     # ------------------------------------------------------------------------------------------- run
     def run(self, model: nn.Module, data: EvalData) -> ProbeResult:
