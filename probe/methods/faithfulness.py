@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from probe.errors import ConfigError, DataError
 
-__all__ = ["FaithfulnessCurves", "NOT_BETTER", "perturbation_curves", "summarise_gain"]
+__all__ = ["FaithfulnessCurves", "NOT_BETTER", "objective_curves", "perturbation_curves", "summarise_gain"]
 
 NOT_BETTER = "no better than random (the 95% CI of the gain over random orders is not above 0)"
 
@@ -137,3 +138,21 @@ def summarise_gain(gains: np.ndarray, seed: int = 0) -> tuple[float, float, floa
     else:
         flag = NOT_BETTER if est.value <= 0 else None
     return float(est.value), low, high, flag
+
+
+def objective_curves(model: Callable[[Tensor], Tensor], objective: Any, x: Tensor, context: dict[str, Tensor],
+                     maps: Tensor, *, points: int = 8, random_orders: int = 2, seed: int = 0,
+                     batch_size: int = 64) -> FaithfulnessCurves:
+    """:func:`perturbation_curves` for an attribution objective (:mod:`probe.methods.objectives`) of
+    ``model`` at inputs ``x`` (N, C, H, W) with its per-image ``context``, perturbing towards the blurred
+    input (σ 1.2, kernel 9 — LAM's blur, so deleted pixels stay natural image content)."""
+    from probe.methods.paths import blur_rows, gaussian_kernel
+
+    x = x.detach().float()
+    kernel = torch.from_numpy(gaussian_kernel(9, 1.2)).float().to(x.device).expand(x.shape[0], -1, -1)
+
+    def scalar(inputs: Tensor, index: Tensor) -> Tensor:
+        return objective(model(inputs), inputs, {k: v[index] for k, v in context.items()})
+
+    return perturbation_curves(scalar, x, blur_rows(x, kernel), maps.to(x.device), points=points,
+                               random_orders=random_orders, seed=seed, batch_size=batch_size)

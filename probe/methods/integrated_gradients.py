@@ -39,7 +39,6 @@ Diffusion Index and component shares: :mod:`probe.methods.attribution_maps`.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +47,15 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ConfigError, DataError
+from probe.methods.crops import (
+    CropPlan,
+    crop_from_boxes,
+    crop_rows,
+    is_spatial,
+    plan_receptive_field,
+    region_boxes,
+    support_grow,
+)
 from probe.methods.paths import AttributionPath, _expand_alpha, make_path, quadrature
 from probe.methods.threads import contention_aware_threads
 
@@ -84,20 +92,6 @@ class ObjectiveForward(nn.Module):
 
 # ------------------------------------------------------------------------------------------ the engine
 @dataclass
-class CropPlan:
-    """Per-example crop corners and one shared crop size used by the engine (``crop="auto"``)."""
-
-    top: Tensor
-    left: Tensor
-    height: int
-    width: int
-
-    def describe(self) -> dict[str, Any]:
-        return {"height": self.height, "width": self.width, "top": self.top.tolist(),
-                "left": self.left.tolist()}
-
-
-@dataclass
 class PathAttribution:
     """Result of :func:`path_integrated_gradients` (or :func:`attribute`).
 
@@ -128,15 +122,6 @@ def _as_tuple(value: Tensor | Sequence[Tensor] | None) -> tuple[Any, ...]:
     if isinstance(value, Tensor):
         return (value,)
     return tuple(value)
-
-
-def _crop_rows(t: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tensor:
-    return torch.stack([t[i, ..., int(y):int(y) + h, int(x):int(x) + w]
-                        for i, (y, x) in enumerate(zip(top.tolist(), left.tolist()))])
-
-
-def _is_spatial(t: Any, hw: tuple[int, int]) -> bool:
-    return isinstance(t, Tensor) and t.dim() >= 3 and tuple(t.shape[-2:]) == hw
 
 
 def _gradients(forward: Callable[..., Tensor], points: tuple[Tensor, ...], extra: tuple[Any, ...]
@@ -182,70 +167,6 @@ def _chunked_gradients(forward: Callable[..., Tensor], points: tuple[Tensor, ...
     return torch.cat(outs), tuple(torch.cat(g) for g in grads)
 
 
-def _region_boxes(forward: Any, extra: tuple[Any, ...], hw: tuple[int, int]) -> Tensor | None:
-    """Per-example bounding boxes ``(N, 4)`` = [y0, x0, y1, x1) of where the objective looks on the output
-    (the union of its ``window`` / ``pixel`` context masks); None when the objective has no such mask."""
-    keys = tuple(getattr(forward, "context_keys", ()))
-    masks = [e for k, e in zip(keys, extra) if k in ("window", "pixel") and _is_spatial(e, hw)]
-    if not masks:
-        return None
-    region = torch.stack([m.flatten(1, -3).ne(0).any(1) if m.dim() == 4 else m.ne(0) for m in masks]).any(0)
-    boxes = []
-    for r in region:
-        rows = torch.nonzero(r.any(1)).flatten()
-        cols = torch.nonzero(r.any(0)).flatten()
-        if rows.numel() == 0:
-            return None
-        boxes.append([int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1])
-    return torch.tensor(boxes)
-
-
-def _crop_from_boxes(boxes: Tensor, grow: tuple[int, int, int, int], hw: tuple[int, int], align: int,
-                     max_fraction: float) -> tuple[CropPlan | None, str]:
-    """One shared crop size holding every box grown by ``grow`` = (up, left, down, right) pixels."""
-    h, w = hw
-    up, lf, dn, rt = grow
-    y0 = (boxes[:, 0] - up).clamp_min(0)
-    x0 = (boxes[:, 1] - lf).clamp_min(0)
-    y1 = (boxes[:, 2] + dn).clamp_max(h)
-    x1 = (boxes[:, 3] + rt).clamp_max(w)
-    ch = min(h, int(math.ceil(int((y1 - y0).max()) / align) * align))
-    cw = min(w, int(math.ceil(int((x1 - x0).max()) / align) * align))
-    if ch * cw > max_fraction * h * w:
-        return None, f"dependency region {ch}x{cw} is most of the {h}x{w} image"
-    return CropPlan(torch.minimum(y0, torch.tensor(h - ch)), torch.minimum(x0, torch.tensor(w - cw)), ch, cw), ""
-
-
-def _plan_receptive_field(forward: Any, inputs: tuple[Tensor, ...], extra: tuple[Any, ...], align: int,
-                          max_fraction: float) -> tuple[CropPlan | None, str, dict[str, Any]]:
-    """Crop = objective region ± (network reach + objective reach): exact by construction (see
-    :mod:`probe.methods.receptive_field`)."""
-    from probe.methods.receptive_field import receptive_reach
-
-    model, objective = getattr(forward, "model", None), getattr(forward, "objective", None)
-    x0 = inputs[0]
-    hw = (int(x0.shape[-2]), int(x0.shape[-1]))
-    obj_reach = getattr(objective, "reach", None)
-    if model is None or objective is None:
-        return None, "no receptive-field bound: the forward is not an ObjectiveForward", {}
-    if obj_reach is None:
-        return None, f"no receptive-field bound: objective {getattr(objective, 'name', '?')!r} has no " \
-                     "known spatial reach", {}
-    boxes = _region_boxes(forward, extra, hw)
-    if boxes is None:
-        return None, "the objective looks at no window (nothing to crop to)", {}
-    example = inputs[0][:1].detach()
-    for extra_input in inputs[1:]:
-        example = example + extra_input[:1].detach()
-    bound = receptive_reach(model, example)
-    if bound.reach is None:
-        return None, f"no receptive-field bound: {bound.reason}", {}
-    r = int(bound.reach) + int(obj_reach)
-    plan, why = _crop_from_boxes(boxes, (r, r, r, r), hw, align, max_fraction)
-    return plan, why or f"receptive field: network reach {bound.reach} px + objective reach {obj_reach} px", \
-        {"network_reach": int(bound.reach), "objective_reach": int(obj_reach)}
-
-
 def _integrate(forward, inputs_t, base_t, extra, path_obj, alphas, weights, method, chunk, plan, examples,
                spatial) -> tuple[Tensor, ...]:
     """Σ over path steps of ∇F ⊙ D for the examples ``examples`` (on ``plan``'s crops, or full images),
@@ -273,9 +194,9 @@ def _integrate(forward, inputs_t, base_t, extra, path_obj, alphas, weights, meth
         ex_extra = _index_extra(extra, ex_idx)
         if plan is not None:
             top, left = plan.top[ex_idx.cpu()], plan.left[ex_idx.cpu()]
-            pts = [_crop_rows(p, top, left, plan.height, plan.width) for p in pts]
-            incs = [_crop_rows(d, top, left, plan.height, plan.width) for d in incs]
-            ex_extra = tuple(_crop_rows(e, top, left, plan.height, plan.width) if s else e
+            pts = [crop_rows(p, top, left, plan.height, plan.width) for p in pts]
+            incs = [crop_rows(d, top, left, plan.height, plan.width) for d in incs]
+            ex_extra = tuple(crop_rows(e, top, left, plan.height, plan.width) if s else e
                              for e, s in zip(ex_extra, spatial))
         _, grads = _gradients(forward, tuple(pts), ex_extra)
         for a, g, d in zip(acc, grads, incs):
@@ -288,18 +209,6 @@ def _integrate(forward, inputs_t, base_t, extra, path_obj, alphas, weights, meth
     return acc
 
 
-def _support_grow(attr: tuple[Tensor, ...], box: Tensor, margin: int) -> tuple[int, int, int, int] | None:
-    """How far (up, left, down, right) the nonzero attribution of one example reaches beyond its region box."""
-    support = torch.stack([a[0].ne(0).flatten(0, -3).any(0) for a in attr]).any(0)
-    rows = torch.nonzero(support.any(1)).flatten()
-    cols = torch.nonzero(support.any(0)).flatten()
-    if rows.numel() == 0:
-        return None
-    y0, x0, y1, x1 = (int(v) for v in box)
-    return (max(0, y0 - int(rows[0])) + margin, max(0, x0 - int(cols[0])) + margin,
-            max(0, int(rows[-1]) + 1 - y1) + margin, max(0, int(cols[-1]) + 1 - x1) + margin)
-
-
 def _exact_test_crop(run, forward, extra, hw, n, margin, align, max_fraction, why_no_bound):
     """No structural bound: integrate the first example on the full image *and* on the crop its own
     attribution support suggests; use that crop geometry for the other examples only if the two agree
@@ -307,9 +216,9 @@ def _exact_test_crop(run, forward, extra, hw, n, margin, align, max_fraction, wh
     first = run(None, torch.arange(1))
     if n < 2:
         return first, None, "full", f"{why_no_bound}; one image: an exact test would not save time"
-    boxes = _region_boxes(forward, extra, hw)
-    grow = None if boxes is None else _support_grow(first, boxes[0], margin)
-    plan = None if grow is None else _crop_from_boxes(boxes, grow, hw, align, max_fraction)[0]
+    boxes = region_boxes(forward, extra, hw)
+    grow = None if boxes is None else support_grow(first, boxes[0], margin)
+    plan = None if grow is None else crop_from_boxes(boxes, grow, hw, align, max_fraction)[0]
     if plan is not None:
         test = run(CropPlan(plan.top[:1], plan.left[:1], plan.height, plan.width), torch.arange(1))
         scale = max(float(a.abs().max()) for a in first)
@@ -382,7 +291,7 @@ def path_integrated_gradients(
     device = inputs_t[0].device
 
     hw = (int(inputs_t[0].shape[-2]), int(inputs_t[0].shape[-1])) if inputs_t[0].dim() >= 3 else None
-    spatial = tuple(hw is not None and _is_spatial(e, hw) for e in extra)
+    spatial = tuple(hw is not None and is_spatial(e, hw) for e in extra)
     alphas = torch.as_tensor(alphas_np, dtype=torch.float64, device=device)
     weights = torch.as_tensor(weights_np, dtype=torch.float64, device=device)
     if crop not in (None, "none", "auto"):
@@ -395,7 +304,7 @@ def path_integrated_gradients(
         if crop == "auto" and any(t.dim() != 4 for t in inputs_t):
             reason = "inputs are not images"
         elif crop == "auto":
-            plan, reason, crop_info = _plan_receptive_field(forward, inputs_t, extra, max(1, int(crop_align)),
+            plan, reason, crop_info = plan_receptive_field(forward, inputs_t, extra, max(1, int(crop_align)),
                                                             float(crop_max_fraction))
             kind = "receptive_field" if plan is not None else "full"
         if plan is not None or crop != "auto" or hw is None or reason in ("inputs are not images",) \

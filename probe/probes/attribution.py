@@ -72,7 +72,7 @@ from probe.methods.attribution_maps import (
     region_shares,
 )
 from probe.methods.captum_methods import captum_attribute
-from probe.methods.faithfulness import summarise_gain
+from probe.methods.faithfulness import objective_curves, summarise_gain
 from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
 from probe.methods.objectives import OBJECTIVES, make_context, make_objective
 from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
@@ -264,7 +264,10 @@ class Attribution(Probe):
                 row[:, put["crop_fraction"]] = (crop["height"] * crop["width"] / (h * w)) if crop else 1.0
                 crop_kinds.append(f"{result.info.get('crop_kind', 'full')}: {result.info.get('crop_reason', '')}")
                 if p["faithfulness"]:
-                    faith = self._faithfulness(model, objective, batch.degraded, ctx, amap)
+                    faith = objective_curves(model, objective, batch.degraded, ctx,
+                                             torch.from_numpy(np.nan_to_num(amap)),
+                                             points=fpoints, random_orders=p["faithfulness_random"],
+                                             seed=p["seed"], batch_size=p["internal_batch_size"] or 64)
                     curves[si, wi] = faith.curves
                     row[:, put["deletion_gain"]] = faith.deletion_gain
                     row[:, put["insertion_gain"]] = faith.insertion_gain
@@ -337,23 +340,6 @@ class Attribution(Probe):
                     result.add_metric(split, metric, value, window=wname, method=p["method"],
                                       objective=objective.name)
         return result
-
-    def _faithfulness(self, model: nn.Module, objective, degraded: Tensor, ctx: dict[str, Tensor],
-                      amap: np.ndarray):
-        """Deletion / insertion curves of the map ``amap`` (n, H, W) for the attribution objective, perturbing
-        towards the blurred input (:mod:`probe.methods.faithfulness`)."""
-        from probe.methods.faithfulness import perturbation_curves
-
-        p = self.params
-        x = degraded.detach().float()
-        kernel = torch.from_numpy(gaussian_kernel(9, 1.2)).float().to(x.device).expand(x.shape[0], -1, -1)
-
-        def scalar(inputs: Tensor, index: Tensor) -> Tensor:
-            return objective(model(inputs), inputs, {k: v[index] for k, v in ctx.items()})
-
-        return perturbation_curves(scalar, x, blur_rows(x, kernel), torch.from_numpy(np.nan_to_num(amap)).to(x.device),
-                                   points=p["faithfulness_points"], random_orders=p["faithfulness_random"],
-                                   seed=p["seed"], batch_size=p["internal_batch_size"] or 64)
 
     def _fixed_by_construction(self, with_components: bool) -> dict[str, str]:
         """Metric → reason for the metrics whose value the configuration fixes whatever the network does."""

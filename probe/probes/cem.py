@@ -197,26 +197,19 @@ class CEM(Probe):
             row[i, put["rain_share"]] = rn / (bg + rn) if bg + rn > 0 else np.nan
 
     def _faithfulness(self, model, batch, window, res, curves, row, put, device) -> None:
-        from probe.methods.faithfulness import perturbation_curves
+        """Deletion / insertion curves of |CEM| (upsampled to pixels) for ``removed`` in the ROI."""
+        from probe.methods.faithfulness import objective_curves
         from probe.methods.objectives import make_context, make_objective
-        from probe.methods.paths import blur_rows, gaussian_kernel
 
         p = self.params
         objective = make_objective("removed")
         h, w = batch.degraded.shape[-2:]
-        x = batch.degraded.float().to(device)
-        ctx = make_context(objective, window, (h, w), device=device)
-
-        def scalar(inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            return objective(model(inputs), inputs, {k: v[index] for k, v in ctx.items()})
-
-        kernel = torch.from_numpy(gaussian_kernel(9, 1.2)).float().to(device).expand(x.shape[0], -1, -1)
-        baseline = blur_rows(x, kernel)
         block = p["block"]
         maps = res.effect_raw.abs().float().repeat_interleave(block, 1).repeat_interleave(block, 2)[:, :h, :w]
-        faith = perturbation_curves(scalar, x, baseline, maps.to(device),
-                                    points=p["faithfulness_points"], random_orders=p["faithfulness_random"],
-                                    seed=p["seed"], batch_size=max(x.shape[0], p["internal_batch_size"]))
+        faith = objective_curves(model, objective, batch.degraded.to(device),
+                                 make_context(objective, window, (h, w), device=device), maps,
+                                 points=p["faithfulness_points"], random_orders=p["faithfulness_random"],
+                                 seed=p["seed"], batch_size=p["internal_batch_size"])
         curves[:] = faith.curves
         row[:, put["deletion_gain"]] = faith.deletion_gain
         row[:, put["insertion_gain"]] = faith.insertion_gain
