@@ -24,7 +24,11 @@ has far fewer barriers and slowed less. Fixes: (1) :func:`probe.methods.threads.
 uses no more intra-op threads than there are cores not taken by other runnable tasks (quiet machine:
 unchanged); (2) the crop comes from a receptive-field bound, so the four verification passes (two on full
 images) are gone and the crop shrank from 64×64 to 56×56 here. After the fix, under the same load: ours
-1.2 s, captum 9.9 s, ours on full images 3.7 s.
+1.2 s, captum 9.9 s, ours on full images 3.7 s. This script (``--quick --reps 3``, 2026-12-03, a machine shared
+with other sessions, so "quiet" is not quiet): quiet mode, load average 10.9: ours 1.48 s, captum 7.30 s
+(4.9×), full image 4.66 s, peak RSS 421 vs 1037 MB; ``--loaded``, load average 12.8: ours 5.31 s, captum
+21.1 s (4.0×), full image 21.2 s, 426 vs 1014 MB. Both ran with 1 intra-op thread for ours (the free-core
+rule); on a really idle machine ours keeps torch's default threads, and that case was not measurable here.
 
 Every measurement runs in a fresh subprocess (one warm-up call, then the timed call) so that its peak RSS
 (``resource.getrusage``) belongs to that variant alone; variants are interleaved, the order alternates, and

@@ -18,6 +18,10 @@ interventions and removal dependence, which the reference does not; they are exc
 interventions, so the ratio understates our speed. Both variants run in this process, interleaved,
 median of the repetitions after a warm-up; the maps are compared (max |difference| in dB).
 
+Measured (``--quick``, 2026-12-03, 2 shared cores): 4.6× at load average 13 with both variants on torch's
+default 2 threads; 8.8× at load average 16 once the engine used :mod:`probe.methods.threads` (1 thread
+under contention, the loop keeps 2 and pays OpenMP's busy-waiting per call); maps equal to 1e-7 dB.
+
     python benchmarks/cem.py [--quick]
 """
 
