@@ -7,44 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_study
 
 from probe.cli import main
-from probe.grid.runner import run_grid
 from probe.store import read_metrics
 
 ARCHS = Path(__file__).parent / "external_archs"
-SPEC = """
-[study]
-name = "cemstudy"
-probes = ["generalization"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-background = "smooth"
-[base.train]
-iterations = 2
-batch = 2
-[base.eval]
-n_images = 2
-[base.eval.splits.ood]
-type = "rain"
-preset = "small"
-[axes]
-n_backgrounds = [1]
-"""
 
 
 @pytest.mark.slow
-def test_measure_cem_on_grid_external_and_anchors_then_report(tmp_path):
-    (tmp_path / "s.toml").write_text(SPEC)
-    assert run_grid(tmp_path / "s.toml", tmp_path / "models", workers=1)["done"] == 1
+def test_measure_cem_on_grid_external_and_anchors_then_report(tmp_path, trained_grid):
+    grid = trained_grid(tiny_study({"study.name": "cem_study", "axes": {"n_backgrounds": [1]},
+                                    "base.eval.n_images": 2}))
     store = tmp_path / "rep" / "results.h5"
-    assert main(["measure", str(tmp_path / "models"), "--probes", "cem,attribution", "--anchors",
+    assert main(["measure", str(grid), "--probes", "cem,attribution", "--anchors",
                  "identity,oracle", "--out", str(store), "-q"]) == 0
     import sys
 
