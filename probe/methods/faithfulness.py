@@ -39,7 +39,22 @@ from torch import Tensor
 
 from probe.errors import ConfigError, DataError
 
-__all__ = ["FaithfulnessCurves", "NOT_BETTER", "objective_curves", "perturbation_curves", "summarise_gain"]
+__all__ = ["NOT_BETTER", "PARAMS", "FaithfulnessCurves", "check_params", "objective_curves", "perturbation_curves",
+           "summarise_gain"]
+
+#: the probe parameters of the faithfulness check (attribution, cem): on/off, curve points, random orders
+PARAMS: dict[str, Any] = {"faithfulness": True, "faithfulness_points": 8, "faithfulness_random": 2}
+
+
+def check_params(owner: str, params: dict[str, Any]) -> None:
+    """Validate a probe's :data:`PARAMS` entries (ConfigError naming ``owner`` and the key)."""
+    if not isinstance(params["faithfulness"], bool):
+        raise ConfigError(f"{owner}: 'faithfulness' must be true or false, got {params['faithfulness']!r}")
+    for key in ("faithfulness_points", "faithfulness_random"):
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{owner}: {key!r} must be an integer >= 1, got {value!r}")
+
 
 NOT_BETTER = "no better than random (the 95% CI of the gain over random orders is not above 0)"
 

@@ -72,6 +72,8 @@ from probe.methods.attribution_maps import (
     region_shares,
 )
 from probe.methods.captum_methods import captum_attribute
+from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
+from probe.methods.faithfulness import check_params as check_faithfulness
 from probe.methods.faithfulness import objective_curves, summarise_gain
 from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
 from probe.methods.objectives import OBJECTIVES, make_context, make_objective
@@ -120,9 +122,7 @@ class Attribution(Probe):
         "smoothgrad_stdev": 0.1,
         "components": True,
         "crop": "auto",
-        "faithfulness": True,
-        "faithfulness_points": 8,
-        "faithfulness_random": 2,
+        **FAITHFULNESS_PARAMS,
         "splits": None,
         "seed": 0,
     }
@@ -168,11 +168,7 @@ class Attribution(Probe):
             raise ConfigError(f"attribution: 'smoothgrad_stdev' must be >= 0, got {p['smoothgrad_stdev']!r}")
         if not isinstance(p["components"], bool):
             raise ConfigError(f"attribution: 'components' must be true or false, got {p['components']!r}")
-        if not isinstance(p["faithfulness"], bool):
-            raise ConfigError(f"attribution: 'faithfulness' must be true or false, got {p['faithfulness']!r}")
-        for key in ("faithfulness_points", "faithfulness_random"):
-            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
-                raise ConfigError(f"attribution: {key!r} must be an integer >= 1, got {p[key]!r}")
+        check_faithfulness("attribution", p)
         if p["crop"] not in ("auto", "none"):
             raise ConfigError(f"attribution: 'crop' must be 'auto' or 'none', got {p['crop']!r}")
         if p["splits"] is not None and (not isinstance(p["splits"], (list, tuple))

@@ -43,6 +43,8 @@ import torch
 from torch import nn
 
 from probe.errors import ConfigError, DataError
+from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
+from probe.methods.faithfulness import check_params as check_faithfulness
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
 
@@ -67,9 +69,7 @@ class CEM(Probe):
         "tol": 0.01,
         "internal_batch_size": 64,
         "n_images": 2,
-        "faithfulness": True,
-        "faithfulness_points": 8,
-        "faithfulness_random": 2,
+        **FAITHFULNESS_PARAMS,
         "splits": None,
         "seed": 0,
     }
@@ -80,13 +80,12 @@ class CEM(Probe):
 
         p = self.params
         for key, low in (("roi", 1), ("block", 1), ("coarse", 1), ("fine", 0), ("internal_batch_size", 1),
-                         ("n_images", 1), ("faithfulness_points", 1), ("faithfulness_random", 1)):
+                         ("n_images", 1)):
             int_param("cem", key, p[key], low)
         number_param("cem", "tol", p["tol"], minimum=0)
         p["windows"] = check_windows("cem", p["windows"])
         check_margin("cem", p["border_margin"])
-        if not isinstance(p["faithfulness"], bool):
-            raise ConfigError(f"cem: 'faithfulness' must be true or false, got {p['faithfulness']!r}")
+        check_faithfulness("cem", p)
         p["splits"] = names_param("cem", "splits", p["splits"])
         int_param("cem", "seed", p["seed"], -(2 ** 63))
 
