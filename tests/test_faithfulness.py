@@ -64,3 +64,23 @@ def test_attribution_probe_stores_faithfulness_with_ci_for_ig():
     # IG of a local net concentrates on the window's neighbourhood: clearly better than random orders
     assert rows["deletion_gain"]["value"] > 0 and rows["insertion_gain"]["value"] > 0
     assert not rows["insertion_gain"].get("flag")
+
+
+def test_curves_on_an_exact_crop_equal_the_full_image_ones():
+    from probe.methods.faithfulness import objective_curves
+    from probe.methods.integrated_gradients import ObjectiveForward, path_integrated_gradients
+    from probe.methods.objectives import make_context, make_objective
+    from probe.methods.windows import Window
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    x = torch.rand(2, 3, 40, 40)
+    objective = make_objective("removed")
+    ctx = make_context(objective, Window.square([10, 20], [12, 8], 8), (40, 40))
+    res = path_integrated_gradients(ObjectiveForward(model, objective, context_keys=tuple(ctx)), x,
+                                    additional=tuple(ctx.values()), steps=4, crop="auto")
+    assert res.info["crop_kind"] == "receptive_field"
+    maps = res.attributions[0].abs().sum(1)
+    full = objective_curves(model, objective, x, ctx, maps, points=4)
+    cropped = objective_curves(model, objective, x, ctx, maps, points=4, crop=res.info["crop"])
+    np.testing.assert_allclose(cropped.curves, full.curves, rtol=1e-4, atol=1e-5)

@@ -157,17 +157,27 @@ def summarise_gain(gains: np.ndarray, seed: int = 0) -> tuple[float, float, floa
 
 def objective_curves(model: Callable[[Tensor], Tensor], objective: Any, x: Tensor, context: dict[str, Tensor],
                      maps: Tensor, *, points: int = 8, random_orders: int = 2, seed: int = 0,
-                     batch_size: int = 64) -> FaithfulnessCurves:
+                     batch_size: int = 64, crop: dict[str, Any] | None = None) -> FaithfulnessCurves:
     """:func:`perturbation_curves` for an attribution objective (:mod:`probe.methods.objectives`) of
     ``model`` at inputs ``x`` (N, C, H, W) with its per-image ``context``, perturbing towards the blurred
-    input (σ 1.2, kernel 9 — LAM's blur, so deleted pixels stay natural image content)."""
+    input (σ 1.2, kernel 9 — LAM's blur, so deleted pixels stay natural image content). ``crop``: an
+    exact crop (:meth:`probe.methods.crops.CropPlan.describe` of a receptive-field plan) — the objective
+    is evaluated on it, which gives the same values because nothing outside it can reach the objective."""
+    from probe.methods.crops import crop_rows
     from probe.methods.paths import blur_rows, gaussian_kernel
 
     x = x.detach().float()
     kernel = torch.from_numpy(gaussian_kernel(9, 1.2)).float().to(x.device).expand(x.shape[0], -1, -1)
+    tops = None if crop is None else torch.as_tensor(crop["top"])
+    lefts = None if crop is None else torch.as_tensor(crop["left"])
 
     def scalar(inputs: Tensor, index: Tensor) -> Tensor:
-        return objective(model(inputs), inputs, {k: v[index] for k, v in context.items()})
+        ctx = {k: v[index] for k, v in context.items()}
+        if tops is not None:
+            where = (tops[index.cpu()], lefts[index.cpu()], int(crop["height"]), int(crop["width"]))
+            inputs = crop_rows(inputs, *where)
+            ctx = {k: crop_rows(v, *where) for k, v in ctx.items()}
+        return objective(model(inputs), inputs, ctx)
 
     return perturbation_curves(scalar, x, blur_rows(x, kernel), maps.to(x.device), points=points,
                                random_orders=random_orders, seed=seed, batch_size=batch_size)

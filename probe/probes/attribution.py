@@ -263,7 +263,9 @@ class Attribution(Probe):
                     faith = objective_curves(model, objective, batch.degraded, ctx,
                                              torch.from_numpy(np.nan_to_num(amap)),
                                              points=fpoints, random_orders=p["faithfulness_random"],
-                                             seed=p["seed"], batch_size=p["internal_batch_size"] or 64)
+                                             seed=p["seed"], batch_size=p["internal_batch_size"] or 64,
+                                             crop=crop if result.info.get("crop_kind") == "receptive_field"
+                                             else None)
                     curves[si, wi] = faith.curves
                     row[:, put["deletion_gain"]] = faith.deletion_gain
                     row[:, put["insertion_gain"]] = faith.insertion_gain
