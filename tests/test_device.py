@@ -21,7 +21,8 @@ from tests.conftest import TINY_CONFIG, study_toml, tiny_study
 from tests.fake_device import FAKE, fake_accelerator
 
 SMALL_PARAMS = {"activations": {"n_images": 2, "separability": False}, "ddr": {"n_backgrounds": 2}, "cka": {},
-                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {}}
+                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {},
+                "cem": {"n_images": 1, "roi": 8, "coarse": 1, "fine": 1, "faithfulness_points": 2}}
 
 
 _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once

@@ -76,7 +76,7 @@ class PatchSampler:
     def __init__(self, sources: Tensor, seed: int = 0):
         if sources.dim() != 4 or sources.shape[0] < 1:
             raise DataError(f"CEM: patch sources must be (K, C, H, W) with K >= 1, got {tuple(sources.shape)}")
-        self.sources = sources.detach().float()
+        self.sources = sources.detach().float().cpu()  # interventions are composed on the host
         self.seed = int(seed)
 
     def generator(self, image: int, block: int, draw: int) -> torch.Generator:

@@ -106,21 +106,21 @@ def perturbation_curves(objective: Callable[[Tensor, Tensor], Tensor], x: Tensor
     counts = [int(round(q * hw)) for q in fractions]
     orders = _orders(maps, random_orders, seed).to(x.device)  # (N, 1+R, HW)
     ranks = torch.empty_like(orders)
-    ranks.scatter_(2, orders, torch.arange(hw, device=x.device).expand_as(orders))
+    ranks.scatter_(2, orders, torch.arange(hw).to(x.device).expand_as(orders))
     n_orders = orders.shape[1]
     jobs = [(i, o, k, kind) for i in range(n) for o in range(n_orders) for k in range(points + 1)
             for kind in (0, 1)]
     values = torch.empty(len(jobs), dtype=torch.float64)
     with torch.no_grad():
-        both, ends_in = torch.arange(n, device=x.device).repeat(2), torch.cat([x, baseline])
+        both, ends_in = torch.arange(n).to(x.device).repeat(2), torch.cat([x, baseline])
         ends = torch.cat([objective(ends_in[s:s + batch_size], both[s:s + batch_size]).double().cpu()
                           for s in range(0, 2 * n, batch_size)])
         f_x, f_0 = ends[:n], ends[n:]
         for s in range(0, len(jobs), batch_size):
             part = jobs[s:s + batch_size]
-            idx = torch.tensor([j[0] for j in part], device=x.device)
+            idx = torch.tensor([j[0] for j in part]).to(x.device)
             m = torch.stack([(ranks[i, o] < counts[k]).view(1, h, w) for i, o, k, _ in part]).to(x.dtype)
-            kind = torch.tensor([j[3] for j in part], device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+            kind = torch.tensor([j[3] for j in part], dtype=x.dtype).to(x.device).view(-1, 1, 1, 1)
             deleted = x[idx] * (1 - m) + baseline[idx] * m
             inserted = baseline[idx] * (1 - m) + x[idx] * m
             values[s:s + len(part)] = objective(deleted * (1 - kind) + inserted * kind, idx).double().cpu()
