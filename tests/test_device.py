@@ -68,9 +68,11 @@ def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, na
 
 GRID = study_toml(tiny_study({
     "study.name": "devicestudy",
-    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"],
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "cem",
+                     "shortcut"],
     "study.probe_params": {"activations": {"n_images": 2, "pixels_per_class": 8}, "ddr": {"n_backgrounds": 2},
-                           "attribution": {"n_images": 1, "steps": 4, "components": False}},
+                           "attribution": {"n_images": 1, "steps": 4, "components": False},
+                           "cem": SMALL_PARAMS["cem"]},
     "base.device": None, "base.degradation": None,  # the device comes from run_grid(device=...)
     "base.data.background": "smooth", "base.eval.n_images": 4, "axes.n_backgrounds": [1, 2]}))
 
