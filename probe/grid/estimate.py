@@ -65,17 +65,20 @@ def estimate_study(spec: Any, cells: list[Any] | None = None, gpus: int = 1) -> 
     kind: ``{"hours", "gpu_hours", "per_family": {family: gpu hours}, "unknown": [families], "note"}``."""
     import json
 
+    from probe.grid.checks import distinct_cells
+
     per_family: dict[str, float] = {}
     unknown: set[str] = set()
-    for cell in cells if cells is not None else spec.cells():
-        config = spec.config_for(cell)
+    cells = cells if cells is not None else spec.cells()
+    for same in distinct_cells(spec, cells, {"model", "data+eval", "train"}).values():  # one config per kind
+        config = spec.config_for(same[0])
         t = config.train
         ms = step_ms(config.model.family, config.model.size, config.data.patch, t.batch, t.precision,
                      json.dumps(config.model.kwargs, sort_keys=True, default=str))
         if ms is None:
             unknown.add(config.model.family)
             continue
-        hours = t.iterations * ms / 1000 / 3600 * (1 + OVERHEAD)
+        hours = len(same) * t.iterations * ms / 1000 / 3600 * (1 + OVERHEAD)
         per_family[config.model.family] = per_family.get(config.model.family, 0.0) + hours
     gpu_hours = sum(per_family.values())
     return {"gpu_hours": gpu_hours, "hours": gpu_hours / max(1, gpus), "per_family": per_family,

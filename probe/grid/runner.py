@@ -134,10 +134,11 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
         raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    if dry_run:  # the plan was validated at load; listing it needs no configs (linear in cells)
+        ids = [cell.id for cell in spec.cells()]
+        return {"study": spec.name, "out": str(out), "cells": ids, "dry_run": True,
+                "todo": [i for i in ids if not is_finished(out / i)]}
     items = plan(spec, out)
-    if dry_run:
-        return {"study": spec.name, "out": str(out), "cells": [i for i, _, _ in items], "dry_run": True,
-                "todo": [i for i, _, p in items if not is_finished(p)]}
     _write_study(out, spec, items)
     prior_errors = _train_priors(spec, device, show_progress)
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]

@@ -22,6 +22,8 @@ bit-identical batches on the CPU; large tensors are built directly on the device
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -318,6 +320,30 @@ class Degradation:
         preset = f"preset={self.preset!r}, " if self.preset else ""
         extra = ", ".join(f"{k}={v!r}" for k, v in self.spec.items())
         return f"{type(self).__name__}({preset}{extra})"
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_degradation_cached(spec_json: str) -> None:
+    from probe.data.degradations import make_degradation
+
+    make_degradation(json.loads(spec_json))
+
+
+def check_degradation(spec: Any) -> None:
+    """Validate a degradation spec table (``{"type": name, **keys}``) as :func:`make_degradation` does, once per
+    distinct spec (cached, so validating a plan of 100,000 cells over a few degradations builds a few).
+
+    Raises :class:`~probe.errors.ConfigError` naming the key and the allowed keys or values."""
+    try:
+        spec_json = json.dumps(dict(spec), sort_keys=True) if isinstance(spec, Mapping) else None
+    except (TypeError, ValueError):  # not JSON-able: validate uncached
+        spec_json = None
+    if spec_json is None:
+        from probe.data.degradations import make_degradation
+
+        make_degradation(spec)
+        return
+    _check_degradation_cached(spec_json)
 
 
 def check_images(owner: str, clean: Any) -> None:
