@@ -1,0 +1,220 @@
+"""SIGTERM / SIGHUP handled like Ctrl-C in every command; no worker outlives the grid; a closed stdout ends
+quietly (issue 25 kind 1, and kind 6's `--dry-run | head`). Real subprocesses and real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from probe.grid.executors import run_in_processes
+from probe.grid.runner import CELL_LOCK, grid_status
+from probe.locks import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+
+STUDY = """[study]
+name = "sigs"
+probes = ["generalization"]
+[base]
+seed = 0
+device = "cpu"
+[base.model]
+family = "resnet"
+size = "tiny"
+[base.data]
+background = "smooth"
+patch = 16
+[base.degradation]
+type = "rain"
+preset = "small"
+[base.train]
+iterations = 100000
+batch = 2
+checkpoint_every = {ckpt}
+val_every = 0
+[base.eval]
+n_images = 2
+[base.eval.splits.id]
+type = "rain"
+preset = "small"
+[axes]
+n_backgrounds = {axis}
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_owners(out: Path) -> dict[str, int]:
+    found = {}
+    for rj in out.glob("*/run.json"):
+        try:
+            rec = json.loads(rj.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("status") == "running" and (rec.get("owner") or {}).get("pid"):
+            found[rj.parent.name] = rec["owner"]["pid"]
+    return found
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "probe.cli", "--quiet", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_train_stops_at_a_step_with_its_state_saved(tmp_path, signum, code):
+    """`probe train` under SIGTERM/SIGINT/SIGHUP: one line, 128 + signal, the run recorded interrupted at the
+    step where it stopped, its state saved at that very step (no periodic checkpoints here), no traceback."""
+    (tmp_path / "run.toml").write_text(STUDY.split("[axes]")[0].split("[base]", 1)[1]
+                                       .replace("[base.", "[").format(ckpt=0))
+    proc = start(["train", "run.toml", "--out", "run"], tmp_path)
+    record_path = tmp_path / "run" / "run.json"
+    wait_for(lambda: record_path.exists() and json.loads(record_path.read_text())["status"] == "running", 120,
+             "training to start")
+    time.sleep(1.0)
+    os.kill(proc.pid, signum)  # the main process only, as kill / docker stop / systemd do
+    _, err = finish(proc)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("probe: interrupted (") and signal.Signals(signum).name in err
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "interrupted" and record["interrupted_step"] > 0
+    import torch
+
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["step"] == record["interrupted_step"]  # saved at the stop, not at an older checkpoint
+    assert f"resumes from step {state['step']}" in record["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "batched"])
+def test_sigterm_stops_grid_workers_releases_locks_and_records_cells(tmp_path, executor):
+    """interrupt_01: SIGTERM to `probe grid run` only → exit 143 with one line, no worker left, every started
+    cell recorded interrupted and unlocked (a rerun would not find it busy)."""
+    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=50, axis="[1, 2, 3]"))
+    out = tmp_path / "out"
+    workers = ["--workers", "2"] if executor == "local" else []  # batched: one group of three cells, in-process
+    proc = start(["grid", "run", "study.toml", "--out", "out", "--executor", executor, *workers], tmp_path)
+    want = 2 if executor == "local" else 3
+    owners = wait_for(lambda: (o := running_owners(out)) and len(o) >= want and o, 180, "cells training")
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = finish(proc)
+    assert proc.returncode == 143 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "SIGTERM" in err
+    wait_for(lambda: not any(alive(p) for p in owners.values()), 20, "workers to stop")
+    status = grid_status(out).set_index("cell")
+    for cell in owners:
+        assert status.loc[cell, "status"] == "interrupted", status
+        FileLock(out / cell / CELL_LOCK, timeout=0).acquire().release()  # not busy
+
+
+@pytest.mark.slow
+def test_workers_stop_by_themselves_when_the_grid_is_killed(tmp_path):
+    """SIGKILL of the main process cannot be handled; its workers notice the parent's death and stop."""
+    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=50, axis="[1, 2]"))
+    out = tmp_path / "out"
+    proc = start(["grid", "run", "study.toml", "--out", "out", "--workers", "2"], tmp_path)
+    owners = wait_for(lambda: (o := running_owners(out)) and len(o) >= 2 and o, 180, "two cells training")
+    os.kill(proc.pid, signal.SIGKILL)
+    finish(proc)
+    wait_for(lambda: not any(alive(p) for p in owners.values()), 20, "orphaned workers to stop")
+    assert set(grid_status(out)["status"]) == {"interrupted"}
+
+
+def test_process_runner_reports_deaths_and_stops_what_runs_when_closed():
+    """run_in_processes: a process that dies without reporting yields None with its exit status; closing the
+    generator early stops the processes still running (no orphans)."""
+    tasks = [("quits", os._exit, (3,)), ("sleeps", time.sleep, (120,))]
+    gen = run_in_processes(tasks, 2)
+    key, result, exitcode, _ = next(gen)
+    assert (key, result, exitcode) == ("quits", None, 3)
+    t0 = time.monotonic()
+    gen.close()
+    assert time.monotonic() - t0 < 15
+    import multiprocessing
+
+    assert not [p for p in multiprocessing.active_children() if p.name == "probe-sleeps"]
+
+
+@pytest.mark.parametrize("command, target", [
+    (["train", "x.toml"], "probe.train.cli:run_cli"),
+    (["measure", "x"], "probe.measure:run_cli"),
+    (["report", "x"], "probe.report.cli:run_cli"),
+    (["demo"], "probe.demo:run_cli"),
+    (["grid", "status", "x"], "probe.grid.cli:status_cli"),
+])
+def test_every_command_ends_on_sigterm_with_one_line_and_143(command, target, monkeypatch, capsys):
+    """The CLI turns a real SIGTERM into one line and exit 143 whatever the command is doing."""
+    module, _, attr = target.partition(":")
+    import importlib
+
+    def busy(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # interrupted by the handler, not reached
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(importlib.import_module(module), attr, busy)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        from probe.cli import main
+
+        t0 = time.monotonic()
+        assert main(command) == 143
+        assert time.monotonic() - t0 < 10
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["probe: interrupted (SIGTERM); finished results are kept, a rerun resumes the rest"]
+
+
+def test_closed_stdout_ends_quietly(tmp_path):
+    """`probe grid run --dry-run | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE'd process."""
+    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=0, axis=list(range(1, 3001))))
+    proc = subprocess.Popen([sys.executable, "-m", "probe.cli", "grid", "run", "study.toml", "--out", "o",
+                             "--dry-run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert first.startswith(b"study sigs: 3000 cells")
+    assert err == "" and proc.returncode == 141
