@@ -1,0 +1,124 @@
+"""Property test of the plan validator (issue 25): random study specs, small and huge (many axes, up to 100,000
+cells) → a plan or one probe.errors error, never another exception, within time and memory bounds; and the
+linear validator accepts a plan only if every one of its cells builds (checked cell by cell on small plans)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import tracemalloc
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probe.errors import ProbeError
+from probe.grid.checks import check_cell_data
+from probe.grid.spec import StudySpec
+
+BASE = {
+    "seed": 0, "device": "cpu",
+    "model": {"family": "resnet", "size": "tiny"},
+    "data": {"background": "smooth", "patch": 16},
+    "degradation": {"type": "rain", "preset": "small"},
+    "train": {"iterations": 2, "batch": 2},
+    "eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}},
+}
+
+#: axis key → values a user might write there, good and bad (wrong type, out of range, unknown name)
+VALUES = {
+    "seed": [0, 1, 2, -1, 1.5, "a"],
+    "n_backgrounds": [1, 2, 4, 0, True],
+    "patch": [8, 16, 32, 4, 5000],
+    "complexity": [0.1, 0.9, 2.0],
+    "background": ["smooth", "dead_leaves", "natural", "nope"],
+    "data.background_options.blobs": [0, 3, -1, "x"],
+    "data.background_options.size": [16, 64, 8, None],
+    "lr": [1e-3, 0.0, -1.0],
+    "iterations": [1, 3, 0],
+    "degradation.preset": ["small", "large", "huge"],
+    "degradation.amount": [[0.1, 0.2], [0.5, 0.1], "lots"],
+    "model.channels": [8, 16, -1],
+    "model.widht": [8],
+    "eval.n_images": [1, 2, 0],
+    "eval.background_options": [{}, {"blobs": 2}, {"blob": 2}],
+    "nonsense.key": [1],
+    "train.nope": [1],
+}
+NAMES = ["plan", "v1.2", "..", "a/b", ".x", 7]
+
+
+@st.composite
+def small_specs(draw):
+    keys = draw(st.lists(st.sampled_from(sorted(VALUES)), max_size=3, unique=True))
+    axes = {}
+    for key in keys:
+        pool = VALUES[key]
+        axes[key] = draw(st.lists(st.sampled_from(pool), min_size=0, max_size=3))  # may be empty or repeat
+    raw = {"study": {"name": draw(st.sampled_from(NAMES)), "probes": ["generalization"]},
+           "base": copy.deepcopy(BASE), "axes": axes}
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(VALUES)))
+        raw["cells"] = [{key: draw(st.sampled_from(VALUES[key]))}]
+    if draw(st.integers(0, 9)) == 0:
+        raw[draw(st.sampled_from(["extra", "axes"]))] = draw(st.sampled_from([[1], "x", {}]))
+    return raw
+
+
+def every_cell_builds(spec: StudySpec) -> bool:
+    for cell in spec.cells():
+        try:
+            check_cell_data(spec.config_for(cell), spec.source)
+        except ProbeError:
+            return False
+    return True
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(small_specs())
+def test_small_random_specs_give_a_plan_or_one_error_and_a_plan_only_if_every_cell_builds(raw):
+    try:
+        spec = StudySpec.from_dict(raw, source="fuzz.toml")
+    except ProbeError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert every_cell_builds(spec)  # the linear validator never lets a failing cell through
+
+
+@st.composite
+def huge_specs(draw):
+    """Many axes whose product is 20,000 to 100,000 cells (valid values), sometimes one bad value in one axis."""
+    sizes = draw(st.lists(st.integers(2, 40), min_size=3, max_size=8))
+    while math.prod(sizes) > 100_000:
+        sizes[sizes.index(max(sizes))] //= 2
+    while math.prod(sizes) < 20_000:
+        sizes.append(2 if math.prod(sizes) * 2 <= 100_000 else 1)
+    pools = [("seed", lambda i: i), ("n_backgrounds", lambda i: i + 1), ("train.lr", lambda i: 1e-4 * (i + 1)),
+             ("train.warmup", lambda i: i), ("eval.seed", lambda i: i), ("train.log_every", lambda i: i + 1),
+             ("train.checkpoint_every", lambda i: i), ("data.background_options.blobs", lambda i: i),
+             ("data.clean_fraction", lambda i: i / 100), ("train.min_lr_ratio", lambda i: i / 100)]
+    axes = {key: [make(i) for i in range(n)] for (key, make), n in zip(pools, sizes)}
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(axes)))
+        axes[key][-1] = -7  # out of range for every pooled key
+    return {"study": {"name": "huge"}, "base": copy.deepcopy(BASE), "axes": axes}
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(huge_specs())
+def test_huge_random_specs_are_planned_within_time_and_memory_bounds(raw):
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        spec = StudySpec.from_dict(raw, source="huge.toml")
+        ids = [cell.id for cell in spec.cells()]
+        assert len(set(ids)) == len(ids) >= 20_000
+    except ProbeError as exc:
+        assert "\n" not in str(exc) and "-7" in str(exc)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.monotonic() - t0 < 120  # quadratic planning took > 15 min for 100,000 cells
+    assert peak < 400 * 2**20  # bytes: no per-cell training config is kept
