@@ -10,6 +10,7 @@ import time
 import tracemalloc
 
 import pytest
+from conftest import tiny_study
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,14 +18,7 @@ from probe.errors import ProbeError
 from probe.grid.checks import check_cell_data
 from probe.grid.spec import StudySpec
 
-BASE = {
-    "seed": 0, "device": "cpu",
-    "model": {"family": "resnet", "size": "tiny"},
-    "data": {"background": "smooth", "patch": 16},
-    "degradation": {"type": "rain", "preset": "small"},
-    "train": {"iterations": 2, "batch": 2},
-    "eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}},
-}
+BASE = tiny_study({"base.data.background": "smooth"})["base"]
 
 #: axis key → values a user might write there, good and bad (wrong type, out of range, unknown name)
 VALUES = {

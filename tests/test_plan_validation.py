@@ -7,6 +7,7 @@ import copy
 import time
 
 import pytest
+from conftest import tiny_study
 
 from probe.cli import main
 from probe.data.backgrounds import BACKGROUNDS
@@ -15,19 +16,11 @@ from probe.grid import checks
 from probe.grid.runner import run_grid
 from probe.grid.spec import StudySpec
 
-BASE = {
-    "seed": 0, "device": "cpu",
-    "model": {"family": "resnet", "size": "tiny"},
-    "data": {"background": "smooth", "patch": 16},
-    "degradation": {"type": "rain", "preset": "small"},
-    "train": {"iterations": 2, "batch": 2},
-    "eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}},
-}
+BASE = tiny_study({"base.data.background": "smooth"})["base"]
 
 
 def spec(axes=None, base=None, name="plan", cells=None):
-    raw = {"study": {"name": name, "probes": ["generalization"]}, "base": copy.deepcopy(base or BASE),
-           "axes": axes or {}}
+    raw = tiny_study({"study.name": name, "base": base or BASE, "axes": axes or {}})
     if cells:
         raw["cells"] = cells
     return raw

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import study_toml, tiny_study
+from test_grid_failures import running_owners, wait_for
 
 from probe.grid.executors import run_in_processes
 from probe.grid.runner import CELL_LOCK, grid_status
@@ -20,68 +22,20 @@ from probe.locks import FileLock
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
 
-STUDY = """[study]
-name = "sigs"
-probes = ["generalization"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-background = "smooth"
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 100000
-batch = 2
-checkpoint_every = {ckpt}
-val_every = 0
-[base.eval]
-n_images = 2
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[axes]
-n_backgrounds = {axis}
-"""
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
+    """The process runs (a zombie, dead but not yet reaped, does not count)."""
+    from probe.locks import _pid_state
+
+    return _pid_state(pid) not in ("", "Z")
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running_owners(out: Path) -> dict[str, int]:
-    found = {}
-    for rj in out.glob("*/run.json"):
-        try:
-            rec = json.loads(rj.read_text())
-        except (OSError, ValueError):
-            continue
-        if rec.get("status") == "running" and (rec.get("owner") or {}).get("pid"):
-            found[rj.parent.name] = rec["owner"]["pid"]
-    return found
+def study(axis: list[int], checkpoint_every: int) -> dict:
+    """The suite's tiny study, training (nearly) forever on smooth backgrounds of 16 px."""
+    return tiny_study({"study.name": "sigs", "base.data": {"background": "smooth", "patch": 16},
+                       "base.train": {"iterations": 100000, "batch": 2, "checkpoint_every": checkpoint_every},
+                       "base.eval.splits.ood": None, "base.eval.n_images": 2, "axes": {"n_backgrounds": axis}})
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -103,8 +57,7 @@ def finish(proc: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
 def test_train_stops_at_a_step_with_its_state_saved(tmp_path, signum, code):
     """`probe train` under SIGTERM/SIGINT/SIGHUP: one line, 128 + signal, the run recorded interrupted at the
     step where it stopped, its state saved at that very step (no periodic checkpoints here), no traceback."""
-    (tmp_path / "run.toml").write_text(STUDY.split("[axes]")[0].split("[base]", 1)[1]
-                                       .replace("[base.", "[").format(ckpt=0))
+    (tmp_path / "run.toml").write_text(study_toml(study([1], checkpoint_every=0)["base"]))
     proc = start(["train", "run.toml", "--out", "run"], tmp_path)
     record_path = tmp_path / "run" / "run.json"
     wait_for(lambda: record_path.exists() and json.loads(record_path.read_text())["status"] == "running", 120,
@@ -129,7 +82,7 @@ def test_train_stops_at_a_step_with_its_state_saved(tmp_path, signum, code):
 def test_sigterm_stops_grid_workers_releases_locks_and_records_cells(tmp_path, executor):
     """interrupt_01: SIGTERM to `probe grid run` only → exit 143 with one line, no worker left, every started
     cell recorded interrupted and unlocked (a rerun would not find it busy)."""
-    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=50, axis="[1, 2, 3]"))
+    (tmp_path / "study.toml").write_text(study_toml(study([1, 2, 3], checkpoint_every=50)))
     out = tmp_path / "out"
     workers = ["--workers", "2"] if executor == "local" else []  # batched: one group of three cells, in-process
     proc = start(["grid", "run", "study.toml", "--out", "out", "--executor", executor, *workers], tmp_path)
@@ -150,7 +103,7 @@ def test_sigterm_stops_grid_workers_releases_locks_and_records_cells(tmp_path, e
 @pytest.mark.slow
 def test_workers_stop_by_themselves_when_the_grid_is_killed(tmp_path):
     """SIGKILL of the main process cannot be handled; its workers notice the parent's death and stop."""
-    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=50, axis="[1, 2]"))
+    (tmp_path / "study.toml").write_text(study_toml(study([1, 2], checkpoint_every=50)))
     out = tmp_path / "out"
     proc = start(["grid", "run", "study.toml", "--out", "out", "--workers", "2"], tmp_path)
     owners = wait_for(lambda: (o := running_owners(out)) and len(o) >= 2 and o, 180, "two cells training")
@@ -209,7 +162,7 @@ def test_every_command_ends_on_sigterm_with_one_line_and_143(command, target, mo
 
 def test_closed_stdout_ends_quietly(tmp_path):
     """`probe grid run --dry-run | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE'd process."""
-    (tmp_path / "study.toml").write_text(STUDY.format(ckpt=0, axis=list(range(1, 3001))))
+    (tmp_path / "study.toml").write_text(study_toml(study(list(range(1, 3001)), checkpoint_every=0)))
     proc = subprocess.Popen([sys.executable, "-m", "probe.cli", "grid", "run", "study.toml", "--out", "o",
                              "--dry-run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
