@@ -78,21 +78,23 @@ def test_train_stops_at_a_step_with_its_state_saved(tmp_path, signum, code):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", ["local", "batched"])
+@pytest.mark.parametrize("executor", ["local", "batched", "dask"])
 def test_sigterm_stops_grid_workers_releases_locks_and_records_cells(tmp_path, executor):
     """interrupt_01: SIGTERM to `probe grid run` only → exit 143 with one line, no worker left, every started
     cell recorded interrupted and unlocked (a rerun would not find it busy)."""
     (tmp_path / "study.toml").write_text(study_toml(study([1, 2, 3], checkpoint_every=50)))
     out = tmp_path / "out"
-    workers = ["--workers", "2"] if executor == "local" else []  # batched: one group of three cells, in-process
+    workers = [] if executor == "batched" else ["--workers", "2"]  # batched: one group of three cells, in-process
     proc = start(["grid", "run", "study.toml", "--out", "out", "--executor", executor, *workers], tmp_path)
-    want = 2 if executor == "local" else 3
+    want = 3 if executor == "batched" else 2
     owners = wait_for(lambda: (o := running_owners(out)) and len(o) >= want and o, 180, "cells training")
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = finish(proc)
-    assert proc.returncode == 143 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "SIGTERM" in err
+    ours = [line for line in err.splitlines() if line.startswith("probe: interrupted (SIGTERM)")]
+    assert proc.returncode == 143 and len(ours) == 1, err
+    if executor != "dask":  # Dask's own workers log their shutdown (warnings, cancelled tasks) on stderr too
+        assert err.strip() == ours[0], err
     wait_for(lambda: not any(alive(p) for p in owners.values()), 20, "workers to stop")
     status = grid_status(out).set_index("cell")
     for cell in owners:

@@ -13,7 +13,8 @@ Ctrl-C, SIGTERM and SIGHUP stop every executor the same way (:mod:`probe.interru
 SIGTERM (SIGKILL after :data:`STOP_GRACE_S`), each saves its state at the end of its step and records its cell
 ``interrupted``, its cell lock is released, and a rerun resumes it. A worker whose parent dies however it dies
 (even SIGKILL) stops by itself, so no worker outlives the command. The Dask executor closes its client and
-local cluster (its workers with it); tasks on a remote scheduler are cancelled with the client.
+local cluster (its workers with it); a cell already running on a remote scheduler's worker finishes there
+(it holds its cell lock meanwhile, so a rerun reports it ``busy``).
 
 Each executor yields one outcome dict per cell: ``{"path", "status", "seconds", "error"?, "cause"?}``.
 """
@@ -235,7 +236,7 @@ def run_dask(todo: Todo, workers: int | None, scheduler: str | None, device: str
                 cause = "killed" if type(exc).__name__ == "KilledWorker" else "lost"
                 yield record_lost_cell(paths[future.key], f"dask worker lost: {type(exc).__name__}: {exc}",
                                        cause=cause, seconds=time.perf_counter() - t0)
-    finally:
+    finally:  # also on Ctrl-C / SIGTERM: closing the local cluster stops its workers (run_grid records the cells)
         client.close()
         if cluster is not None:
             cluster.close()

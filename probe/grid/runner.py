@@ -156,6 +156,12 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
                 summary["outcomes"][Path(outcome["path"]).name] = outcome
                 bar.update(1)
                 bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
+    except KeyboardInterrupt as exc:  # workers stopped above; record the cells no worker could (e.g. Dask's)
+        for _, _, path in todo:
+            run = RunDir(path)
+            if run.status() == "interrupted":  # its owner is gone (a remote worker cannot be told: left alone)
+                mark_interrupted(run, exc)
+        raise
     finally:
         bar.close()
     statuses = [o["status"] for o in summary["outcomes"].values()]
