@@ -24,9 +24,7 @@ Sources keep no image cache: every call returns a fresh tensor owned by the call
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ import torch
 from torch import Tensor
 
 from probe.errors import ConfigError, DataError
+from probe.registry import check_once
 
 SPLITS = ("train", "test")
 
@@ -256,31 +255,25 @@ def _declared_elsewhere(option: Any) -> str:
     return f" ({option!r} is an option of {', '.join(owners)})" if owners else ""
 
 
-@functools.lru_cache(maxsize=1024)
-def _check_background_cached(name: str, patch: int, options_json: str) -> None:
+@check_once
+def _build_background(name: str, patch: int, options: dict[str, Any]) -> None:
     from probe.data.backgrounds import make_background
 
-    make_background(name, patch, seed=0, **json.loads(options_json))
+    make_background(name, patch, seed=0, **options)
 
 
 def check_background(name: str, patch: int, options: Mapping[str, Any] | None = None) -> None:
     """Refuse, before anything trains, a background source every run would fail to build.
 
-    Builds the source once per distinct ``(name, patch, options)`` (cached: a grid of 100,000 cells over a few
-    option values builds a few sources): the declared constraints (:meth:`BackgroundSource.check_options`) and
-    the source's own cross checks (a ``folder`` root that exists and holds images, a ``mixture``'s sources and
-    their options). No image is drawn. Raises :class:`~probe.errors.ConfigError` (unknown name or option, bad
-    value) or :class:`~probe.errors.DataError` (e.g. a missing folder), naming the source and the option."""
+    Builds the source once per distinct ``(name, patch, options)`` (:func:`probe.registry.check_once`: a grid of
+    100,000 cells over a few option values builds a few sources): the declared constraints
+    (:meth:`BackgroundSource.check_options`) and the source's own cross checks (a ``folder`` root that exists and
+    holds images, a ``mixture``'s sources and their options). No image is drawn. Raises
+    :class:`~probe.errors.ConfigError` (unknown name or option, bad value) or :class:`~probe.errors.DataError`
+    (e.g. a missing folder), naming the source and the option."""
     if options is not None and not isinstance(options, Mapping):
         raise ConfigError(f"background {name!r}: options must be a table, got {options!r}")
-    try:
-        key = json.dumps(dict(options or {}), sort_keys=True)
-    except (TypeError, ValueError):  # not JSON-able: validate uncached
-        from probe.data.backgrounds import make_background
-
-        make_background(name, patch, seed=0, **dict(options or {}))
-        return
-    _check_background_cached(str(name), int(patch), key)
+    _build_background(str(name), int(patch), dict(options or {}))
 
 
 def _jsonable(value: Any) -> Any:

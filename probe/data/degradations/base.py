@@ -22,8 +22,6 @@ bit-identical batches on the CPU; large tensors are built directly on the device
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -34,6 +32,7 @@ from torch import Tensor
 
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError, DataError
+from probe.registry import check_once
 
 Number = (int, float, np.integer, np.floating)
 
@@ -322,28 +321,14 @@ class Degradation:
         return f"{type(self).__name__}({preset}{extra})"
 
 
-@functools.lru_cache(maxsize=1024)
-def _check_degradation_cached(spec_json: str) -> None:
-    from probe.data.degradations import make_degradation
-
-    make_degradation(json.loads(spec_json))
-
-
+@check_once
 def check_degradation(spec: Any) -> None:
     """Validate a degradation spec table (``{"type": name, **keys}``) as :func:`make_degradation` does, once per
-    distinct spec (cached, so validating a plan of 100,000 cells over a few degradations builds a few).
+    distinct spec (:func:`probe.registry.check_once`: a plan of 100,000 cells over a few degradations builds a
+    few). Raises :class:`~probe.errors.ConfigError` naming the key and the allowed keys or values."""
+    from probe.data.degradations import make_degradation
 
-    Raises :class:`~probe.errors.ConfigError` naming the key and the allowed keys or values."""
-    try:
-        spec_json = json.dumps(dict(spec), sort_keys=True) if isinstance(spec, Mapping) else None
-    except (TypeError, ValueError):  # not JSON-able: validate uncached
-        spec_json = None
-    if spec_json is None:
-        from probe.data.degradations import make_degradation
-
-        make_degradation(spec)
-        return
-    _check_degradation_cached(spec_json)
+    make_degradation(spec)
 
 
 def check_images(owner: str, clean: Any) -> None:
