@@ -162,6 +162,7 @@ def test_every_command_ends_on_sigterm_with_one_line_and_143(command, target, mo
     assert err == ["probe: interrupted (SIGTERM); finished results are kept, a rerun resumes the rest"]
 
 
+@pytest.mark.slow
 def test_closed_stdout_ends_quietly(tmp_path):
     """`probe grid run --dry-run | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE'd process."""
     (tmp_path / "study.toml").write_text(study_toml(study(list(range(1, 3001)), checkpoint_every=0)))
