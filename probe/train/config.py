@@ -261,7 +261,7 @@ class TrainConfig:
 
     @staticmethod
     def _check_degradation(spec: dict[str, Any], source: str, where: str) -> None:
-        from probe.data.degradations.base import check_degradation  # cached per distinct spec
+        from probe.data.degradations import check_degradation  # cached per distinct spec
 
         if "type" not in spec:
             raise ConfigError(f"{source}: {where} needs a 'type' (e.g. rain, noise, blur)")

@@ -32,7 +32,6 @@ from torch import Tensor
 
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError, DataError
-from probe.registry import check_once
 
 Number = (int, float, np.integer, np.floating)
 
@@ -319,16 +318,6 @@ class Degradation:
         preset = f"preset={self.preset!r}, " if self.preset else ""
         extra = ", ".join(f"{k}={v!r}" for k, v in self.spec.items())
         return f"{type(self).__name__}({preset}{extra})"
-
-
-@check_once
-def check_degradation(spec: Any) -> None:
-    """Validate a degradation spec table (``{"type": name, **keys}``) as :func:`make_degradation` does, once per
-    distinct spec (:func:`probe.registry.check_once`: a plan of 100,000 cells over a few degradations builds a
-    few). Raises :class:`~probe.errors.ConfigError` naming the key and the allowed keys or values."""
-    from probe.data.degradations import make_degradation
-
-    make_degradation(spec)
 
 
 def check_images(owner: str, clean: Any) -> None:
