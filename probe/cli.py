@@ -1,7 +1,9 @@
 """The ``probe`` command line. Sub-commands import their implementation lazily (``probe --help`` is fast).
 
 Errors from bad input (:class:`probe.errors.ProbeError`) print one line and exit with status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. Ctrl-C, SIGTERM and SIGHUP stop every command alike
+(:mod:`probe.interrupt`): one line, exit status 128 + signal (130, 143, 129). A closed stdout
+(``probe ... | head``) ends the command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -192,20 +194,40 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "command", None) is None or not hasattr(args, "func"):
         parser.print_help()
         return 0 if getattr(args, "command", None) is None else 2
+    from probe.interrupt import describe, exit_code, install
     from probe.progress import set_quiet
 
+    install()  # SIGTERM / SIGHUP end the command like Ctrl-C (probe.interrupt)
     set_quiet(args.quiet)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`probe ... | head`) shows here, inside the handler below
     except ProbeError as exc:
         if args.debug:
             raise
         print(f"probe: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("probe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as probe.interrupt.Terminated
+        print(f"probe: interrupted ({describe(exc)}); finished results are kept, a rerun resumes the rest",
+              file=sys.stderr)
+        return exit_code(exc)
+    except BrokenPipeError:
+        return _closed_stdout()
     return int(code or 0)
+
+
+def _closed_stdout() -> int:
+    """The reader of our stdout went away (``probe ... | head``): end quietly with the status of a process ended
+    by SIGPIPE (141), pointing stdout at /dev/null so the interpreter's final flush does not complain."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 128 + 13
 
 
 if __name__ == "__main__":

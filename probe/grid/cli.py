@@ -21,11 +21,12 @@ def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
     if args.dry_run:
         print(f"study {spec.name}: {len(summary['cells'])} cells -> {summary['out']} "
               f"({len(summary['todo'])} to train)")
+        todo_ids = set(summary["todo"])
         for cell in summary["cells"]:
-            print(f"  {'todo' if cell in summary['todo'] else 'done'}  {cell}")
+            print(f"  {'todo' if cell in todo_ids else 'done'}  {cell}")
         from probe.grid.estimate import estimate_study
 
-        todo = [c for c in spec.cells() if c.id in set(summary["todo"])]
+        todo = [c for c in spec.cells() if c.id in todo_ids]
         est = estimate_study(spec, todo, gpus=len(gpus or [0]))
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(est["per_family"].items()))
         print(f"expected GPU wall time: {est['hours']:.1f} h on {len(gpus or [0])} GPU(s) "

@@ -90,16 +90,20 @@ def cpu_step_ms(family: str, size: str, patch: int, batch: int, kwargs_json: str
 
 
 def _hours(spec: Any, cells: list[Any] | None, step: Any, overhead: float) -> tuple[dict[str, float], set[str]]:
-    """Per family: the hours of training ``cells`` one after another, ``step(config) -> ms | None``."""
+    """Per family: the hours of training ``cells`` one after another, ``step(config) -> ms | None``; one config
+    is built per distinct (model, data, train) part, so planning stays linear in cells."""
+    from probe.grid.checks import distinct_cells
+
     per_family: dict[str, float] = {}
     unknown: set[str] = set()
-    for cell in cells if cells is not None else spec.cells():
-        config = spec.config_for(cell)
+    cells = cells if cells is not None else spec.cells()
+    for same in distinct_cells(spec, cells, {"model", "data+eval", "train"}).values():  # one config per kind
+        config = spec.config_for(same[0])
         ms = step(config)
         if ms is None:
             unknown.add(config.model.family)
             continue
-        hours = config.train.iterations * ms / 1000 / 3600 * (1 + overhead)
+        hours = len(same) * config.train.iterations * ms / 1000 / 3600 * (1 + overhead)
         per_family[config.model.family] = per_family.get(config.model.family, 0.0) + hours
     return per_family, unknown
 
