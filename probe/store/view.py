@@ -1,0 +1,219 @@
+"""One consistent view of a store: the base file and its segments (and a writer's uncommitted segment) merged.
+
+Files are applied oldest first; each first applies its deletions (``/deleted``) to what is older, then adds its
+models and entries (a newer entry or model info replaces an older one)::
+
+    with open_view("reports/study/results.h5") as view:
+        for study, model_id, probe, key, entry in view.iter_entries():
+            ...
+
+Every file is checked for objects probe never writes before anything is read (:mod:`probe.store.safety`);
+parts are verified against their checksums as they are read (:class:`probe.store.checksum.Verifier`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from probe.errors import StoreError, one_line
+from probe.store.checksum import Verifier
+from probe.store.schema import open_store, read_text
+
+Key = tuple[str, str, str, str]  # study, model_id, probe, entry_key
+DELETED = "deleted"
+_READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError,
+                json.JSONDecodeError, UnicodeDecodeError, OverflowError, MemoryError)
+
+
+def model_groups(handle: h5py.Group) -> Iterator[tuple[str, str, h5py.Group]]:
+    """``(study, model_id, group)`` of one file: ``/models/<id>`` (no study) and ``/studies/<s>/models/<id>``."""
+    for model_id in sorted(handle.get("models", {})):
+        yield "", model_id, handle["models"][model_id]
+    studies = handle.get("studies")
+    if studies is not None:
+        for study in sorted(studies):
+            models = studies[study].get("models", {})
+            for model_id in sorted(models):
+                yield study, model_id, models[model_id]
+
+
+def read_tombstones(handle: h5py.Group) -> list[list[str]]:
+    if DELETED not in handle:
+        return []
+    value = json.loads(read_text(handle[DELETED]))
+    if not isinstance(value, list) or not all(isinstance(t, list) and len(t) == 5 for t in value):
+        raise StoreError("the list of deletions is malformed")
+    return value
+
+
+class StoreView:
+    """Merged, read-only view of the files of one store (see the module doc). Close it, or use :func:`open_view`."""
+
+    def __init__(self, path: Path, files: list[tuple[h5py.File, Verifier]], owned: list[h5py.File]):
+        self.path = path
+        self.files = files
+        self._owned = owned
+        self.models: dict[tuple[str, str], tuple[h5py.Group, Verifier]] = {}
+        self.entries: dict[Key, tuple[h5py.Group, Verifier]] = {}
+        for handle, verify in files:
+            self._apply(handle, verify)
+
+    # ------------------------------------------------------------------------------------------ build
+    def _apply(self, handle: h5py.File, verify: Verifier) -> None:
+        for kind, study, model_id, probe, key in read_tombstones(handle):
+            self.drop(kind, study, model_id, probe, key)
+        for study, model_id, group in model_groups(handle):
+            self.models[(study, model_id)] = (group, verify)
+            probes = group.get("probes", {})
+            for probe in probes:
+                for key in probes[probe]:
+                    self.entries[(study, model_id, probe, key)] = (probes[probe][key], verify)
+
+    def drop(self, kind: str, study: str, model_id: str, probe: str = "", key: str = "") -> int:
+        """Apply one deletion: ``model`` (the model and its results), ``results`` (all its results),
+        ``probe`` (one probe's results) or ``entry`` (one result). Returns the number of results removed."""
+        doomed = [k for k in self.entries if k[0] == study and k[1] == model_id
+                  and (kind in ("model", "results") or (k[2] == probe and (kind == "probe" or k[3] == key)))]
+        for k in doomed:
+            del self.entries[k]
+        if kind == "model":
+            self.models.pop((study, model_id), None)
+        return len(doomed)
+
+    # ------------------------------------------------------------------------------------------ query
+    @property
+    def unverified(self) -> bool:
+        return any(not verify.required for _h, verify in self.files)
+
+    def studies(self) -> list[str]:
+        return sorted({s for s, _m in self.models})
+
+    def iter_entries(self, study: str | None = None) -> Iterator[tuple[str, str, str, str, h5py.Group]]:
+        for k in sorted(self.entries):
+            if study is None or k[0] == study:
+                yield (*k, self.entries[k][0])
+
+    def verifier(self, key: Key) -> Verifier:
+        return self.entries[key][1]
+
+    def resolve(self, model_id: str, study: str | None) -> tuple[str, str]:
+        """``(study, model_id)`` of a stored model; with ``study=None`` the model id must name one study's model."""
+        if study is not None:
+            if (study, model_id) not in self.models:
+                raise StoreError(f"results store {self.path}: no model {model_id!r}"
+                                 + (f" in study {study!r}" if study else "") + "; models: "
+                                 + (", ".join(sorted({m for s, m in self.models if s == study})) or "none"))
+            return study, model_id
+        matches = sorted(s for s, m in self.models if m == model_id)
+        if not matches:
+            raise StoreError(f"results store {self.path}: no model {model_id!r}; models: "
+                             f"{', '.join(sorted({m for _s, m in self.models})) or 'none'}")
+        if len(matches) > 1:
+            raise StoreError(f"results store {self.path}: model {model_id!r} is stored for several studies "
+                             f"({', '.join(repr(s) for s in matches)}); pass study=")
+        return matches[0], model_id
+
+    def info(self, study: str, model_id: str) -> dict[str, Any]:
+        """The model's info dict, plus its ``sha256`` and ``path`` attributes (verified)."""
+        from probe.store.entry import model_digest
+        from probe.store.schema import attr_str
+
+        group, verify = self.models[(study, model_id)]
+        if "info" in group:
+            verify(group["info"], model_digest(group), "model info")
+        info = json.loads(read_text(group["info"])) if "info" in group else {}
+        if not isinstance(info, dict):
+            raise StoreError(f"results store {self.path}: model {model_id!r}: info is not a JSON object")
+        return {**info, "sha256": attr_str(group, "sha256"), "path": attr_str(group, "path")}
+
+    def texts(self, key: Key) -> dict[str, str]:
+        """The entry's params / eval / provenance texts and attributes, verified."""
+        from probe.store.entry import ENTRY_ATTRS, meta_digest
+        from probe.store.schema import attr_str
+
+        group, verify = self.entries[key]
+        verify(group, meta_digest(group))
+        out = {name: attr_str(group, name) for name in ENTRY_ATTRS}
+        for name in ("params", "eval", "provenance"):
+            out[name] = read_text(group[name]) if name in group else "{}"
+        return out
+
+    def close(self) -> None:
+        for handle in self._owned:
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001 - closing a damaged file must not hide the real error
+                pass
+
+
+def _open_files(path: Path) -> tuple[list[tuple[h5py.File, Verifier]], list[h5py.File]]:
+    from probe.store.segments import list_segments
+
+    for _attempt in range(8):  # a concurrent merge may delete a listed segment: list again
+        names_before = list_segments(path, 0) if path.is_file() else []
+        handle = open_store(path)
+        opened = [handle]
+        try:
+            version = int(np.asarray(handle.attrs["schema_version"]).item())
+            covers = int(np.asarray(handle.attrs.get("covers", 0)).item())
+            files = [(handle, Verifier(path, required=version >= 2))]
+            segments = [s for s in names_before if s.last > covers]
+            for segment in segments:
+                try:
+                    seg = open_store(segment.path)
+                except StoreError:
+                    if not segment.path.exists():
+                        raise FileNotFoundError(segment.path) from None
+                    raise
+                opened.append(seg)
+                files.append((seg, Verifier(f"{path} (segment {segment.path.name})", required=True)))
+            return files, opened
+        except FileNotFoundError:
+            for h in opened:
+                h.close()
+            continue
+        except BaseException:
+            for h in opened:
+                h.close()
+            raise
+    raise StoreError(f"results store {path}: its segments keep changing while being read; try again")
+
+
+@contextmanager
+def open_view(path: str | Path, pending: h5py.File | None = None) -> Iterator[StoreView]:
+    """``with open_view(path) as view:`` the committed store (plus a writer's ``pending`` file, newest).
+
+    A missing store with a ``pending`` file gives a view of the pending file alone. Damage found while reading
+    (unreadable bytes, malformed objects, checksum mismatches) is one :class:`StoreError` line naming the store.
+    """
+    path = Path(path)
+    try:
+        if path.exists() or pending is None:
+            files, owned = _open_files(path)
+        else:
+            files, owned = [], []
+        if pending is not None:
+            files.append((pending, Verifier(f"{path} (uncommitted)", required=True)))
+        view = StoreView(path, files, owned)
+    except StoreError:
+        raise
+    except _READ_ERRORS as exc:
+        raise StoreError(one_line(f"results store {path}: corrupt ({type(exc).__name__}: {exc})")) from None
+    try:
+        yield view
+    except StoreError as exc:
+        text = str(exc)
+        if str(path) not in text:
+            raise StoreError(one_line(f"results store {path}: {text}")) from None
+        raise
+    except _READ_ERRORS as exc:
+        raise StoreError(one_line(f"results store {path}: corrupt ({type(exc).__name__}: {exc})")) from None
+    finally:
+        view.close()
