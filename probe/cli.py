@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"probe: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("probe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a command may say what it kept (probe.store.interrupt)
+        print(f"probe: {one_line(exc) or 'interrupted'}", file=sys.stderr)
+        return 143 if type(exc).__name__ == "Terminated" else 130
     return int(code or 0)
 
 

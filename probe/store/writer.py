@@ -261,6 +261,10 @@ class ResultStore:
                 break
         for stale in superseded(self.path, self._covers()):
             stale.unlink(missing_ok=True)
+        try:
+            segment_dir(self.path).rmdir()  # only when empty: everything folded into results.h5
+        except OSError:
+            pass
 
     def _merge_into(self, target: list[Any] | None, segments: list[Any], covers: int = 0) -> Any:
         """Merge ``segments`` (into the base as well when ``target`` is None) into one new file."""
