@@ -86,6 +86,7 @@ class Verifier:
         self.store = store
         self.required = required
         self.unverified: set[str] = set()
+        self.checked: set[str] = set()  # entry groups already checked for unsafe objects
 
     def __call__(self, obj: Any, digest: Digest, part: str = "") -> None:
         where = f"results store {self.store}: {'entry ' if '/probes/' in obj.name else ''}{obj.name}" + (

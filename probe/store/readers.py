@@ -148,7 +148,7 @@ def read_array(path: str | Path, model_id: str, probe: str, name: str, params: A
     path = Path(path)
     with open_view(path) as view:
         key = _select_entry(view, model_id, probe, params, eval_info, study)
-        entry = view.entries[key][0]
+        entry = view.group(key)
         arrays = entry.get("arrays", {})
         if name not in arrays:
             raise StoreError(f"results store {path}: model {model_id!r} probe {probe!r} has no array {name!r}; "
@@ -202,6 +202,6 @@ def store_status(path: str | Path) -> dict[str, Any]:
             k = (s, model_id, probe, key)
             view.texts(k)
             read_metrics_group(entry, view.verifier(k))
-        unverified = sum(1 for k, (entry, verify) in view.entries.items() if entry.name in verify.unverified)
+        unverified = sum(1 for k, (_h, path, verify) in view.entries.items() if f"/{path}" in verify.unverified)
         version = int(np.asarray(view.files[0][0].attrs["schema_version"]).item()) if view.files else 0
         return {"schema_version": version, "entries": len(view.entries), "unverified": unverified}

@@ -46,29 +46,45 @@ def check_dataset(ds: h5py.Dataset, path: Any, name: str) -> None:
             raise _refuse(path, name, f"a dataset with the user-defined HDF5 filter {code}")
 
 
-def check_tree(handle: h5py.File | h5py.Group, path: str | Path) -> None:
-    """Walk every link under ``handle`` without following any; refuse soft/external links and unsafe datasets."""
-    problems: list[StoreError] = []
+def hard_children(group: h5py.Group, path: str | Path) -> list[str]:
+    """The names of ``group``'s links, refusing any that is not a hard link (one C-level pass, nothing opened)."""
+    names: list[str] = []
+    bad: list[tuple[str, int]] = []
 
-    def visit(name: str, link: Any) -> Any:
-        if isinstance(link, h5py.ExternalLink):
-            problems.append(_refuse(path, name, f"an external link to {link.filename}:{link.path}"))
-            return True
-        if isinstance(link, h5py.SoftLink):
-            problems.append(_refuse(path, name, f"a soft link to {link.path}"))
-            return True
-        if not isinstance(link, h5py.HardLink):
-            problems.append(_refuse(path, name, f"a {type(link).__name__}"))
-            return True
-        obj = handle.get(name)
+    def visit(name: bytes, info: Any) -> None:
+        text = name.decode("utf-8", "surrogateescape")
+        names.append(text)
+        if info.type != h5py.h5l.TYPE_HARD:
+            bad.append((text, info.type))
+
+    group.id.links.iterate(visit, info=True)
+    if bad:
+        name, kind = bad[0]
+        where = f"{group.name.rstrip('/')}/{name}".lstrip("/")
+        link = group.get(name, getlink=True)
+        what = (f"an external link to {link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink)
+                else f"a soft link to {link.path}" if isinstance(link, h5py.SoftLink) else f"a link of type {kind}")
+        raise _refuse(path, where, what)
+    return sorted(names)
+
+
+def check_tree(group: h5py.Group, path: str | Path) -> None:
+    """Refuse soft/external links and unsafe datasets anywhere under ``group`` (links are never followed)."""
+    bad: list[str] = []
+
+    def visit(name: bytes, info: Any) -> None:
+        if info.type != h5py.h5l.TYPE_HARD and not bad:
+            bad.append(name.decode("utf-8", "surrogateescape"))
+
+    group.id.links.visit(visit, info=True)
+    if bad:
+        parent, _, leaf = bad[0].rpartition("/")
+        hard_children(group[parent] if parent else group, path)  # raises, naming the link
+        raise _refuse(path, f"{group.name}/{bad[0]}", "not a hard link")
+    datasets: list[str] = []
+
+    def objects(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
-            try:
-                check_dataset(obj, path, name)
-            except StoreError as exc:
-                problems.append(exc)
-                return True
-        return None
+            check_dataset(obj, path, obj.name.lstrip("/"))
 
-    handle.visititems_links(visit)
-    if problems:
-        raise problems[0]
+    group.visititems(objects)

@@ -162,9 +162,9 @@ def open_store(path: str | Path) -> h5py.File:
         if int(np.asarray(version).item()) not in READABLE_VERSIONS:
             raise StoreError(f"results store {path}: schema version {version}, this probe reads versions "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
-        from probe.store.safety import check_tree
+        from probe.store.safety import hard_children
 
-        check_tree(handle, path)
+        hard_children(handle, path)  # deeper objects are checked as they are reached (probe.store.view)
     except StoreError:
         handle.close()
         raise

@@ -32,21 +32,35 @@ _READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexErr
                 json.JSONDecodeError, UnicodeDecodeError, OverflowError, MemoryError)
 
 
-def model_groups(handle: h5py.Group) -> Iterator[tuple[str, str, h5py.Group]]:
-    """``(study, model_id, group)`` of one file: ``/models/<id>`` (no study) and ``/studies/<s>/models/<id>``."""
-    for model_id in sorted(handle.get("models", {})):
-        yield "", model_id, handle["models"][model_id]
-    studies = handle.get("studies")
-    if studies is not None:
-        for study in sorted(studies):
-            models = studies[study].get("models", {})
-            for model_id in sorted(models):
-                yield study, model_id, models[model_id]
+def model_paths(handle: h5py.File, store: Any = "") -> Iterator[tuple[str, str, str]]:
+    """``(study, model_id, path)`` of one file: ``/models/<id>`` (no study) and ``/studies/<s>/models/<id>``;
+    every link on the way must be a hard link (:func:`probe.store.safety.hard_children`)."""
+    from probe.store.safety import hard_children
+
+    store = store or handle.filename
+    top = hard_children(handle, store)
+    if "models" in top:
+        for model_id in hard_children(handle["models"], store):
+            yield "", model_id, f"models/{model_id}"
+    if "studies" in top:
+        for study in hard_children(handle["studies"], store):
+            if "models" in hard_children(handle["studies"][study], store):
+                for model_id in hard_children(handle["studies"][study]["models"], store):
+                    yield study, model_id, f"studies/{study}/models/{model_id}"
+
+
+def model_groups(handle: h5py.File) -> Iterator[tuple[str, str, h5py.Group]]:
+    """``(study, model_id, group)`` of one file (see :func:`model_paths`)."""
+    for study, model_id, path in model_paths(handle):
+        yield study, model_id, handle[path]
 
 
 def read_tombstones(handle: h5py.Group) -> list[list[str]]:
+    from probe.store.safety import check_dataset
+
     if DELETED not in handle:
         return []
+    check_dataset(handle[DELETED], handle.file.filename, DELETED)
     value = json.loads(read_text(handle[DELETED]))
     if not isinstance(value, list) or not all(isinstance(t, list) and len(t) == 5 for t in value):
         raise StoreError("the list of deletions is malformed")
@@ -60,8 +74,9 @@ class StoreView:
         self.path = path
         self.files = files
         self._owned = owned
-        self.models: dict[tuple[str, str], tuple[h5py.Group, Verifier]] = {}
-        self.entries: dict[Key, tuple[h5py.Group, Verifier]] = {}
+        #: (study, model_id) / Key → (file, path of the group in it, verifier); groups are opened on use
+        self.models: dict[tuple[str, str], tuple[h5py.File, str, Verifier]] = {}
+        self.entries: dict[Key, tuple[h5py.File, str, Verifier]] = {}
         for handle, verify in files:
             self._apply(handle, verify)
 
@@ -69,12 +84,32 @@ class StoreView:
     def _apply(self, handle: h5py.File, verify: Verifier) -> None:
         for kind, study, model_id, probe, key in read_tombstones(handle):
             self.drop(kind, study, model_id, probe, key)
-        for study, model_id, group in model_groups(handle):
-            self.models[(study, model_id)] = (group, verify)
-            probes = group.get("probes", {})
-            for probe in probes:
-                for key in probes[probe]:
-                    self.entries[(study, model_id, probe, key)] = (probes[probe][key], verify)
+        from probe.store.safety import hard_children
+
+        store = verify.store
+        for study, model_id, path in model_paths(handle, store):
+            self.models[(study, model_id)] = (handle, path, verify)
+            if "probes" not in hard_children(handle[path], store):
+                continue
+            probes = handle[path]["probes"]
+            for probe in hard_children(probes, store):
+                for key in hard_children(probes[probe], store):
+                    self.entries[(study, model_id, probe, key)] = (handle, f"{path}/probes/{probe}/{key}", verify)
+
+    def group(self, key: Key) -> h5py.Group:
+        """The HDF5 group of one entry, its whole subtree checked for unsafe objects on first use."""
+        handle, path, verify = self.entries[key]
+        group = handle[path]
+        if path not in verify.checked:
+            from probe.store.safety import check_tree
+
+            check_tree(group, verify.store)
+            verify.checked.add(path)
+        return group
+
+    def model_group(self, study: str, model_id: str) -> h5py.Group:
+        handle, path, _verify = self.models[(study, model_id)]
+        return handle[path]
 
     def drop(self, kind: str, study: str, model_id: str, probe: str = "", key: str = "") -> int:
         """Apply one deletion: ``model`` (the model and its results), ``results`` (all its results),
@@ -98,10 +133,10 @@ class StoreView:
     def iter_entries(self, study: str | None = None) -> Iterator[tuple[str, str, str, str, h5py.Group]]:
         for k in sorted(self.entries):
             if study is None or k[0] == study:
-                yield (*k, self.entries[k][0])
+                yield (*k, self.group(k))
 
     def verifier(self, key: Key) -> Verifier:
-        return self.entries[key][1]
+        return self.entries[key][2]
 
     def resolve(self, model_id: str, study: str | None) -> tuple[str, str]:
         """``(study, model_id)`` of a stored model; with ``study=None`` the model id must name one study's model."""
@@ -125,8 +160,12 @@ class StoreView:
         from probe.store.entry import model_digest
         from probe.store.schema import attr_str
 
-        group, verify = self.models[(study, model_id)]
+        from probe.store.safety import check_dataset
+
+        handle, path, verify = self.models[(study, model_id)]
+        group = handle[path]
         if "info" in group:
+            check_dataset(group["info"], verify.store, f"{path}/info")
             verify(group["info"], model_digest(group), "model info")
         info = json.loads(read_text(group["info"])) if "info" in group else {}
         if not isinstance(info, dict):
@@ -138,7 +177,7 @@ class StoreView:
         from probe.store.entry import ENTRY_ATTRS, meta_digest
         from probe.store.schema import attr_str
 
-        group, verify = self.entries[key]
+        group, verify = self.group(key), self.verifier(key)
         verify(group, meta_digest(group))
         out = {name: attr_str(group, name) for name in ENTRY_ATTRS}
         for name in ("params", "eval", "provenance"):
@@ -217,3 +256,102 @@ def open_view(path: str | Path, pending: h5py.File | None = None) -> Iterator[St
         raise StoreError(one_line(f"results store {path}: corrupt ({type(exc).__name__}: {exc})")) from None
     finally:
         view.close()
+
+
+class FileCache:
+    """The open files of one store, kept across the views of a writer's transaction and reopened only when
+    they change (a file is keyed by inode, size and mtime), so a query costs O(what changed), not O(store)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._open: dict[Path, tuple[tuple[int, int, int], h5py.File, Verifier]] = {}
+        #: the merged state after each file, oldest first: (file identity, models, entries)
+        self._states: list[tuple[Any, dict[Any, Any], dict[Any, Any]]] = []
+
+    def _build(self, files: list[tuple[tuple[int, int, int], h5py.File, Verifier]]) -> StoreView:
+        """The view of ``files``, re-applying only the files after the longest unchanged prefix (a commit adds
+        a segment, a merge replaces the newest ones: the base and older segments are not read again)."""
+        same = 0
+        for state, f in zip(self._states, files):
+            if state[0] != (f[1].filename, f[0]):
+                break
+            same += 1
+        del self._states[same:]
+        view = StoreView(self.path, [], [])
+        if same:
+            view.models, view.entries = dict(self._states[-1][1]), dict(self._states[-1][2])
+        for f in files[same:]:
+            view._apply(f[1], f[2])
+            self._states.append(((f[1].filename, f[0]), dict(view.models), dict(view.entries)))
+        view.files = [(f[1], f[2]) for f in files]
+        return view
+
+    def _file(self, path: Path, label: str, version_from_file: bool) -> tuple[tuple[int, int, int], h5py.File,
+                                                                               Verifier]:
+        st = path.stat()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._open.get(path)
+        if cached is not None and cached[0] == key:
+            return cached
+        if cached is not None:
+            cached[1].close()
+        handle = open_store(path)
+        try:
+            version = int(np.asarray(handle.attrs["schema_version"]).item())
+        except BaseException:
+            handle.close()
+            raise
+        entry = (key, handle, Verifier(label, required=version >= 2 or not version_from_file))
+        self._open[path] = entry
+        return entry
+
+    def view(self) -> StoreView | None:
+        """The committed store as it is now (None when there is no store yet)."""
+        from probe.store.segments import list_segments
+
+        if not self.path.exists():
+            return None
+        try:
+            for _attempt in range(8):
+                try:
+                    base = self._file(self.path, str(self.path), True)
+                    covers = int(np.asarray(base[1].attrs.get("covers", 0)).item())
+                    files = [base] + [self._file(s.path, f"{self.path} (segment {s.path.name})", False)
+                                      for s in list_segments(self.path, covers)]
+                    break
+                except FileNotFoundError:
+                    continue
+            else:
+                raise StoreError(f"results store {self.path}: its segments keep changing while being read")
+            current = {id(f[1]) for f in files}
+            for p in [p for p, f in self._open.items() if id(f[1]) not in current]:
+                self._open.pop(p)[1].close()  # a merged-away segment
+            return self._build(files)
+        except StoreError:
+            raise
+        except _READ_ERRORS as exc:
+            raise StoreError(one_line(f"results store {self.path}: corrupt ({type(exc).__name__}: {exc})")) from None
+
+    def close(self) -> None:
+        for _key, handle, _verify in self._open.values():
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._open.clear()
+        self._states = []
+
+
+def overlay(view: StoreView | None, path: Path, pending: h5py.File, tombstones: list[list[str]]) -> StoreView:
+    """``view`` (committed, may be None) with a writer's uncommitted deletions and ``pending`` file on top."""
+    merged = StoreView(path, [], [])
+    if view is not None:
+        merged.files = list(view.files)
+        merged.models = dict(view.models)
+        merged.entries = dict(view.entries)
+    for tomb in tombstones:
+        merged.drop(*tomb)
+    verify = Verifier(f"{path} (uncommitted)", required=True)
+    merged.files.append((pending, verify))
+    merged._apply(pending, verify)
+    return merged

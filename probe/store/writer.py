@@ -49,7 +49,7 @@ from probe.store.segments import (
     superseded,
     write_bytes_atomic,
 )
-from probe.store.view import DELETED, StoreView, model_groups, open_view, read_tombstones
+from probe.store.view import DELETED, FileCache, StoreView, model_groups, open_view, overlay, read_tombstones
 
 
 
@@ -101,6 +101,7 @@ class ResultStore:
         self._lock: FileLock | None = None
         self._pending: h5py.File | None = None
         self._tombstones: list[list[str]] = []
+        self._files: FileCache | None = None
         self._keep_on_error = False
         self._commit_every_s: float | None = None
         self._last_commit = time.monotonic()
@@ -167,6 +168,9 @@ class ResultStore:
                 self.commit()
             finally:
                 self._discard()
+                if self._files is not None:
+                    self._files.close()
+                    self._files = None
                 self._depth = 0
                 self._keep_on_error, self._commit_every_s = False, None
                 self._release()
@@ -331,13 +335,27 @@ class ResultStore:
     # ---------------------------------------------------------------------------------------------- write
     @contextmanager
     def _view(self) -> Iterator[StoreView | None]:
-        """The committed store plus this transaction's uncommitted writes (None if there is neither)."""
+        """The committed store plus this transaction's uncommitted writes (None if there is neither). Inside a
+        transaction the open files are cached (:class:`probe.store.view.FileCache`)."""
         with self._mutex:
-            if not self.path.exists() and self._pending is None:
-                yield None
+            if not self._depth:
+                if not self.path.exists():
+                    yield None
+                    return
+                with open_view(self.path) as view:
+                    yield view
                 return
-            with open_view(self.path, self._pending) as view:
+            if self._files is None:
+                self._files = FileCache(self.path)
+            committed = self._files.view()
+            view = committed if self._pending is None else overlay(committed, self.path, self._pending,
+                                                                      self._tombstones)
+            try:
                 yield view
+            except StoreError as exc:
+                if str(self.path) not in str(exc):
+                    raise StoreError(one_line(f"results store {self.path}: {exc}")) from None
+                raise
 
     def key_for(self, model_id: str, probe: str, params: Any, eval_info: Mapping[str, Any] | None = None,
                 sha256: str = "", study: str | None = None) -> ContentKey:
@@ -368,9 +386,10 @@ class ResultStore:
         with self.transaction():
             pending = self._writable()
             with self._view() as view:
-                current = view.models.get((study, model_id)) if view is not None else None
-                old_sha = attr_str(current[0], "sha256") if current is not None else ""
-                old_path = attr_str(current[0], "path") if current is not None else ""
+                current = view.model_group(study, model_id) if view is not None and (
+                    study, model_id) in view.models else None
+                old_sha = attr_str(current, "sha256") if current is not None else ""
+                old_path = attr_str(current, "path") if current is not None else ""
                 has_results = view is not None and any(k[0] == study and k[1] == model_id for k in view.entries)
             where = _model_path(study, model_id)
             if entry.sha256 and old_sha and old_sha != entry.sha256 and has_results:
@@ -415,10 +434,9 @@ class ResultStore:
         with self._view() as view:
             if view is None:
                 return False
-            found = view.entries.get(key[:4])
-            if found is None:
+            if key[:4] not in view.entries:
                 return False
-            return not key.sha256 or attr_str(found[0], "sha256") == key.sha256
+            return not key.sha256 or attr_str(view.group(key[:4]), "sha256") == key.sha256
 
     def metrics(self) -> Any:
         """:func:`~probe.store.read_metrics` of this store as this thread sees it: inside a transaction the
@@ -487,7 +505,8 @@ def _pending_entries(handle: h5py.File) -> Iterator[h5py.Group]:
 def _copy_view(view: StoreView, out: h5py.File) -> None:
     """Write the merged state of ``view`` into the empty store ``out`` (entries copied as they are; entries of
     schema-1 files, which have no checksums, are marked ``unverified``)."""
-    for (study, model_id), (group, verify) in sorted(view.models.items()):
+    for (study, model_id), (handle, path, verify) in sorted(view.models.items()):
+        group = handle[path]
         dst = out.require_group(_model_path(study, model_id))
         for name, value in group.attrs.items():
             dst.attrs[name] = value
