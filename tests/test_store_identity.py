@@ -62,6 +62,7 @@ def _weights(grid: Path) -> set[str]:
     return {json.loads(p.read_text())["weights_sha256"] for p in grid.rglob("run.json")}
 
 
+@pytest.mark.slow
 def test_a_retrained_grid_is_measured_afresh(grids, tmp_path):
     store = tmp_path / "rep" / "results.h5"
     first = measure(grids["first"], out=store, show_progress=False)

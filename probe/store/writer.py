@@ -385,14 +385,11 @@ class ResultStore:
         study = self.study
         with self.transaction():
             pending = self._writable()
-            with self._view() as view:
-                current = view.model_group(study, model_id) if view is not None and (
-                    study, model_id) in view.models else None
-                old_sha = attr_str(current, "sha256") if current is not None else ""
-                old_path = attr_str(current, "path") if current is not None else ""
-                has_results = view is not None and any(k[0] == study and k[1] == model_id for k in view.entries)
+            current = self._lookup_model(study, model_id)
+            old_sha = attr_str(current, "sha256") if current is not None else ""
+            old_path = attr_str(current, "path") if current is not None else ""
             where = _model_path(study, model_id)
-            if entry.sha256 and old_sha and old_sha != entry.sha256 and has_results:
+            if entry.sha256 and old_sha and old_sha != entry.sha256 and self._has_results(study, model_id):
                 self._tombstones.append(["results", study, model_id, "", ""])
                 if where in pending and "probes" in pending[where]:
                     del pending[where]["probes"]
@@ -416,6 +413,45 @@ class ResultStore:
             self._maybe_autocommit()
         return entry.key
 
+    # ------------------------------------------------------------------------------------ targeted lookups
+    def _committed(self) -> StoreView | None:
+        if self._files is None:
+            self._files = FileCache(self.path)
+        return self._files.view()
+
+    def _dropped(self, study: str, model_id: str, probe: str = "", key: str = "") -> bool:
+        """Whether this transaction's deletions remove that model (``probe=""``) or that entry."""
+        for kind, s, m, p, k in self._tombstones:
+            if (s, m) != (study, model_id):
+                continue
+            if kind == "model" or (probe and (kind == "results" or (p == probe and (kind == "probe" or k == key)))):
+                return True
+        return False
+
+    def _lookup_model(self, study: str, model_id: str) -> h5py.Group | None:
+        """The newest group of a model (uncommitted first) without building a merged view: O(1) per file."""
+        where = _model_path(study, model_id)
+        if self._pending is not None and where in self._pending:
+            return self._pending[where]
+        if self._dropped(study, model_id):
+            return None
+        view = self._committed()
+        return view.model_group(study, model_id) if view is not None and (study, model_id) in view.models else None
+
+    def _lookup_entry(self, key: tuple[str, str, str, str]) -> h5py.Group | None:
+        study, model_id, probe, ekey = key
+        where = f"{_model_path(study, model_id)}/probes/{probe}/{ekey}"
+        if self._pending is not None and where in self._pending:
+            return self._pending[where]
+        if self._dropped(study, model_id, probe, ekey):
+            return None
+        view = self._committed()
+        return view.group(key) if view is not None and key in view.entries else None
+
+    def _has_results(self, study: str, model_id: str) -> bool:
+        with self._view() as view:
+            return view is not None and any(k[0] == study and k[1] == model_id for k in view.entries)
+
     # ------------------------------------------------------------------------------------ queries/delete
     def has(self, model_id: str | ContentKey, probe: str | None = None, params: Any = None,
             eval_info: Mapping[str, Any] | None = None, sha256: str | None = None) -> bool:
@@ -431,12 +467,19 @@ class ResultStore:
             if probe is None:
                 raise StoreError("has(): pass a ContentKey (store.key_for(...)) or model_id and probe")
             key = self.key_for(model_id, probe, params, eval_info, sha256 or "")
-        with self._view() as view:
-            if view is None:
+        with self._mutex:
+            if not self._depth:
+                with self.transaction():  # a lone query: the same lookup on this moment's files
+                    return self.has(key)
+            try:
+                found = self._lookup_entry(key[:4])
+            except StoreError as exc:
+                if str(self.path) not in str(exc):
+                    raise StoreError(one_line(f"results store {self.path}: {exc}")) from None
+                raise
+            if found is None:
                 return False
-            if key[:4] not in view.entries:
-                return False
-            return not key.sha256 or attr_str(view.group(key[:4]), "sha256") == key.sha256
+            return not key.sha256 or attr_str(found, "sha256") == key.sha256
 
     def metrics(self) -> Any:
         """:func:`~probe.store.read_metrics` of this store as this thread sees it: inside a transaction the
