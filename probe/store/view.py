@@ -82,6 +82,15 @@ class StoreView:
 
     # ------------------------------------------------------------------------------------------ build
     def _apply(self, handle: h5py.File, verify: Verifier) -> None:
+        try:
+            self._apply_file(handle, verify)
+        except StoreError:
+            raise
+        except _READ_ERRORS as exc:
+            raise StoreError(one_line(f"results store {verify.store}: corrupt ({type(exc).__name__}: {exc})")
+                             ) from None
+
+    def _apply_file(self, handle: h5py.File, verify: Verifier) -> None:
         for kind, study, model_id, probe, key in read_tombstones(handle):
             self.drop(kind, study, model_id, probe, key)
         from probe.store.safety import hard_children
@@ -99,7 +108,11 @@ class StoreView:
     def group(self, key: Key) -> h5py.Group:
         """The HDF5 group of one entry, its whole subtree checked for unsafe objects on first use."""
         handle, path, verify = self.entries[key]
-        group = handle[path]
+        try:
+            group = handle[path]
+        except _READ_ERRORS as exc:
+            raise StoreError(one_line(f"results store {verify.store}: entry /{path} is damaged "
+                                      f"({type(exc).__name__}: {exc})")) from None
         if path not in verify.checked:
             from probe.store.safety import check_tree
 
@@ -167,6 +180,10 @@ class StoreView:
         if "info" in group:
             check_dataset(group["info"], verify.store, f"{path}/info")
             verify(group["info"], model_digest(group), "model info")
+            stored = (attr_str(group, "study", study), attr_str(group, "model_id", model_id))
+            if verify.required and stored != (study, model_id):
+                raise StoreError(f"results store {self.path}: model group /{path} is damaged: it holds model "
+                                 f"{stored[1]!r} of study {stored[0]!r}")
         info = json.loads(read_text(group["info"])) if "info" in group else {}
         if not isinstance(info, dict):
             raise StoreError(f"results store {self.path}: model {model_id!r}: info is not a JSON object")
@@ -180,6 +197,9 @@ class StoreView:
         group, verify = self.group(key), self.verifier(key)
         verify(group, meta_digest(group))
         out = {name: attr_str(group, name) for name in ENTRY_ATTRS}
+        if verify.required and (out["model_id"], out["probe"], out["entry_key"]) != key[1:]:
+            raise StoreError(f"results store {self.path}: entry {group.name} is damaged: it holds "
+                             f"{out['model_id']}/{out['probe']}/{out['entry_key']}")
         for name in ("params", "eval", "provenance"):
             out[name] = read_text(group[name]) if name in group else "{}"
         return out

@@ -13,8 +13,8 @@
 
 A commit writes one new segment file holding only what it adds (:mod:`probe.store.segments`): O(what it adds),
 atomic (the file appears complete or not at all), and a killed writer leaves the committed store intact and no
-temporary file behind. Segments are merged in the background of later commits (binary-counter merging: each
-result is rewritten O(log n) times over the store's life, the number of segment files stays O(log n));
+temporary file behind. Later commits merge segments (tiered merging: each result is rewritten O(log n) times
+over the store's life, the number of segment files stays O(log n));
 :meth:`ResultStore.compact` folds everything into ``results.h5``. Writers serialise on ``<path>.lock``
 (:class:`probe.locks.FileLock`), taken at the first write only: a transaction that finds everything stored never
 touches the folder (a read-only store works). Readers never lock.
@@ -85,11 +85,11 @@ class ResultStore:
 
     ``study``: the namespace this writer's models live in (``""``: none) — two studies measured into one store
     keep separate models even under equal model ids. ``lock_timeout``: seconds a writer waits for another
-    writer's lock before :class:`StoreError`. ``merge_ratio``: segments merge while the older one is at most
-    this many times the newer one's size.
+    writer's lock before :class:`StoreError`. ``merge_fanout`` / ``merge_ratio``: see :meth:`_merge`.
     """
 
     merge_ratio = 1.0
+    merge_fanout = 4
 
     def __init__(self, path: str | Path, lock_timeout: float = 600.0, study: str = ""):
         self.path = Path(path)
@@ -246,23 +246,21 @@ class ResultStore:
             last = max(last, segment.last)
         return last + 1
 
-    def _merge(self, everything: bool = False) -> None:
-        """Binary-counter merging: while the second-newest file is not bigger than the newest (× ratio), merge
-        the two (the base ``results.h5`` being the oldest file); ``everything``: fold all into the base."""
-        covers = self._covers()
-        chain = list_segments(self.path, covers)
+    def _merge(self) -> None:
+        """Tiered merging: once the ``merge_fanout`` newest segments have similar sizes (within 2×), they become
+        one; once the segments together are as big as the base (× ``merge_ratio``), all fold into the base.
+        Each result is rewritten O(log n) times over the store's life; at most ``fanout − 1`` files per size
+        tier stay, so a reader opens O(log n) files."""
+        chain = list_segments(self.path, self._covers())
         while chain:
-            if everything:
+            if self.path.stat().st_size <= self.merge_ratio * sum(s.size for s in chain):
                 self._merge_into(None, chain)
-                chain = []
-            elif len(chain) >= 2 and chain[-2].size <= self.merge_ratio * chain[-1].size:
-                merged = self._merge_into(chain[-2:], chain[-2:])
-                chain = chain[:-2] + [merged]
-            elif len(chain) == 1 and self.path.stat().st_size <= self.merge_ratio * chain[0].size:
-                self._merge_into(None, chain)
-                chain = []
-            else:
                 break
+            tail = chain[-self.merge_fanout:]
+            sizes = [max(s.size, 1) for s in tail]
+            if len(tail) < self.merge_fanout or max(sizes) > 2 * min(sizes):
+                break
+            chain = chain[:-self.merge_fanout] + [self._merge_into(tail, tail)]
         for stale in superseded(self.path, self._covers()):
             stale.unlink(missing_ok=True)
         try:
