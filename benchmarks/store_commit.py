@@ -124,13 +124,15 @@ def main() -> None:
         print(f"{'ours: segment per commit':32} {ours_med:10.4f} {ours_mean:18.4f} {size_of(ours_path) / 2**20:10.2f}"
               f"   ({n_segments} segment files at the end)")
         print(f"{'ours: lone write() (own transaction)':32} {statistics.median(alone_t):10.4f}")
-        print(f"{'reference: full copy-on-write':32} {ref_med:10.4f} {ref_mean:18.4f} {size_of(ref_path) / 2**20:10.2f}")
+        ref_mib = size_of(ref_path) / 2**20
+        print(f"{'reference: full copy-on-write':32} {ref_med:10.4f} {ref_mean:18.4f} {ref_mib:10.2f}")
         print(json.dumps({"benchmark": "store_commit", "ours": round(ours_med, 5), "reference": round(ref_med, 5),
                           "unit": "s per single-entry commit (median)", "ratio": round(ref_med / ours_med, 2),
                           "ours_mean": round(ours_mean, 5), "reference_mean": round(ref_mean, 5),
                           "mean_ratio": round(ref_mean / ours_mean, 2), "entries": args.entries,
                           "commits": args.commits, "store_mib": round(size_of(ours_path) / 2**20, 2),
-                          "segments": n_segments, "lone_write": round(statistics.median(alone_t), 5), "machine": f"{os.cpu_count()} cores, cpu"}))
+                          "segments": n_segments, "lone_write": round(statistics.median(alone_t), 5),
+                          "machine": f"{os.cpu_count()} cores, cpu"}))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

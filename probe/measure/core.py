@@ -243,8 +243,8 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
     from probe.device import to_device
     from probe.models.checkpoint import load_model
     from probe.probes.evaldata import cached_eval_data, eval_data_for_run
-    from probe.store.identity import eval_identity
     from probe.provenance import provenance
+    from probe.store.identity import eval_identity
     from probe.train.catalog import catalog_row, find_runs
     from probe.train.rundir import RunDir
     from probe.train.trainer import resolve_device

@@ -78,10 +78,9 @@ def check_tree(group: h5py.Group, path: str | Path) -> None:
 
     group.id.links.visit(visit, info=True)
     if bad:
-        parent, _, leaf = bad[0].rpartition("/")
+        parent, _, _leaf = bad[0].rpartition("/")
         hard_children(group[parent] if parent else group, path)  # raises, naming the link
         raise _refuse(path, f"{group.name}/{bad[0]}", "not a hard link")
-    datasets: list[str] = []
 
     def objects(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):

@@ -171,9 +171,8 @@ class StoreView:
     def info(self, study: str, model_id: str) -> dict[str, Any]:
         """The model's info dict, plus its ``sha256`` and ``path`` attributes (verified)."""
         from probe.store.entry import model_digest
-        from probe.store.schema import attr_str
-
         from probe.store.safety import check_dataset
+        from probe.store.schema import attr_str
 
         handle, path, verify = self.models[(study, model_id)]
         group = handle[path]

@@ -37,7 +37,8 @@ import numpy as np
 
 from probe.errors import StoreError, one_line
 from probe.locks import FileLock
-from probe.store.checksum import ATTR as CHECKSUM, UNVERIFIED, seal
+from probe.store.checksum import ATTR as CHECKSUM
+from probe.store.checksum import UNVERIFIED, seal
 from probe.store.codec import attach_scales
 from probe.store.entry import create_store, model_digest, prepare_entry, write_entry
 from probe.store.schema import STR, attr_str, check_name, entry_key, open_store, utf8_text, write_text
@@ -50,8 +51,6 @@ from probe.store.segments import (
     write_bytes_atomic,
 )
 from probe.store.view import DELETED, FileCache, StoreView, model_groups, open_view, overlay, read_tombstones
-
-
 
 
 class ContentKey(NamedTuple):
