@@ -326,6 +326,41 @@ class FileCache:
 
     def view(self) -> StoreView | None:
         """The committed store as it is now (None when there is no store yet)."""
+        files = self.files()
+        return None if files is None else self._build(files)
+
+    def lookup(self, path: str, tombstone_hits: Any) -> tuple[h5py.Group, Verifier] | None:
+        """The newest committed group at ``path`` without listing the store: each file, newest first, either
+        holds it (every link on the way a hard link) or deletes it (``tombstone_hits(tombstones)``)."""
+        files = self.files()
+        if files is None:
+            return None
+        parts = path.split("/")
+        try:
+            for _key, handle, verify in reversed(files):
+                node: Any = handle
+                for part in parts:
+                    link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+                    if link is None:
+                        node = None
+                        break
+                    if not isinstance(link, h5py.HardLink):
+                        from probe.store.safety import hard_children
+
+                        hard_children(node, verify.store)  # raises, naming the link
+                    node = node[part]
+                if isinstance(node, h5py.Group):
+                    return node, verify
+                if tombstone_hits(read_tombstones(handle)):
+                    return None
+        except StoreError:
+            raise
+        except _READ_ERRORS as exc:
+            raise StoreError(one_line(f"results store {self.path}: corrupt ({type(exc).__name__}: {exc})")) from None
+        return None
+
+    def files(self) -> list[tuple[tuple[int, int, int], h5py.File, Verifier]] | None:
+        """The open files of the committed store, oldest first (reopened where they changed)."""
         from probe.store.segments import list_segments
 
         if not self.path.exists():
@@ -345,7 +380,7 @@ class FileCache:
             current = {id(f[1]) for f in files}
             for p in [p for p, f in self._open.items() if id(f[1]) not in current]:
                 self._open.pop(p)[1].close()  # a merged-away segment
-            return self._build(files)
+            return files
         except StoreError:
             raise
         except _READ_ERRORS as exc:

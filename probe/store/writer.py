@@ -342,9 +342,7 @@ class ResultStore:
                 with open_view(self.path) as view:
                     yield view
                 return
-            if self._files is None:
-                self._files = FileCache(self.path)
-            committed = self._files.view()
+            committed = self._cache().view()
             view = committed if self._pending is None else overlay(committed, self.path, self._pending,
                                                                       self._tombstones)
             try:
@@ -411,10 +409,10 @@ class ResultStore:
         return entry.key
 
     # ------------------------------------------------------------------------------------ targeted lookups
-    def _committed(self) -> StoreView | None:
+    def _cache(self) -> FileCache:
         if self._files is None:
             self._files = FileCache(self.path)
-        return self._files.view()
+        return self._files
 
     def _dropped(self, study: str, model_id: str, probe: str = "", key: str = "") -> bool:
         """Whether this transaction's deletions remove that model (``probe=""``) or that entry."""
@@ -432,8 +430,9 @@ class ResultStore:
             return self._pending[where]
         if self._dropped(study, model_id):
             return None
-        view = self._committed()
-        return view.model_group(study, model_id) if view is not None and (study, model_id) in view.models else None
+        found = self._cache().lookup(where, lambda tombs: any(
+            t[0] == "model" and tuple(t[1:3]) == (study, model_id) for t in tombs))
+        return None if found is None else found[0]
 
     def _lookup_entry(self, key: tuple[str, str, str, str]) -> h5py.Group | None:
         study, model_id, probe, ekey = key
@@ -442,8 +441,22 @@ class ResultStore:
             return self._pending[where]
         if self._dropped(study, model_id, probe, ekey):
             return None
-        view = self._committed()
-        return view.group(key) if view is not None and key in view.entries else None
+
+        def deletes(tombs: list[list[str]]) -> bool:
+            return any(tuple(t[1:3]) == (study, model_id) and (
+                t[0] in ("model", "results") or (t[3] == probe and (t[0] == "probe" or t[4] == ekey)))
+                for t in tombs)
+
+        found = self._cache().lookup(where, deletes)
+        if found is None:
+            return None
+        group, verify = found
+        if group.name not in verify.checked:
+            from probe.store.safety import check_tree
+
+            check_tree(group, verify.store)
+            verify.checked.add(group.name)
+        return group
 
     def _has_results(self, study: str, model_id: str) -> bool:
         with self._view() as view:
