@@ -125,6 +125,13 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
                           show_progress, anchors, external)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every finished result is committed (keep_on_error)
         raise type(exc)(interrupted_message(exc, store, summary)) from None
+    if store.commits:  # one fold per measure call (not per commit): results.h5 alone is the whole store again
+        from probe.errors import StoreError
+
+        try:
+            store.compact()
+        except (OSError, StoreError) as exc:  # the results are safe in their segments; readers merge them
+            summary["compact"] = str(exc)
     return summary
 
 
