@@ -8,6 +8,7 @@ ours/reference. Reported: the median commit (write + commit, fsync included) and
 
     python benchmarks/store_commit.py            # 2000 entries, 40 commits
     python benchmarks/store_commit.py --quick    # 300 entries, 15 commits
+    python benchmarks/store_commit.py --entries 400 --array-kib 256 --commits 12   # a 100 MiB store
 """
 
 from __future__ import annotations
@@ -35,11 +36,17 @@ from probe.store.entry import create_store, prepare_entry, write_entry  # noqa: 
 PROV = {"git_revision": "bench", "time": "2026-01-01T00:00:00+00:00", "versions": {}}
 
 
+ARRAY_KIB = 0  # set by --array-kib: an extra incompressible array per entry (attribution maps, examples)
+
+
 def result(i: int) -> SimpleNamespace:
     arr = xr.DataArray(np.full((2, 16), float(i)), dims=("split", "image"), coords={"split": ["id", "ood"]})
+    arrays = {"psnr": arr}
+    if ARRAY_KIB:
+        arrays["maps"] = xr.DataArray(np.random.default_rng(i).random(ARRAY_KIB * 128), dims=("pixel",))
     metrics = [{"split": s, "metric": m, "value": i + k} for k, (s, m) in
                enumerate((s, m) for s in ("id", "ood") for m in ("psnr", "ssim", "lpips"))]
-    return SimpleNamespace(arrays={"psnr": arr}, metrics=metrics)
+    return SimpleNamespace(arrays=arrays, metrics=metrics)
 
 
 def reference_commit(path: Path, i: int) -> None:
@@ -85,8 +92,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=2000)
     parser.add_argument("--commits", type=int, default=40)
+    parser.add_argument("--array-kib", type=int, default=0, help="an extra random array of this size per entry")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    global ARRAY_KIB
+    ARRAY_KIB = args.array_kib
     if args.quick:
         args.entries, args.commits = 300, 15
     root = Path(tempfile.mkdtemp(prefix="store_commit."))
@@ -130,7 +140,8 @@ def main() -> None:
                           "unit": "s per single-entry commit (median)", "ratio": round(ref_med / ours_med, 2),
                           "ours_mean": round(ours_mean, 5), "reference_mean": round(ref_mean, 5),
                           "mean_ratio": round(ref_mean / ours_mean, 2), "entries": args.entries,
-                          "commits": args.commits, "store_mib": round(size_of(ours_path) / 2**20, 2),
+                          "commits": args.commits, "array_kib": args.array_kib,
+                          "store_mib": round(size_of(ours_path) / 2**20, 2),
                           "segments": n_segments, "lone_write": round(statistics.median(alone_t), 5),
                           "machine": f"{os.cpu_count()} cores, cpu"}))
     finally:
