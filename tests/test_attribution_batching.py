@@ -86,8 +86,9 @@ def test_captum_methods_bound_rows_and_keep_results(method):
     assert max(model.rows) <= 4, f"{method}: {sorted(set(model.rows))}"
     ref = captum_attribute(method, fwd, x, steps=5, internal_batch_size=None, nt_samples=6, stdev=1e-6, seed=0)
     torch.testing.assert_close(got.attributions[0], ref.attributions[0], rtol=1e-3, atol=1e-5)
-    if got.delta is not None:
-        torch.testing.assert_close(got.delta, ref.delta, rtol=1e-3, atol=1e-5)
+    if got.delta is not None:  # a small difference of large sums: compare on the objective's scale
+        scale = float(fwd(x).abs().max())
+        torch.testing.assert_close(got.delta, ref.delta, rtol=1e-3, atol=1e-5 * max(1.0, scale))
     with pytest.raises(ConfigError, match="internal_batch_size"):
         captum_attribute(method, fwd, x, internal_batch_size=0)
 
