@@ -55,18 +55,15 @@ def content_digest(data: Any) -> str:
     info.pop(CONTENT, None)
     h = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode("utf-8"))
     if info.get("source") == "paired_folders":
-        from probe.data.pairs import find_pairs
-
         for name in sorted(info.get("splits") or {}):
             split = info["splits"][name] or {}
-            found = {(a.name, b.name): (a, b) for a, b in find_pairs(Path(split.get("root", "")), "skip")[0]}
-            for pair in split.get("files") or []:
-                paths = found.get(tuple(pair))
-                if paths is None:
-                    raise DataError(f"evaluation pair {pair} of {split.get('root')} is gone since it was read")
-                for path in paths:
-                    h.update(b"F" + str(path.name).encode("utf-8", "surrogateescape") + b"\0")
-                    _file_digest(path, h)
+            root = Path(split.get("root", ""))
+            where = root if root.is_dir() else root.parent
+            for pair in split.get("pairs") or []:  # paths relative to the folder ("#left": half of a file)
+                for shown in pair:
+                    file = Path(str(shown).split("#", 1)[0])
+                    h.update(b"F" + str(shown).encode("utf-8", "surrogateescape") + b"\0")
+                    _file_digest(file if file.is_absolute() else where / file, h)
     for name in sorted(getattr(data, "splits", {}) or {}):
         batch = data.splits[name]
         h.update(b"S" + name.encode("utf-8") + b"\0")
