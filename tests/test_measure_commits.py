@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import study_toml, tiny_study
 
 from probe.errors import StoreError
 from probe.grid.runner import run_grid
@@ -24,33 +25,11 @@ from probe.store import list_entries, list_models, read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 N_MODELS = 6
-SPEC = """
-[study]
-name = "six"
-probes = ["generalization"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 16
-background = "smooth"
-[base.train]
-iterations = 1
-batch = 2
-log_every = 1
-val_every = 0
-[base.eval]
-n_images = 2
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[axes]
-n_backgrounds = [1, 2, 3]
-seed = [0, 1]
-"""
+SPEC = study_toml(tiny_study({  # the shared tiny study (conftest), shrunk: six cells, one split, one probe
+    "study": {"name": "six", "probes": ["generalization"]}, "base.data": {"patch": 16},
+    "base.train": {"iterations": 1, "batch": 2, "log_every": 1, "val_every": 0},
+    "base.eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}},
+    "axes": {"n_backgrounds": [1, 2, 3], "seed": [0, 1]}}))
 
 # `probe measure` in a subprocess, each model's probe slowed down so that a signal lands mid-measure
 SLOW_MEASURE = textwrap.dedent("""

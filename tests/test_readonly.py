@@ -10,34 +10,27 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import study_toml, tiny_study
 
 from probe.cli import main
 from probe.store import read_metrics
 
-SPEC = """
-[study]
-name = "ro"
-probes = ["generalization"]
-[base]
+SPEC = study_toml(tiny_study({  # the shared tiny study (conftest), shrunk to one cell
+    "study": {"name": "ro", "probes": ["generalization"]}, "base.data": {"patch": 16},
+    "base.train": {"iterations": 1, "batch": 2, "val_every": 0},
+    "base.eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}}, "axes": {"seed": [0]}}))
+CONFIG = """name = "r"
 seed = 0
 device = "cpu"
-[base.model]
+[model]
 family = "resnet"
 size = "tiny"
-[base.data]
-patch = 16
+[data]
 background = "smooth"
-[base.train]
+patch = 16
+[train]
 iterations = 1
 batch = 2
-val_every = 0
-[base.eval]
-n_images = 2
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[axes]
-seed = [0]
 """
 
 
@@ -95,8 +88,7 @@ def test_reading_works_and_writing_fails_in_one_line(read_only_store, capsys):
     assert "read-only" in _one_line_error(capsys, code, folder)
     assert "read-only" in _one_line_error(capsys, main(["--quiet", "report", str(folder)]), folder)
     cfg = root / "cfg.toml"
-    cfg.write_text(SPEC.split("[base]\n", 1)[1].split("[axes]")[0].replace("[base.", "[").replace(
-        "seed = 0", 'name = "r"\nseed = 0'))
+    cfg.write_text(CONFIG)
     assert "read-only" in _one_line_error(capsys, main(["--quiet", "train", str(cfg), "--out",
                                                         str(folder / "run")]), folder)
     assert "read-only" in _one_line_error(capsys, main(["--quiet", "grid", "run", str(root / "ro.toml"), "--out",

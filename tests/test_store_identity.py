@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import study_toml, tiny_study
 from PIL import Image
 
 from probe.grid.runner import run_grid
@@ -16,36 +17,18 @@ from probe.measure import measure
 from probe.store import ResultStore, list_entries, read_metrics
 from probe.store.identity import content_digest, eval_identity
 
-SPEC = """
-[study]
-name = "{name}"
-probes = ["generalization"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 16
-background = "smooth"
-[base.train]
-iterations = {iterations}
-batch = 2
-log_every = 1
-val_every = 0
-[base.eval]
-n_images = 2
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[axes]
-n_backgrounds = [1, 2]
-"""
+
+def _spec(study: str, iterations: int) -> str:
+    """The shared tiny study (conftest), shrunk: two cells, one split, one probe."""
+    return study_toml(tiny_study({
+        "study": {"name": study, "probes": ["generalization"]}, "base.data": {"patch": 16},
+        "base.train": {"iterations": iterations, "batch": 2, "log_every": 1, "val_every": 0},
+        "base.eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"}}},
+        "axes": {"n_backgrounds": [1, 2]}}))
 
 
 def _grid(root: Path, name: str, study: str, iterations: int) -> Path:
-    (root / f"{name}.toml").write_text(SPEC.format(name=study, iterations=iterations))
+    (root / f"{name}.toml").write_text(_spec(study, iterations))
     summary = run_grid(root / f"{name}.toml", root / name, executor="batched", show_progress=False)
     assert summary["done"] == 2 and summary["failed"] == 0
     return root / name
