@@ -77,6 +77,7 @@ def _one_line_error(capsys, code: int, folder: Path) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_reading_works_and_writing_fails_in_one_line(read_only_store, capsys):
     root, folder = read_only_store
     store = folder / "results.h5"

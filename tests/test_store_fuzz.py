@@ -78,6 +78,7 @@ def _bounded(path: Path, expected: dict) -> None:
     assert peak < MEMORY_LIMIT, f"peak {peak / 2**20:.1f} MiB"
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=6))
 def test_byte_flips_never_give_wrong_numbers(pristine, tmp_path_factory, flips):
