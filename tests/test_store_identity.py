@@ -77,6 +77,10 @@ def test_a_second_study_in_the_same_store_is_kept_apart(grids, tmp_path):
     entries = list_entries(store)
     assert set(entries[entries.study == "beta"]["sha256"]) == _weights(grids["second_study"])
     assert set(entries[entries.study == "alpha"]["sha256"]) == _weights(grids["first"])
+    from probe.report.context import ReportContext
+
+    shown = ReportContext.load(store.parent).metrics  # the report shows the study of the study.json beside it
+    assert set(shown["study"]) == {"beta"} and len(shown) == len(df) // 2
     again = measure(grids["first"], out=store, show_progress=False)  # the first study's results are still there
     assert again["computed"] == 0 and again["skipped"] == 2
 

@@ -1,6 +1,8 @@
 """``measure()``: run probes over run directories, grids, checkpoints or model cards into one result store.
 
-One call is one store transaction (one copy-on-write commit, however many models). A probe that fails on a
+One call is one incremental store transaction: committed after every model and every few seconds (each commit
+writes only what it adds), Ctrl-C / SIGTERM commit what is finished, and results are keyed by content (weights,
+parameters, evaluation-set digest: :mod:`probe.store.identity`); see ``docs/store.md``. A probe that fails on a
 model, or a grid model that fails to load, is recorded in the store (:mod:`probe.measure.failures`) and the
 rest goes on; ``summary["failed"]`` lists them.
 """
@@ -91,7 +93,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
 
     Returns ``{"store", "study", "computed", "skipped", "runs", "failed": [{"model", "probe", "cause"}], ...}``.
     The study-level ``shortcut`` score (if asked for) reads the per-model results of the same transaction:
-    one commit in all; it is recomputed only when something new was measured (or ``force``).
+    it is recomputed only when something new was measured (or ``force``).
     Results already stored (same model, probe, parameters and evaluation set) are skipped unless ``force``.
     """
     from probe.store import ResultStore
