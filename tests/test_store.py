@@ -440,3 +440,31 @@ def test_second_writer_times_out_naming_the_lock_file(tmp_path):
         assert time.monotonic() - t0 >= 0.2 and f"pid {os.getpid()}" in str(info.value)
     second.write("m1", {}, "gen", {}, simple())  # free again after the first commit
     assert list_models(path) == ["m0", "m1"]
+
+
+def test_commits_without_o_tmpfile_or_hard_links_leave_nothing_behind(tmp_path, monkeypatch):
+    """Where /proc or linkat is missing the writer falls back to a named temporary (then a rename where the file
+    system has no hard links): the store works the same and no ``.tmp`` stays."""
+    import errno as _errno
+
+    import probe.store.segments as segments
+
+    def no_linkat(fd, target):
+        raise OSError(_errno.ENOENT, "no /proc")
+
+    monkeypatch.setattr(segments, "_link_tmpfile", no_linkat)
+    path = tmp_path / "results.h5"
+    store = ResultStore(path)
+    for i in range(3):
+        store.write(f"m{i}", {}, "gen", {}, simple(float(i)))
+    real_link = segments.os.link
+
+    def no_hard_links(src, dst, *args, **kwargs):
+        raise OSError(_errno.EPERM, "no hard links")
+
+    monkeypatch.setattr(segments.os, "link", no_hard_links)
+    store.write("m3", {}, "gen", {}, simple(3.0))
+    monkeypatch.setattr(segments.os, "link", real_link)
+    assert list_models(path) == ["m0", "m1", "m2", "m3"]
+    assert read_array(path, "m3", "gen", "psnr").values.tolist() == [3.0, 4.0]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]

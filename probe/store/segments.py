@@ -135,18 +135,30 @@ def write_bytes_atomic(target: Path, data: bytes | memoryview, replace: bool = F
             tmp_fd = None
         if tmp_fd is not None:
             _write_all(tmp_fd, data)
-            if not replace:
-                _link_tmpfile(tmp_fd, target)
-                return
-            tmp_path = folder / f"{prefix}{os.getpid()}.{os.urandom(4).hex()}.tmp"
-            _link_tmpfile(tmp_fd, tmp_path)
-        else:
+            try:
+                if not replace:
+                    _link_tmpfile(tmp_fd, target)
+                    return
+                tmp_path = folder / f"{prefix}{os.getpid()}.{os.urandom(4).hex()}.tmp"
+                _link_tmpfile(tmp_fd, tmp_path)
+            except OSError as exc:  # no /proc, or linkat refused: write a named temporary instead
+                if exc.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.close(tmp_fd)
+                tmp_fd, tmp_path = None, None
+        if tmp_fd is None and tmp_path is None:
             tmp_fd, tmp_path = _named_temp(folder, prefix)
             os.fchmod(tmp_fd, mode)
             _write_all(tmp_fd, data)
             if not replace:
-                os.link(tmp_path, target)  # fails if target exists, like the O_TMPFILE path
-                tmp_path.unlink()
+                try:
+                    os.link(tmp_path, target)  # fails if target exists, like the O_TMPFILE path
+                except OSError as exc:  # no hard links here (some SMB mounts): we hold the lock, rename
+                    if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK) or target.exists():
+                        raise
+                    os.rename(tmp_path, target)
+                else:
+                    tmp_path.unlink()
                 tmp_path = None
                 return
         os.replace(tmp_path, target)
