@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probe: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as probe.interrupt.Terminated
-        print(f"probe: interrupted ({describe(exc)}); finished results are kept, a rerun resumes the rest",
-              file=sys.stderr)
+        kept = getattr(exc, "detail", None) or "; finished results are kept, a rerun resumes the rest"
+        print(f"probe: interrupted ({describe(exc)}){kept}", file=sys.stderr)
         return exit_code(exc)
     except BrokenPipeError:
         return _closed_stdout()
