@@ -8,6 +8,7 @@ shows — no figures, no prose rewriting, no models.
 ``effects``            effect sizes of n_backgrounds on OOD removal per source, with CIs
 ``trust``              calibration-anchor checks (identity / oracle separate each indicator)
 ``external``           external networks beside the grid, per source; their shortcut readings
+``ntrend``             the n_backgrounds trend of a study (headline figure)
 =====================  =============================================================================
 
 Inputs: :func:`probe.store.read_metrics` frames (and :class:`probe.records` records); outputs: DataFrames and

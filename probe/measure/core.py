@@ -9,7 +9,6 @@ that fails to load, is recorded in the store (:mod:`probe.measure.failures`) and
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,10 @@ from probe.measure.runner import run_probes
 
 __all__ = ["DEFAULT_PROBES", "find_study", "make_probes", "measure", "model_info", "plan_measure", "run_probes",
            "training_complexity"]
+
+
+#: Seconds between store commits while measuring (also: one commit per model).
+COMMIT_EVERY_S = 5.0
 
 
 def find_study(path: Path) -> tuple[str, dict[str, Any] | None, Path | None]:
@@ -121,19 +124,59 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     dev = str(resolve_device(device or "cpu"))
     plan, out, fields = plan_measure(path, probes, splits, out, dev, anchors, **external)
     out.parent.mkdir(parents=True, exist_ok=True)
+    namespace = None
     if fields.get("study_dir") is not None:
-        shutil.copyfile(fields["study_dir"] / "study.json", out.parent / "study.json")
-    store = ResultStore(out)
+        _copy_study_record(fields["study_dir"] / "study.json", out)
+        namespace = plan.study
+    elif (out.parent / "study.json").is_file():  # an external network beside a grid: in the grid's study
+        namespace = plan.study
+    store = ResultStore(out, study=_study_namespace(namespace))
     summary: dict[str, Any] = {"store": str(out), "study": plan.study, "computed": 0, "skipped": 0,
                                "runs": sum(e.kind != "anchor" for e in plan.entries),
                                "unfinished": fields.get("unfinished", 0), "failed": []}
     summary.update({k: v for k, v in fields.items() if k in ("load", "model_id", "eval_data")})
     from probe.measure.runner import run_plan
+    from probe.store.interrupt import interrupted, sigterm_raises
 
-    with store.transaction():  # one commit for the whole call, the study-level shortcut score included
-        run_plan(plan, store, summary, force=force, device=dev, show_progress=show_progress, splits=splits)
+    try:  # incremental: committed after every model and every few seconds; an exception commits what is done
+        with sigterm_raises(), store.transaction(keep_on_error=True, commit_every_s=COMMIT_EVERY_S):
+            run_plan(plan, store, summary, force=force, device=dev, show_progress=show_progress, splits=splits)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every finished result is committed
+        raise interrupted(exc, store, summary) from None
+    if store.commits:  # one fold per measure call: results.h5 alone is the whole store again
+        from probe.errors import StoreError
+
+        try:
+            store.compact()
+        except (OSError, StoreError) as exc:  # the results are safe in their segments; readers merge them
+            summary["compact"] = str(exc)
     anchor_ids = [e.model_id for e in plan.entries if e.kind == "anchor"]
     if anchor_ids:
         summary["anchors"] = {"anchor_models": anchor_ids, **summary["by_kind"].get("anchor", {}),
                               "failed": [f for f in summary["failed"] if f["model"] in anchor_ids]}
     return summary
+
+
+def _study_namespace(name: str | None) -> str:
+    """The store namespace of a study: its name made a valid HDF5 group name ("" for none)."""
+    import re
+
+    return re.sub(r"[/\x00]", "_", name or "").strip(".") if name else ""
+
+
+def _copy_study_record(source: Path, out: Path) -> None:
+    """``study.json`` beside the store (skipped when identical: a read-only folder with everything stored works)."""
+    from probe.errors import StoreError
+
+    target = out.parent / "study.json"
+    data = source.read_bytes()
+    if target.is_file() and target.read_bytes() == data:
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from probe.fsutil import write_atomic
+
+        write_atomic(target, lambda tmp: tmp.write_bytes(data))
+    except OSError as exc:
+        raise StoreError(f"cannot write {target} (the folder {out.parent} is not writable: "
+                         f"{exc.strerror or exc}); choose another --out") from None

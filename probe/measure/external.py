@@ -79,6 +79,14 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
         raise ConfigError(f"measure: unknown option(s) {', '.join(unknown)}")
     conventions = {k: v for k, v in conventions.items() if v is not None}
     card = _card(path, kind, arch, arch_kwargs, family, size, strict, allow_missing, dtype, conventions)
+    if getattr(card, "eval_layout", None):  # the card's layout names, checked before anything is loaded
+        from probe.data.layouts import parse_layout
+
+        try:
+            for value in card.eval_layout.values() if isinstance(card.eval_layout, dict) else [card.eval_layout]:
+                parse_layout(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{card.path}: 'eval_layout': {exc}") from exc
     display = name or card.name
     model = card.load(device=device, **conventions)
     study, configs = study_configs(out)

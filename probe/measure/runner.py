@@ -23,10 +23,12 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
     :class:`ProbeResult` per probe name. Returns the model (or None if it was never loaded or did not load)."""
     from probe.measure.failures import cause_of, clear_failure, record_failure
     from probe.provenance import provenance
+    from probe.store.identity import eval_identity
 
     model = None
+    eval_info = eval_identity(data)  # the evaluation set with its content digest: part of every result's key
     for i, probe in enumerate(probe_objs):
-        if not force and store.has(model_id, probe.name, probe.params, data.info):
+        if not force and store.has(store.key_for(model_id, probe.name, probe.params, eval_info, sha256=sha256)):
             summary["skipped"] += 1
             bar.update(1)
             continue
@@ -35,26 +37,27 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
                 model = load()
             except Exception as exc:  # noqa: BLE001 - one model that does not load never stops the rest
                 cause = cause_of(exc)
-                record_failure(store, model_id, info, "load", {}, data.info, cause, sha256)
+                record_failure(store, model_id, info, "load", {}, eval_info, cause, sha256)
                 summary["failed"].append({"model": model_id, "probe": "load", "cause": cause})
                 bar.update(len(probe_objs) - i)
                 return None
         try:
             result = probe.run(model, data)
-            store.write(model_id, info, probe.name, probe.params, result, eval_info=data.info, sha256=sha256,
+            store.write(model_id, info, probe.name, probe.params, result, eval_info=eval_info, sha256=sha256,
                         provenance=provenance())
         except Exception as exc:  # noqa: BLE001 - one failing probe (or unstorable result) never stops the study
             cause = cause_of(exc)
-            record_failure(store, model_id, info, probe.name, probe.params, data.info, cause, sha256)
+            record_failure(store, model_id, info, probe.name, probe.params, eval_info, cause, sha256)
             summary["failed"].append({"model": model_id, "probe": probe.name, "cause": cause})
         else:
-            clear_failure(store, model_id, probe.name, probe.params, data.info)
+            clear_failure(store, model_id, probe.name, probe.params, eval_info)
             summary["computed"] += 1
             if results is not None:
                 results[probe.name] = result
         bar.update(1)
     if model is not None:
-        clear_failure(store, model_id, "load", {}, data.info)
+        clear_failure(store, model_id, "load", {}, eval_info)
+    store.commit()  # this model's results are safe from here on, whatever happens next
     return model
 
 

@@ -94,14 +94,17 @@ class ReportContext:
         store = directory / "results.h5" if directory.is_dir() else directory
         if not store.is_file():
             raise DataError(f"{store}: no result store (run `probe measure` first)")
+        from probe.records import STUDY_FILE, StudyRecord
+
         metrics = read_metrics(store)
+        record = StudyRecord.load(store.parent) if (store.parent / STUDY_FILE).is_file() else None
+        name = record.name if record is not None else None
+        if "study" in metrics and metrics["study"].nunique() > 1 and name:  # several studies share the store:
+            metrics = metrics[metrics["study"].isin([name, ""])].reset_index(drop=True)  # this folder's study
         anchors = None
         if len(metrics):
             metrics = metrics[~metrics["model_id"].isin(STUDY_MODEL_IDS)]
             metrics, anchors = split_anchors(metrics.reset_index(drop=True))
-        from probe.records import STUDY_FILE, StudyRecord
-
-        record = StudyRecord.load(store.parent) if (store.parent / STUDY_FILE).is_file() else None
         return cls(directory=store.parent, store=store, metrics=metrics,
                    study=record.to_dict() if record is not None else None, anchors=anchors, study_record=record)
 
