@@ -17,7 +17,7 @@ from probe.cli import main
 from probe.measure import measure, plan_measure
 from probe.probes import PROBES
 from probe.probes.study import StudyProbe
-from probe.records import study_store_path
+from probe.records import EvalSpec, study_store_path
 from probe.store import list_entries, read_metrics
 
 #: a tiny two-source study with every probe: smooth and dead leaves backgrounds x n_backgrounds 1 and 4 = 4 tiny
@@ -132,7 +132,8 @@ def test_external_per_source_numbers_equal_measuring_it_on_that_source_alone(win
     assert [json.loads(e)["background"] for e in evals] == ["dead_leaves", "smooth"]
     model = load_model(wing["root"] / "mynet.pth", arch=ARCH, arch_kwargs={"width": 8})
     for eval_json in evals:
-        alone = PROBES.get("generalization")().run(model, eval_data_from_info(json.loads(eval_json)))
+        spec = EvalSpec.from_dict(json.loads(eval_json)).to_dict()  # the stored description, minus its digest
+        alone = PROBES.get("generalization")().run(model, eval_data_from_info(spec))
         for row in alone.metrics:
             stored = mine[(mine["eval"] == eval_json) & (mine["split"] == row["split"])
                           & (mine["metric"] == row["metric"])]["value"]
