@@ -18,7 +18,7 @@ network and its test sets in one YAML. :func:`read_options` reads, without Basic
 ::
 
     opts = read_options("options/test_Rain100L.yml", code_root="DRSformer")
-    opts.arch, opts.kwargs, opts.weights, opts.weights_key   # 'DRSformer/basicsr/models/archs/drsformer_arch.py:DRSformer', ...
+    opts.arch         # 'basicsr.models.archs.drsformer_arch:DRSformer'; also .kwargs, .weights, .weights_key
     opts.test_sets          # {'Rain100L': ('…/input', '…/target')}
     opts.metrics            # {'psnr': {'crop_border': 0, 'test_y_channel': True}}
 
