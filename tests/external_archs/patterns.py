@@ -94,14 +94,8 @@ class NestedFinalLast(nn.Module):
         return b0, [stage1, final], [f[:, :1], f[:, 1:2]]
 
 
-class FirstNotImage(nn.Module):
+class FirstNotImage(NestedFinalLast):
     """``[stage1, final]``: the first output is an intermediate restoration, the last the restored image."""
-
-    def __init__(self, width=8):
-        super().__init__()
-        self.head = nn.Conv2d(3, width, 3, padding=1)
-        self.s1 = nn.Conv2d(width, 3, 3, padding=1)
-        self.s2 = nn.Conv2d(width, 3, 3, padding=1)
 
     def forward(self, x):
         f = torch.relu(self.head(x))
