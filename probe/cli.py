@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-patch", type=int, default=None, metavar="N",
                    help="centre crop of real pairs in pixels (default 128; 0 = full size)")
     p.add_argument("--skip-broken", action="store_true", help="skip broken pairs with a warning")
+    p.add_argument("--eval-layout", action="append", default=[], metavar="NAME=LAYOUT",
+                   help="layout of --eval-folder NAME where names cannot reveal it: side_by_side (rainy left, "
+                        "as Rain1200), side_by_side:clean_left (as Rain800), sorted; default: detected")
     p.add_argument("--name", default=None, help="display name / model id of an external model")
     p.add_argument("--options", default=None, metavar="YAML",
                    help="a BasicSR option file (options/test_X.yml): network, weights, test sets and metric "

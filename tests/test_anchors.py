@@ -8,11 +8,11 @@ import warnings
 
 import pytest
 import torch
+from conftest import tiny_study
 
 from probe.anchors import HEADLINE, separates
 from probe.cli import main
 from probe.errors import ConfigError, DataError
-from probe.grid.runner import run_grid
 from probe.models.anchors import Identity, Oracle, feed, make_anchor, parse_anchors
 from probe.probes import PROBES
 from probe.probes.evaldata import eval_data_from_info
@@ -97,42 +97,15 @@ def test_separates_rule():
     assert not separates(float("nan"), float("nan"))
 
 
-SPEC = """
-[study]
-name = "anchorstudy"
-probes = ["generalization", "decomposition"]
-
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-background = "smooth"
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 4
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-
-[axes]
-n_backgrounds = [2, 4]
-"""
+SPEC = tiny_study({"study.name": "anchorstudy", "study.probes": ["generalization", "decomposition"],
+                   "base.data.background": "smooth", "base.eval.n_images": 4,
+                   "base.eval.splits": {"ood": {"type": "rain", "preset": "large"}}, "axes.n_backgrounds": [2, 4]})
 
 
-def test_measure_cli_stores_anchors_as_models_with_a_role(tmp_path, capsys):
-    (tmp_path / "anchorstudy.toml").write_text(SPEC)
-    assert run_grid(tmp_path / "anchorstudy.toml", tmp_path / "models", workers=1)["done"] == 2
+def test_measure_cli_stores_anchors_as_models_with_a_role(tmp_path, capsys, trained_grid):
+    grid = trained_grid(SPEC)
     store = tmp_path / "results.h5"
-    assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--quiet",
+    assert main(["measure", str(grid), "--out", str(store), "--quiet",
                  "--anchors", "identity,oracle,untrained,single"]) == 0
     out = capsys.readouterr().out
     assert "anchors: 4 anchor models" in out and "failed" not in out
@@ -151,7 +124,7 @@ def test_measure_cli_stores_anchors_as_models_with_a_role(tmp_path, capsys):
     assert set(study["model_id"].unique()) == set(df["model_id"].unique()) - set(anchors["model_id"].unique())
     assert len(study["model_id"].unique()) == 2
     # re-running skips what is stored; a bad anchor name is one clear line, exit code 2
-    assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--quiet", "--anchors", "identity"]) == 0
+    assert main(["measure", str(grid), "--out", str(store), "--quiet", "--anchors", "identity"]) == 0
     assert "0 results computed" in capsys.readouterr().out
-    assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--anchors", "perfect"]) == 2
+    assert main(["measure", str(grid), "--out", str(store), "--anchors", "perfect"]) == 2
     assert "'perfect'" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import study_toml, tiny_study
 from safetensors.torch import load_file
 
 from probe.cli import main
@@ -15,36 +16,14 @@ from probe.grid.estimate import estimate_study, step_ms
 from probe.grid.runner import run_grid
 from probe.grid.spec import StudySpec
 
-SPEC = """
-[study]
-name = "batchstudy"
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-background = "smooth"
-[base.train]
-iterations = 5
-batch = 2
-lr = 1e-3
-log_every = 2
-val_every = 0
-[base.eval]
-n_images = 2
-[axes]
-n_backgrounds = [1, 3]
-lr = [1e-3, 3e-4]
-[[cells]]
-n_backgrounds = 2
-lr = 1e-3
-seed = 7
-"train.grad_clip" = 0.01
-"train.schedule" = "step"
-"""
+BATCH = {  # changes to the suite's tiny study: no probes, default degradation and splits, two axes and one cell
+    "study.name": "batchstudy", "study.probes": None, "base.degradation": None,
+    "base.data.background": "smooth", "base.eval": {"n_images": 2},
+    "base.train": {"iterations": 5, "batch": 2, "lr": 1e-3, "log_every": 2, "val_every": 0},
+    "axes": {"n_backgrounds": [1, 3], "lr": [1e-3, 3e-4]},
+    "cells": [{"n_backgrounds": 2, "lr": 1e-3, "seed": 7, "train.grad_clip": 0.01, "train.schedule": "step"}],
+}
+SPEC = study_toml(tiny_study(BATCH))
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -89,7 +68,7 @@ def test_a_finished_batched_grid_is_not_retrained(both):
 
 
 def test_a_diverging_cell_fails_alone_and_its_group_finishes(tmp_path):
-    spec = SPEC.replace("lr = [1e-3, 3e-4]", "lr = [1e-3, 1e38]").split("[[cells]]")[0]
+    spec = study_toml(tiny_study({**BATCH, "axes.lr": [1e-3, 1e38], "cells": None}))
     (tmp_path / "s.toml").write_text(spec)
     summary = run_grid(tmp_path / "s.toml", tmp_path / "out", executor="batched", show_progress=False)
     assert summary["failed"] == 2 and summary["done"] == 2

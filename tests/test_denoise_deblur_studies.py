@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from conftest import tiny_study
 
-from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.report.build import build_sections, render
 from probe.report.context import ReportContext
@@ -17,48 +17,21 @@ from probe.shortcut import shortcut_scores
 from probe.store import read_metrics
 from probe.tasks import task_of
 
-SPEC = """
-[study]
-name = "{name}"
-probes = ["decomposition", "shortcut"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-[base.degradation]
-{train}
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 3
-[base.eval.splits.id]
-{train}
-[base.eval.splits.ood]
-{ood}
-[axes]
-n_backgrounds = [1, 2, 4]
-"""
-
-STUDIES = {
-    "noise": ('type = "noise"\nsigma = [10, 25]', 'type = "noise_correlated"\nsigma = 20\ncorr = 1.5',
+STUDIES = {  # training (= id) degradation, OOD degradation, the task's fidelity metric, the task's word
+    "noise": ({"type": "noise", "sigma": [10, 25]}, {"type": "noise_correlated", "sigma": 20, "corr": 1.5},
               "psnr_image", "denoising"),
-    "blur": ('type = "blur"\nsigma = [0.8, 1.6]', 'type = "defocus"\nradius = 2.0', "psnr_flat", "deblurring"),
+    "blur": ({"type": "blur", "sigma": [0.8, 1.6]}, {"type": "defocus", "radius": 2.0}, "psnr_flat", "deblurring"),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(STUDIES))
-def study(request, tmp_path_factory):
+def study(request, tmp_path_factory, trained_grid):
     kind = request.param
     train, ood, fidelity, word = STUDIES[kind]
     root = tmp_path_factory.mktemp(kind)
-    (root / "s.toml").write_text(SPEC.format(name=f"tiny_{kind}", train=train, ood=ood))
-    assert run_grid(root / "s.toml", root / "models", workers=1)["done"] == 3
-    summary = measure(root / "models", out=root / "rep" / "results.h5", anchors=["identity", "oracle"])
+    grid = trained_grid(tiny_study({"study.name": f"tiny_{kind}", "base.degradation": train,
+                                    "base.eval.splits": {"id": train, "ood": ood}}))
+    summary = measure(grid, out=root / "rep" / "results.h5", anchors=["identity", "oracle"])
     return kind, fidelity, word, root, summary
 
 

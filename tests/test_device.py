@@ -17,7 +17,7 @@ from probe.probes import PROBES
 from probe.probes.evaldata import eval_data_for_run
 from probe.train import train
 from probe.train.step import LossWindow, Prefetcher
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, study_toml, tiny_study
 from tests.fake_device import FAKE, fake_accelerator
 
 SMALL_PARAMS = {"activations": {"n_images": 2, "separability": False}, "ddr": {"n_backgrounds": 2}, "cka": {},
@@ -28,10 +28,8 @@ _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("device") / "run"
-    train(copy.deepcopy(TINY_CONFIG), path, show_progress=False)
-    return path
+def tiny_run(trained_run):
+    return trained_run(TINY_CONFIG)
 
 
 def _metrics(result) -> dict[tuple, float]:
@@ -67,41 +65,13 @@ def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, na
         assert np.isclose(got[key], value, rtol=1e-4, atol=1e-6, equal_nan=True), (key, got[key], value)
 
 
-GRID = """
-[study]
-name = "devicestudy"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"]
-[study.probe_params.activations]
-n_images = 2
-pixels_per_class = 8
-[study.probe_params.ddr]
-n_backgrounds = 2
-[study.probe_params.attribution]
-n_images = 1
-steps = 4
-components = false
-[base]
-seed = 0
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-background = "smooth"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 4
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-[axes]
-n_backgrounds = [1, 2]
-"""
+GRID = study_toml(tiny_study({
+    "study.name": "devicestudy",
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"],
+    "study.probe_params": {"activations": {"n_images": 2, "pixels_per_class": 8}, "ddr": {"n_backgrounds": 2},
+                           "attribution": {"n_images": 1, "steps": 4, "components": False}},
+    "base.device": None, "base.degradation": None,  # the device comes from run_grid(device=...)
+    "base.data.background": "smooth", "base.eval.n_images": 4, "axes.n_backgrounds": [1, 2]}))
 
 
 def test_grid_and_measure_on_an_accelerator(tmp_path):

@@ -163,12 +163,10 @@ def test_store_commits_without_flock(tmp_path, monkeypatch):
     assert not (tmp_path / "results.h5.lock.held").exists()
 
 
-def test_cli_measure_on_a_file_system_without_flock(tmp_path, tiny_config):
+@pytest.mark.slow  # a measuring subprocess: interpreter, torch and probe imported afresh
+def test_cli_measure_on_a_file_system_without_flock(tmp_path, trained_run):
     """pub_16: flock fails with ENOLCK in the measuring process → the result is stored, no traceback."""
-    from probe.train import train
-
-    tiny_config["train"].update(iterations=2, checkpoint_every=2)
-    train(tiny_config, tmp_path / "run")
+    run = trained_run()
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
@@ -178,7 +176,7 @@ def test_cli_measure_on_a_file_system_without_flock(tmp_path, tiny_config):
     env = _env()
     env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
     out = tmp_path / "rep" / "results.h5"
-    m = subprocess.run([sys.executable, "-m", "probe.cli", "--quiet", "measure", str(tmp_path / "run"),
+    m = subprocess.run([sys.executable, "-m", "probe.cli", "--quiet", "measure", str(run),
                         "--probes", "generalization", "--out", str(out)], env=env, capture_output=True,
                        text=True, timeout=300)
     assert m.returncode == 0 and "Traceback" not in m.stderr, m.stderr

@@ -40,8 +40,9 @@ def test_subfolder_conventions(tmp_path, deg, clean, deg_name, clean_name):
         o, c = _pair(i)
         _save(tmp_path / deg / deg_name.format(i=i), o)
         _save(tmp_path / clean / clean_name.format(i=i), c)
-    pairs, convention = find_pairs(tmp_path)
-    assert convention == f"{deg.lower()}/+{clean.lower()}/" and len(pairs) == 3
+    found = find_pairs(tmp_path)
+    pairs = [(p.degraded, p.clean) for p in found.pairs]
+    assert found.layout == "subfolders" and f"{deg}/ (degraded)" in found.why and len(pairs) == 3
     assert all(a.parent.name == deg and b.parent.name == clean for a, b in pairs)
     batch, info = load_pairs(tmp_path, patch=None)
     assert batch.degraded.shape == (3, 3, 20, 24) and info["n_images"] == 3
@@ -60,8 +61,9 @@ def test_single_folder_name_pairs(tmp_path, deg_name, clean_name):
         o, c = _pair(i)
         _save(tmp_path / deg_name.format(i=i), o)
         _save(tmp_path / clean_name.format(i=i), c)
-    pairs, convention = find_pairs(tmp_path)
-    assert convention == "name tags" and len(pairs) == 2
+    found = find_pairs(tmp_path)
+    pairs = [(p.degraded, p.clean) for p in found.pairs]
+    assert found.layout == "name_tags" and len(pairs) == 2
     assert all(a.name == deg_name.format(i=i) and b.name == clean_name.format(i=i) for i, (a, b) in enumerate(pairs))
 
 
@@ -71,7 +73,7 @@ def test_csv_fallback_and_layer_and_masks(tmp_path):
     _save(tmp_path / "y" / "b.png", c)
     (tmp_path / "pairs.csv").write_text("input,target\nx/a.png,y/b.png\n")
     batch, info = load_pairs(tmp_path, patch=None)
-    assert info["convention"] == "csv"
+    assert info["layout"] == "pair_list" and info["pairs"] == [["x/a.png", "y/b.png"]]
     assert torch.allclose(batch.layer, batch.degraded - batch.clean)
     expected = torch.zeros(20, 24)
     expected[:, 5] = 1  # exactly the streak column exceeds the threshold
@@ -92,15 +94,16 @@ def test_broken_pairs_name_the_files_or_are_skipped(tmp_path):
     _save(tmp_path / "norain" / "4.png", _pair(4, 16, 16)[1])
     with pytest.raises(DataError) as info:
         load_pairs(tmp_path)
-    assert "1.png: no partner" in str(info.value) and "--skip-broken" in str(info.value)
+    assert "1.png: no clean partner" in str(info.value) and "--skip-broken" in str(info.value)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batch, meta = load_pairs(tmp_path, patch=16, on_error="skip")
     texts = " | ".join(str(w.message) for w in caught)
-    assert "1.png: no partner" in texts and "3.png" in texts and "differ in size" in texts
-    assert len(batch) == 2 and [a for a, _ in meta["files"]] == ["0.png", "2.png"]
+    assert "1.png: no clean partner" in texts and "3.png" in texts and "differ in size" in texts
+    assert len(batch) == 2 and [a for a, _ in meta["pairs"]] == ["rain/0.png", "rain/2.png"]
+    assert meta["skipped"] == 3
     (tmp_path / "norain" / "1.png").unlink(missing_ok=True)
-    with pytest.raises(DataError, match="no image pairs found"):
+    with pytest.raises(DataError, match="no image pairs"):
         find_pairs(tmp_path / "rain")
     with pytest.raises(DataError, match="no such folder"):
         find_pairs(tmp_path / "missing")

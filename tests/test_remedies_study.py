@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import study_toml, tiny_study
 
 from probe.cli import main
 from probe.errors import ConfigError
@@ -13,55 +14,21 @@ from probe.grid.spec import StudySpec
 from probe.report.context import ReportContext
 from probe.report.sections.remedies import bootstrap_ci, remedies, remedy_effects, t_interval, verdict
 
-SPEC = """
-[study]
-name = "tinyremedies"
-probes = ["generalization", "decomposition"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-background = "natural"
-n_backgrounds = 4
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 4
-batch = 2
-[base.eval]
-n_images = 3
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood_streaks]
-type = "rain"
-preset = "large"
-[base.eval.splits.ood_particles]
-type = "rain_particles"
-preset = "medium"
-[axes]
-remedy = ["none", "balanced_mixture", "prior"]
-seed = [0, 1]
-[levels.remedy.none]
-[levels.remedy.balanced_mixture]
-"data.background" = "mixture"
-"data.background_options" = { sources = ["natural", "smooth"], weights = [0.5, 0.5] }
-[levels.remedy.prior]
-"model.family" = "prior_restorer"
-"model.prior" = "priors/natural"
-[priors.natural]
-out = "priors/natural"
-background = "natural"
-n_images = 4
-patch = 16
-iterations = 3
-batch = 2
-"""
+SPEC = study_toml(tiny_study({
+    "study.name": "tinyremedies", "study.probes": ["generalization", "decomposition"],
+    "base.data": {"background": "natural", "n_backgrounds": 4, "patch": 16}, "base.train.iterations": 4,
+    "base.eval.splits": {"id": {"type": "rain", "preset": "small"},
+                         "ood_streaks": {"type": "rain", "preset": "large"},
+                         "ood_particles": {"type": "rain_particles", "preset": "medium"}},
+    "axes": {"remedy": ["none", "balanced_mixture", "prior"], "seed": [0, 1]},
+    "levels": {"remedy": {
+        "none": {},
+        "balanced_mixture": {"data.background": "mixture",
+                             "data.background_options": {"sources": ["natural", "smooth"], "weights": [0.5, 0.5]}},
+        "prior": {"model.family": "prior_restorer", "model.prior": "priors/natural"}}},
+    "priors": {"natural": {"out": "priors/natural", "background": "natural", "n_images": 4, "patch": 16,
+                           "iterations": 3, "batch": 2}},
+}))
 
 
 def test_levels_map_axis_values_to_overrides(tmp_path):

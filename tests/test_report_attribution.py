@@ -18,6 +18,8 @@ from probe.report.sections.attribution import (
     attribution_frame,
 )
 
+pytestmark = pytest.mark.slow  # every test reads the module's 8-model grid, measured and reported (~11 s)
+
 ATTRIBUTION_PARAMS = '{ method = "ig", steps = 4, n_images = 2, window = 6 }'
 BACKGROUNDS = ["dead_leaves", "smooth"]
 

@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import tiny_study
 
 from probe.cross_models import PROBE_NAME, STUDY_MODEL_ID, measure_cross_model_cka
 from probe.errors import ConfigError
-from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.probes.base import ProbeResult
 from probe.report.build import build_report
@@ -19,53 +19,17 @@ from probe.report.context import ReportContext
 from probe.report.sections import SECTIONS
 from probe.store import ResultStore, list_entries, read_array
 
-SPEC = """
-[study]
-name = "reprgrid"
-probes = ["generalization", "decomposition", "activations", "cka", "ddr"]
-
-[study.probe_params.activations]
-n_images = 4
-batch_size = 4
-pixels_per_class = 8
-
-[study.probe_params.cka]
-n_images = 4
-batch_size = 4
-
-[study.probe_params.ddr]
-n_backgrounds = 3
-degradations = [{type = "rain", preset = "small"}, {type = "rain", preset = "large"},
-                {type = "noise", preset = "medium"}]
-
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-background = "smooth"
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 4
-patch = 24
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-
-[axes]
-n_backgrounds = [1, 2]
-"""
+SPEC = tiny_study({
+    "study.name": "reprgrid",
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr"],
+    "study.probe_params": {
+        "activations": {"n_images": 4, "batch_size": 4, "pixels_per_class": 8},
+        "cka": {"n_images": 4, "batch_size": 4},
+        "ddr": {"n_backgrounds": 3, "degradations": [{"type": "rain", "preset": "small"},
+                                                     {"type": "rain", "preset": "large"},
+                                                     {"type": "noise", "preset": "medium"}]}},
+    "base.data": {"background": "smooth", "patch": 16}, "base.eval.n_images": 4, "base.eval.patch": 24,
+    "axes.n_backgrounds": [1, 2]})
 
 FIGURES = ["representation_layer_cka", "representation_alignment", "representation_activations",
            "representation_ddr_scatter", "representation_vs_n", "representation_model_cka"]
@@ -73,12 +37,9 @@ RUN_IDS = ["n_backgrounds-1", "n_backgrounds-2"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("repr")
-    (root / "reprgrid.toml").write_text(SPEC)
-    grid = run_grid(root / "reprgrid.toml", root / "models", workers=1)
-    assert grid["done"] == 2 and grid["failed"] == 0
-    store = root / "report" / "results.h5"
+def study(tmp_path_factory, trained_grid) -> dict:
+    root = trained_grid(SPEC).parent  # the shared grid is root / "models" (read-only)
+    store = tmp_path_factory.mktemp("repr") / "report" / "results.h5"
     summary = measure(root / "models", out=store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -87,6 +48,7 @@ def study(tmp_path_factory) -> dict:
             "warnings": [str(w.message) for w in caught]}
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_writes_the_study_level_cross_model_cka(study):
     summary, store = study["summary"], study["store"]
     assert summary["computed"] == 2 * 5 and summary["cross_model_cka"] is True
@@ -108,6 +70,7 @@ def test_measure_writes_the_study_level_cross_model_cka(study):
     assert STUDY_MODEL_ID not in set(ReportContext.load(store.parent).metrics["model_id"])
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_again_skips_and_force_recomputes(study):
     again = measure(study["root"] / "models", out=study["store"])
     assert again["computed"] == 0 and again["cross_model_cka"] is False
@@ -123,6 +86,7 @@ def test_measure_again_skips_and_force_recomputes(study):
         measure_cross_model_cka({RUN_IDS[0]: runs[RUN_IDS[0]]}, store)
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_report_has_every_representation_figure(study):
     figures, html = study["store"].parent / "figures", study["html"]
     for name in FIGURES:
@@ -136,6 +100,7 @@ def test_report_has_every_representation_figure(study):
     assert summary.count("\n") == 3  # header + n_backgrounds 1 and 2
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_other_sections_still_render(study):
     html = study["html"]
     assert not [w for w in study["warnings"] if "section" in w or "figure" in w], study["warnings"]
@@ -149,6 +114,7 @@ def test_other_sections_still_render(study):
     assert ReportContext.load(study["store"].parent).ood_splits() == ["ood"]
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_study_rows_with_metrics_are_filtered_out(study, tmp_path):
     shutil.copyfile(study["store"], tmp_path / "results.h5")
     result = ProbeResult(metrics=[{"split": "ood", "metric": "removal_ratio", "value": 9.0}])
@@ -168,6 +134,7 @@ def test_representation_is_skipped_without_its_probes(tmp_path):
     assert SECTIONS.get("representation")(ReportContext.load(tmp_path)) is None
 
 
+@pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_cross_model_cka_mixed_families_matches_by_depth(study, tmp_path):
     """A run of another family: the layers are matched at relative depth (labels depth0…)."""
     from probe.models import build

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_study
 
-from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.report.build import build_report
 from probe.report.sections.effects import effect_sizes
@@ -17,48 +17,17 @@ from probe.report.sections.shortcut import score_validity
 from probe.report.sections.trust import anchor_table
 from probe.stats import spearman
 
-SPEC = """
-[study]
-name = "ci_study"
-probes = ["decomposition", "shortcut"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 3
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-[base.eval.splits.ood_b]
-type = "rain"
-preset = "medium"
-[axes]
-background = ["natural"]
-n_backgrounds = [1, 2, 4]
-seed = [0, 1]
-"""
+SPEC = tiny_study({"study.name": "ci_study",
+                   "base.eval.splits.ood_b": {"type": "rain", "preset": "medium"},
+                   "axes": {"background": ["natural"], "n_backgrounds": [1, 2, 4], "seed": [0, 1]}})
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
+def report(tmp_path_factory, trained_grid) -> Path:
     root = tmp_path_factory.mktemp("ci")
-    (root / "s.toml").write_text(SPEC)
-    assert run_grid(root / "s.toml", root / "models", workers=2)["done"] == 6
-    measure(root / "models", out=root / "rep" / "results.h5")
+    grid = trained_grid(SPEC, workers=2)
+    assert len([p for p in grid.iterdir() if p.is_dir()]) == 6
+    measure(grid, out=root / "rep" / "results.h5")
     build_report(root / "rep")
     return root / "rep"
 
@@ -150,6 +119,7 @@ def test_report_separation_rule_is_the_anchor_modules_rule():
         assert separates(a, b) == reference(a, b)
 
 
+@pytest.mark.slow  # trains, measures and reports a 6-model grid (~25 s on 2 cores)
 def test_report_of_a_real_grid_has_every_uncertainty_section(report):
     html = (report / "report.html").read_text()
     for title in ("How far to trust these numbers", "Effect sizes", "Shortcut score: validated",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_study
 
 from probe.cli import main
 from probe.errors import DataError
-from probe.grid.runner import run_grid
 from probe.measure import measure
 from probe.shortcut import (
     PROBE_SET_SPLIT,
@@ -130,42 +130,13 @@ def test_probe_set_is_the_training_rain_on_every_source():
     assert single["background"] == "natural" and single["background_options"] == {}
 
 
-SPEC = """
-[study]
-name = "shortcutstudy"
-probes = ["decomposition", "shortcut"]
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-patch = 24
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 3
-batch = 2
-[base.eval]
-n_images = 3
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-[base.eval.splits.ood]
-type = "rain"
-preset = "large"
-[axes]
-n_backgrounds = [1, 2, 4]
-"""
+SPEC = tiny_study()  # the suite's tiny study: decomposition + shortcut over n_backgrounds 1, 2, 4
 
 
-def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
-    (tmp_path / "s.toml").write_text(SPEC)
-    assert run_grid(tmp_path / "s.toml", tmp_path / "models", workers=1)["done"] == 3
+def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys, trained_grid):
+    grid = trained_grid(SPEC)
     store = tmp_path / "rep" / "results.h5"
-    summary = measure(tmp_path / "models", out=store)
+    summary = measure(grid, out=store)
     assert summary["shortcut"] == 3
     df = read_metrics(store)
     score = df[(df["probe"] == "shortcut") & (df["metric"] == "score")]
@@ -180,7 +151,7 @@ def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
     ref = shortcut_scores(df[df["probe"] != "shortcut"])["score"]
     assert np.allclose(score.set_index("model_id")["value"].sort_index(), ref.sort_index())
     # measuring again replaces, never duplicates; the CLI runs it too
-    assert main(["measure", str(tmp_path / "models"), "--out", str(store), "--probes", "decomposition,shortcut",
+    assert main(["measure", str(grid), "--out", str(store), "--probes", "decomposition,shortcut",
                  "-q"]) == 0
     again = read_metrics(store)
     assert len(again[(again["probe"] == "shortcut") & (again["metric"] == "score")]) == 3
@@ -188,17 +159,16 @@ def test_measure_scores_every_model_of_a_real_grid(tmp_path, capsys):
         Shortcut().run(None, None)
 
 
-def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_path, monkeypatch):
+def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_path, monkeypatch, trained_grid):
     import probe.shortcut
 
-    (tmp_path / "s.toml").write_text(SPEC)
-    assert run_grid(tmp_path / "s.toml", tmp_path / "models", workers=1)["done"] == 3
+    grid = trained_grid(SPEC)
 
     def broken(config, sources):
         raise FileNotFoundError("/data/gone: no such folder")
 
     monkeypatch.setattr(probe.shortcut, "probe_set_info", broken)
-    summary = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5")
+    summary = measure(grid, out=tmp_path / "rep" / "results.h5")
     failed = [f for f in summary["failed"] if f["probe"] == "attribution (probe set)"]
     assert len(failed) == 3 and "/data/gone" in failed[0]["cause"]
     df = read_metrics(tmp_path / "rep" / "results.h5")

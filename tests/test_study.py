@@ -2,53 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import study_toml, tiny_study
 
 from probe.cli import main
 from probe.errors import ConfigError
 from probe.grid.spec import StudySpec
 from probe.study import check_probes, load_study
 
-SPEC = """
-[study]
-name = "plan"
-probes = {probes}
-{study_extra}
-
-[base]
-seed = 0
-device = "cpu"
-[base.model]
-family = "resnet"
-size = "tiny"
-[base.data]
-background = "smooth"
-patch = 16
-[base.degradation]
-type = "rain"
-preset = "small"
-[base.train]
-iterations = 2
-batch = 2
-[base.eval]
-n_images = 2
-[base.eval.splits.id]
-type = "rain"
-preset = "small"
-
-[axes]
-n_backgrounds = [1, 2]
-{tail}
-"""
+PLAN = {"study.name": "plan", "base.data": {"background": "smooth", "patch": 16}, "base.train.iterations": 2,
+        "base.eval.n_images": 2, "base.eval.splits": {"id": {"type": "rain", "preset": "small"}},
+        "axes.n_backgrounds": [1, 2]}  # changes to the suite's tiny study
 
 
-def write(tmp_path: Path, probes: str = '["generalization", "cka"]', study_extra: str = "", tail: str = "") -> Path:
+def write(tmp_path: Path, probes: str = '["generalization", "cka"]', changes: dict | None = None,
+          tail: str = "") -> Path:
+    """The plan's TOML with ``probes`` (TOML text), dotted-path ``changes`` and raw TOML ``tail`` appended."""
     path = tmp_path / "plan.toml"
-    path.write_text(SPEC.format(probes=probes, study_extra=study_extra, tail=tail))
+    spec = tiny_study({**PLAN, "study.probes": json.loads(probes), **(changes or {})})
+    path.write_text(study_toml(spec) + tail)
     return path
 
 
@@ -87,7 +64,7 @@ def test_bad_probe_plans_fail_at_load_in_one_line_and_exit_2(tmp_path, capsys, p
 
 
 def test_an_unknown_study_key_is_refused_with_its_name(tmp_path):
-    path = write(tmp_path, study_extra='measure = ["cka"]')
+    path = write(tmp_path, changes={"study.measure": ["cka"]})
     with pytest.raises(ConfigError, match=r"unknown key study\.'measure'"):
         load_study(path)
     assert main(["grid", "run", str(path), "--dry-run"]) == 2

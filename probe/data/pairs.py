@@ -1,70 +1,66 @@
 """Real paired test sets: folders of degraded/clean image pairs as a :class:`DegradedBatch`.
 
-:func:`find_pairs` recognises, in this order:
+>>> from probe.data.pairs import find_pairs, load_pairs
+>>> found = find_pairs("data/Rain1400/test")                     # doctest: +SKIP
+>>> found.layout, found.why                                       # doctest: +SKIP
+('subfolders', "sub-folders rainy_image/ (degraded) and ground_truth/ (clean), names paired by the rule
+ 'many: index suffix': many rainy per clean, '901_1.jpg' … '901_14.jpg' → '901.jpg', as Rain1400/Rain12600")
+>>> batch, info = load_pairs("data/Rain1400/test", patch=128)     # doctest: +SKIP
+>>> info["layout"], len(info["pairs"])                            # doctest: +SKIP
+('subfolders', 1400)
 
-1. **Sub-folders** matched by file stem: ``input/``+``target/``, ``rain/``+``norain/``, ``data/``+``gt/``,
-   ``low/``+``high/`` (also ``rainy/``+``clean/``, ``lq/``+``gt/``, ``input/``+``gt/``, ``degraded/``+``clean/``,
-   ``noisy/``+``clean/``, ``blur/``+``sharp/``; case-insensitive). Stems match exactly, or after removing a
-   tag (``rain-001.png`` in ``rain/`` pairs with ``norain-001.png`` in ``norain/``).
-2. **Name pairs in one folder**: a degraded tag and a clean tag as prefix or suffix of the stem, e.g.
-   ``rain-001.png``/``norain-001.png``, ``001_rain.png``/``001_clean.png``, ``x_input.png``/``x_gt.png``.
-3. **A CSV of pairs** (the fallback): ``pairs.csv`` in the folder, or the CSV file itself, with columns
-   ``input,target`` (paths relative to the CSV).
+:func:`find_pairs` detects the layout the set is distributed in (every layout, its detection rule and the
+data sets distributed that way: :mod:`probe.data.layouts` and ``docs/test-sets.md``), or uses the one named
+with ``layout=`` (``"side_by_side"``, ``"side_by_side:clean_left"``, ``"sorted"``, … — layouts that names
+cannot reveal). An ambiguous or mispairable folder is one :class:`~probe.errors.DataError` naming the folder
+and the candidates. Each rainy image of a many-to-one set is one pair.
 
-:func:`load_pairs` reads them with :func:`probe.data.backgrounds.folder.read_image` (the project's one image
-decoder), centre-crops every pair to a common ``patch`` (default: 128, or the smallest side when an image is
-smaller) and returns O (degraded), B (clean), D = O − B, a binary mask where max over channels of |D| exceeds
-``threshold`` (default 50/255, the papers' rain-mask threshold applied to the layer) and a soft mask
-|D|_max / its per-image maximum. A missing partner, an unreadable file or a pair of different sizes is one
-:class:`~probe.errors.DataError` naming the files, or skipped with a warning with ``on_error="skip"``.
+:func:`load_pairs` reads them with :func:`probe.data.images.read_region` (the project's one image decoder,
+with its decode limit against decompression bombs), cutting the centre ``patch`` × ``patch`` window *on read*
+(default 128, or the smallest side when an image is smaller), so a set of large photos costs one decoded
+image at a time plus the crops. It returns O (degraded), B (clean), D = O − B, a binary mask where max over
+channels of |D| exceeds ``threshold`` (default 50/255, the papers' rain-mask threshold applied to the layer)
+and a soft mask |D|_max / its per-image maximum (44 bytes per pixel in all; a batch over 4 GiB, or
+``PROBE_MAX_EVAL_BYTES``, is refused before reading), with a JSON description holding the layout, the reason and
+the pairs used (stored with every result). A missing partner, an unreadable file or a pair of different sizes
+is one DataError naming the files, or skipped with a warning with ``on_error="skip"`` (``--skip-broken``).
 """
 
 from __future__ import annotations
 
-import csv
-import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from probe.data.layouts import Found, Pair, apply, detect
 from probe.data.types import DegradedBatch
 from probe.errors import ConfigError, DataError
 
-FOLDER_PAIRS = [("input", "target"), ("rain", "norain"), ("data", "gt"), ("low", "high"), ("rainy", "clean"),
-                ("lq", "gt"), ("input", "gt"), ("degraded", "clean"), ("noisy", "clean"), ("blur", "sharp"),
-                ("rainy", "norain"), ("lq", "hq")]
-DEGRADED_TAGS = ("rain", "rainy", "input", "lq", "low", "degraded", "noisy", "blur", "blurry")
-CLEAN_TAGS = ("norain", "clean", "gt", "target", "high", "sharp", "hq", "groundtruth", "label")
 THRESHOLD = 50 / 255
-_SEP = r"[-_ .]"
+BYTES_PER_PIXEL = 4 * (3 + 3 + 3 + 1 + 1)  # float32 degraded, clean, layer, mask, soft mask
+DEFAULT_MAX_BYTES = 4 << 30
 
 
-def _images(folder: Path) -> list[Path]:
-    from probe.data.backgrounds.folder import EXTENSIONS
+def max_bytes() -> int:
+    """The bound on one evaluation batch in bytes: ``PROBE_MAX_EVAL_BYTES`` if set, else 4 GiB."""
+    import os
 
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower().endswith(EXTENSIONS))
-
-
-def _untag(stem: str, tags: tuple[str, ...]) -> str | None:
-    """``stem`` without one of ``tags`` as its prefix or suffix (``rain-001`` → ``001``), else None."""
-    low = stem.lower()
-    for tag in sorted(tags, key=len, reverse=True):
-        m = re.fullmatch(rf"{tag}{_SEP}?(.+)", low) or re.fullmatch(rf"(.+?){_SEP}?{tag}", low)
-        if m and m.group(1):
-            return m.group(1).strip("-_ .")
-    return None
+    text = os.environ.get("PROBE_MAX_EVAL_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise DataError(f"PROBE_MAX_EVAL_BYTES={text!r}: expected a positive integer (bytes)")
+    return int(text)
 
 
-def _by_key(files: list[Path], tags: tuple[str, ...]) -> dict[str, Path]:
-    out = {}
-    for f in files:
-        out[f.stem.lower()] = f
-        key = _untag(f.stem, tags)
-        if key:
-            out.setdefault(f"~{key}", f)
-    return out
+def _check_bytes(root: Path, n: int, pixels: int) -> None:
+    need, limit = n * pixels * BYTES_PER_PIXEL, max_bytes()
+    if need > limit:
+        raise DataError(f"{root}: {n} pairs of {pixels} pixels need {need / 2**30:.1f} GiB as an evaluation batch, "
+                        f"over the bound of {limit / 2**30:.1f} GiB; use a smaller --eval-patch, fewer pairs "
+                        "(n_images=) or set PROBE_MAX_EVAL_BYTES")
 
 
 def _broken(problems: list[str], on_error: str) -> None:
@@ -79,79 +75,39 @@ def _broken(problems: list[str], on_error: str) -> None:
     raise DataError(problems[0] + more)
 
 
-def find_pairs(root: str | Path, on_error: str = "raise") -> tuple[list[tuple[Path, Path]], str]:
-    """The (degraded, clean) file pairs under ``root`` and the convention found (see the module docstring)."""
-    root = Path(root).expanduser()
+def find_pairs(root: str | Path, on_error: str = "raise", layout: str | None = None) -> Found:
+    """The (degraded, clean) pairs under ``root`` (a folder or a .csv/.txt list), the layout and why.
+
+    ``layout``: None detects it; a name (``"side_by_side"``, ``"sorted"``, ``"rainds:raindrop"``, …) uses
+    that one. Files without a partner raise one DataError, or are dropped with a warning (``on_error="skip"``).
+    """
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if root.is_file() and root.suffix.lower() == ".csv":
-        return _csv_pairs(root, on_error), "csv"
-    if not root.is_dir():
+    root = Path(root).expanduser()
+    if layout is not None and not root.exists():
         raise DataError(f"{root}: no such folder of image pairs")
-    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    for deg, clean in FOLDER_PAIRS:
-        if deg in subdirs and clean in subdirs:
-            return _folder_pairs(subdirs[deg], subdirs[clean], on_error), f"{deg}/+{clean}/"
-    files = _images(root)
-    inputs = {k: f for f in files if (k := _untag(f.stem, DEGRADED_TAGS)) is not None
-              and _untag(f.stem, CLEAN_TAGS) is None}
-    targets = {k: f for f in files if (k := _untag(f.stem, CLEAN_TAGS)) is not None}
-    if inputs and targets:
-        problems = [f"{inputs[k]}: no clean partner (expected e.g. a file tagged {'/'.join(CLEAN_TAGS[:3])} "
-                    f"with the key {k!r})" for k in sorted(set(inputs) - set(targets))]
-        problems += [f"{targets[k]}: no degraded partner" for k in sorted(set(targets) - set(inputs))]
-        _broken(problems, on_error)
-        return [(inputs[k], targets[k]) for k in sorted(set(inputs) & set(targets))], "name tags"
-    if (root / "pairs.csv").is_file():
-        return _csv_pairs(root / "pairs.csv", on_error), "csv"
-    names = ", ".join(f"{a}/+{b}/" for a, b in FOLDER_PAIRS[:4])
-    raise DataError(f"{root}: no image pairs found: expected sub-folders ({names}, …), tagged names "
-                    "(rain-001.png/norain-001.png, 001_rain.png/001_clean.png) or a pairs.csv (input,target)")
+    found = detect(root) if layout is None else apply(root, layout)
+    _broken(found.problems, on_error)
+    if not found.pairs:
+        raise DataError(f"{root}: no image pairs ({found.layout}: {found.why})")
+    return found
 
 
-def _folder_pairs(deg: Path, clean: Path, on_error: str) -> list[tuple[Path, Path]]:
-    inputs, targets = _images(deg), _images(clean)
-    tmap = _by_key(targets, CLEAN_TAGS)
-    pairs, problems, used = [], [], set()
-    for f in inputs:
-        partner = tmap.get(f.stem.lower())
-        if partner is None:
-            key = _untag(f.stem, DEGRADED_TAGS)
-            partner = tmap.get(f"~{key}") if key else None
-        if partner is None:
-            problems.append(f"{f}: no partner in {clean} (matched by file stem)")
-            continue
-        used.add(partner)
-        pairs.append((f, partner))
-    problems += [f"{t}: no partner in {deg} (matched by file stem)" for t in targets if t not in used]
-    _broken(problems, on_error)
-    return pairs
+def pair_record(root: str | Path, layout: str | None = None, on_error: str = "raise") -> dict:
+    """The pairs a folder gives, as JSON for a store or a plan, without decoding any image:
+    ``{"root", "layout", "why", "n_pairs", "pairs": [[degraded, clean], …], "problems": [...]}`` (paths relative
+    to the folder; ``#left`` / ``#right`` for halves of side-by-side images)."""
+    root = Path(root).expanduser()
+    found = find_pairs(root, on_error, layout)
+    where = root if root.is_dir() else root.parent
+    return {"root": str(root.resolve()), "layout": found.name, "why": found.why, "n_pairs": len(found.pairs),
+            "pairs": [p.names(where) for p in found.pairs], "problems": list(found.problems)}
 
 
-def _csv_pairs(path: Path, on_error: str) -> list[tuple[Path, Path]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: unreadable CSV of pairs ({exc})") from exc
-    if not rows or not {"input", "target"} <= set(rows[0]):
-        raise DataError(f"{path}: a CSV of pairs needs the columns input,target")
-    pairs, problems = [], []
-    for i, row in enumerate(rows, start=2):
-        a, b = (path.parent / (row.get("input") or ""), path.parent / (row.get("target") or ""))
-        gone = [str(p) for p in (a, b) if not p.is_file()]
-        if gone:
-            problems.append(f"{path}:{i}: missing file {gone[0]}")
-        else:
-            pairs.append((a, b))
-    _broken(problems, on_error)
-    return pairs
-
-
-def _center(t: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = t.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return t[..., top:top + size, left:left + size]
+def summary_line(root: str | Path, info: dict) -> str:
+    """One line for the load summary: the folder, the layout, the number of pairs and why."""
+    return (f"{root}: layout {info['layout']}, {info['n_images']} pairs"
+            + (f" ({info['skipped']} broken skipped)" if info.get("skipped") else "") + f": {info['why']}")
 
 
 def center_crop_batch(batch: DegradedBatch, h: int, w: int) -> DegradedBatch:
@@ -166,47 +122,80 @@ def center_crop_batch(batch: DegradedBatch, h: int, w: int) -> DegradedBatch:
 
 
 def load_pairs(root: str | Path, patch: int | None = 128, threshold: float = THRESHOLD, n_images: int | None = None,
-               on_error: str = "raise") -> tuple[DegradedBatch, dict]:
-    """A :class:`DegradedBatch` of the pairs under ``root`` and a JSON description (root, convention, files).
+               on_error: str = "raise", layout: str | None = None) -> tuple[DegradedBatch, dict]:
+    """A :class:`DegradedBatch` of the pairs under ``root`` and a JSON description (root, layout, why, pairs).
 
-    ``patch``: centre crop (pixels) applied to every pair; ``None`` keeps full size (all pairs must then have
-    one size). ``n_images``: at most this many pairs (the first in sorted order).
+    ``patch``: centre crop (pixels) cut from every pair on read; ``None`` keeps full size (all pairs must then
+    have one size). ``n_images``: at most this many pairs (the first in natural sorted order). ``layout``: see
+    :func:`find_pairs`.
     """
-    from probe.data.backgrounds.folder import read_image
-
     if patch is not None and (isinstance(patch, bool) or not isinstance(patch, int) or patch < 8):
         raise ConfigError(f"patch must be null or an integer >= 8, got {patch!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ConfigError(f"threshold must be a number in (0, 1), got {threshold!r}")
-    pairs, convention = find_pairs(root, on_error)
-    if n_images is not None:
-        pairs = pairs[:n_images]
-    images, problems, used = [], [], []
-    for a, b in pairs:
-        try:
-            o, c = read_image(a), read_image(b)
-        except DataError as exc:
-            problems.append(str(exc))
-            continue
-        if o.shape != c.shape:
-            problems.append(f"{a} ({o.shape[1]}×{o.shape[0]}) and {b} ({c.shape[1]}×{c.shape[0]}) differ in size")
-            continue
-        images.append((torch.from_numpy(o).permute(2, 0, 1), torch.from_numpy(c).permute(2, 0, 1)))
-        used.append((a, b))
-    _broken(problems, on_error)
+    if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1):
+        raise ConfigError(f"n_images must be null or an integer >= 1, got {n_images!r}")
+    root = Path(root).expanduser()
+    found = find_pairs(root, on_error, layout)
+    pairs = found.pairs[:n_images] if n_images is not None else found.pairs
+    crop = None if patch is None else (patch, patch)
+    if patch is not None:
+        _check_bytes(root, len(pairs), patch * patch)  # before reading anything
+    images, used, problems = _read_pairs(pairs, crop, on_error)
     if not images:
         raise DataError(f"{root}: no readable image pairs")
-    size = min(min(o.shape[-2:]) for o, _ in images) if patch is None or any(
-        min(o.shape[-2:]) < patch for o, _ in images) else patch
-    if patch is None and len({tuple(o.shape) for o, _ in images}) > 1:
+    if patch is None:
+        _check_bytes(root, len(images), max(o.shape[0] * o.shape[1] for o, _ in images))
+    if patch is not None:
+        size = min(min(o.shape[:2]) for o, _ in images)
+        if size < patch:  # an image smaller than the patch sets the crop of all: cut again, exactly centred
+            images, used, more = _read_pairs(used, (size, size), on_error)
+            problems += more
+    elif len({o.shape for o, _ in images}) > 1:
         raise DataError(f"{root}: pairs of different sizes need a crop (patch=)")
-    degraded = torch.stack([_center(o, size) if patch is not None else o for o, _ in images]).contiguous()
-    clean = torch.stack([_center(c, size) if patch is not None else c for _, c in images]).contiguous()
+    degraded = torch.from_numpy(np.stack([o for o, _ in images])).permute(0, 3, 1, 2).contiguous()
+    clean = torch.from_numpy(np.stack([c for _, c in images])).permute(0, 3, 1, 2).contiguous()
+    del images
     layer = degraded - clean
     strength = layer.abs().amax(1, keepdim=True)
     mask = (strength > threshold).float()
     soft = strength / strength.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
-    info = {"root": str(Path(root).expanduser().resolve()), "convention": convention, "n_images": len(images),
-            "patch": int(size) if patch is not None else None, "threshold": float(threshold),
-            "files": [[str(a.name), str(b.name)] for a, b in used]}
+    where = root if root.is_dir() else root.parent
+    info = {"root": str(root.resolve()), "layout": found.name, "why": found.why, "convention": found.name,
+            "n_images": len(used), "patch": int(degraded.shape[-1]) if patch is not None else None,
+            "threshold": float(threshold), "skipped": len(found.problems) + len(problems),
+            "pairs": [p.names(where) for p in used]}
+    if found.layout == "side_by_side":
+        _check_halves(root, degraded, clean, found)
     return DegradedBatch(degraded=degraded, clean=clean, layer=layer, mask=mask, soft_mask=soft), info
+
+
+def _read_pairs(pairs: list[Pair], crop: tuple[int, int] | None,
+                on_error: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Pair], list[str]]:
+    from probe.data.images import read_region
+
+    images, used, problems = [], [], []
+    for pair in pairs:
+        try:
+            o, o_size = read_region(pair.degraded, crop, pair.degraded_half)
+            c, c_size = read_region(pair.clean, crop, pair.clean_half)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        if o_size != c_size:
+            problems.append(f"{pair.degraded} ({o_size[1]}×{o_size[0]}) and {pair.clean} ({c_size[1]}×{c_size[0]}) "
+                            "differ in size")
+            continue
+        images.append((o, c))
+        used.append(pair)
+    _broken(problems, on_error)
+    return images, used, problems
+
+
+def _check_halves(root: Path, degraded: torch.Tensor, clean: torch.Tensor, found: Found) -> None:
+    """Rain adds light: warn when the half named rainy is darker than the clean one in most pairs (swapped?)."""
+    darker = float(((degraded - clean).flatten(1).mean(1) < 0).float().mean())
+    if darker > 0.5:
+        other = "side_by_side" if found.option else "side_by_side:clean_left"
+        warnings.warn(f"{root}: in {darker:.0%} of the pairs the half read as rainy is darker than the clean one; "
+                      f"are the halves swapped? (try --eval-layout NAME={other})", stacklevel=3)

@@ -63,6 +63,10 @@ def run_cli(args: argparse.Namespace) -> int:
         args.path = basicsr_external(args, external)
     elif args.path is None:
         raise ConfigError("measure: PATH is required (a run, a grid, a checkpoint or a model card), or --options")
+    if getattr(args, "eval_layout", None):
+        from probe.probes.evalfolders import parse_layout_args
+
+        external["eval_layout"] = parse_layout_args(args.eval_layout, external.get("eval_folders") or {})
     if args.eval_patch is not None:
         external["eval_patch"] = None if args.eval_patch == 0 else args.eval_patch
     if args.skip_broken:
@@ -73,6 +77,8 @@ def run_cli(args: argparse.Namespace) -> int:
                       anchors=getattr(args, "anchors", None), **external)
     if summary.get("load"):
         print(summary["load"])
+    for line in summary.get("eval_data") or []:
+        print(line)
     print(f"measured {summary['runs']} model(s) of {summary['study']}: {summary['computed']} probe results "
           f"computed, {summary['skipped']} already stored"
           + (f", {len(summary['failed'])} FAILED (stored, see the report)" if summary["failed"] else "")

@@ -81,7 +81,8 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     cards only; see :func:`probe.measure.external.resolve_external`): ``arch``, ``arch_kwargs``, ``family``,
     ``size``, ``name``, ``strict``, ``allow_missing``, ``dtype``, the conventions (``output``, ``output_is``,
     ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``) and the evaluation
-    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``). Without ``eval_folders`` an
+    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``, ``eval_layout`` = ``{split:
+    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md). Without ``eval_folders`` an
     external model sees the synthetic splits of the study already in ``out``'s folder (``study.json``), else
     of the bundled default study — the same images as the grid's models.
 

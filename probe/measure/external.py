@@ -59,8 +59,9 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
                      size: str | None = None, name: str | None = None, strict: bool | None = None,
                      allow_missing: list[str] | None = None, dtype: str | None = None,
                      eval_folders: dict[str, str] | None = None, eval_patch: int | None = 128,
-                     skip_broken: bool = False, weights_key: str | None = None,
-                     extra_info: dict[str, str] | None = None, **conventions: Any) -> None:
+                     skip_broken: bool = False, eval_layout: dict[str, str] | str | None = None,
+                     weights_key: str | None = None, extra_info: dict[str, str] | None = None,
+                     **conventions: Any) -> None:
     """Measure one checkpoint or card into ``store`` (inside :func:`probe.measure.measure`'s transaction)."""
     from probe.measure.core import DEFAULT_PROBES, make_probes, run_probes
     from probe.models.card import ModelCard, read_card
@@ -94,11 +95,14 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
     model_id = _safe_id(display)
     dev = resolve_device(device or "cpu")
     model = card.load(device=str(dev), **conventions)  # a single model that does not load: one line, exit 2
+    if eval_layout and not eval_folders:
+        raise ConfigError(f"{path}: an eval layout applies to --eval-folder splits; none given")
     if eval_folders:
-        from probe.probes.evalfolders import eval_data_from_folders
+        from probe.probes.evalfolders import eval_data_from_folders, summary_lines
 
-        data = eval_data_from_folders(eval_folders, patch=eval_patch,
-                                      on_error="skip" if skip_broken else "raise").select(splits)
+        data = eval_data_from_folders(eval_folders, patch=eval_patch, on_error="skip" if skip_broken else "raise",
+                                      layouts=eval_layout or card.eval_layout).select(splits)
+        summary["eval_data"] = summary_lines(data)
     else:
         data = default_eval_data(Path(summary["store"])).select(splits)
     from probe.device import to_device

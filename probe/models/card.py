@@ -19,6 +19,8 @@ works with no other option.
     allow_missing = []                         # fnmatch patterns of tensors that may keep initial values
     weights_key = "params"                     # the checkpoint entry to take (default: params_ema, params, …)
     layers = ["encoder_level1", "latent"]      # probe points (default: the top-level blocks)
+    eval_layout = "side_by_side"               # layout of the --eval-folder splits (or a table split = layout;
+                                               # default: detected, docs/test-sets.md)
     [kwargs]                                   # the constructor's keyword arguments
     dim = 48
 
@@ -38,8 +40,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "arch": (str,), "weights": (str,), "family": (str,), "size": (str,), "kwargs": (dict,),
     "output": (int, str), "output_is": (str,), "input_range": (int, float), "pad_multiple": (int,),
     "pad_mode": (str,), "tile": (int,), "tile_overlap": (int,), "dtype": (str,), "strict": (bool,),
-    "allow_missing": (list,), "layers": (list,), "max_layers": (int,), "arch_args": (str,),
-    "weights_key": (str,),
+    "allow_missing": (list,), "layers": (list,), "max_layers": (int,), "eval_layout": (str, dict),
+    "arch_args": (str,), "weights_key": (str,),
 }
 #: Card keys that are the external family's calling conventions.
 CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap",
@@ -61,6 +63,7 @@ class ModelCard:
     dtype: str | None = None
     strict: bool = True
     allow_missing: list[str] = field(default_factory=list)
+    eval_layout: str | dict[str, str] | None = None
     weights_key: str | None = None
 
     def load(self, device: str = "cpu", **overrides: Any) -> Any:
@@ -120,7 +123,17 @@ def read_card(path: str | Path) -> ModelCard:
             Conventions(**conventions)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+    if "eval_layout" in raw:
+        from probe.data.layouts import parse_layout
+
+        values = raw["eval_layout"].values() if isinstance(raw["eval_layout"], dict) else [raw["eval_layout"]]
+        try:
+            for value in values:
+                parse_layout(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: 'eval_layout': {exc}") from exc
     return ModelCard(path=path, name=raw.get("name") or path.stem, weights=weights, arch=arch,
-                     family=raw.get("family"), size=raw.get("size"), kwargs=dict(raw.get("kwargs") or {}),
+                     eval_layout=raw.get("eval_layout"), family=raw.get("family"), size=raw.get("size"),
+                     kwargs=dict(raw.get("kwargs") or {}),
                      conventions=conventions, dtype=raw.get("dtype"), strict=raw.get("strict", True),
                      allow_missing=list(raw.get("allow_missing") or []), weights_key=raw.get("weights_key"))

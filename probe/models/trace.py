@@ -6,7 +6,7 @@
     rows = trace_modules(net, (1, 3, 64, 64))   # [ModuleCall("conv_first", "Conv2d", (1, 64, 64, 64)), ...]
     default_layers(net)                         # e.g. ['conv_first', 'body.0', ..., 'conv_last'] (at most 8)
 
-**Default selection** for a network without HookPoints (documented in the README): the top-level blocks
+**Default selection** for a network without HookPoints (documented in docs/your-own-network.md): the top-level blocks
 (the modules that run in the forward pass with no running ancestor: ``ModuleList`` items count, the unused
 list itself does not) that output a feature map (N, C, H, W) or token sequence (N, L, C), in forward order.
 While fewer than 3 qualify, each is replaced by its own top-level blocks (e.g. a lone ``body``

@@ -5,14 +5,17 @@
 >>> src.images(8).shape                                                                 # doctest: +SKIP
 torch.Size([8, 3, 256, 256])
 
-* Files are listed recursively (hidden files and folders skipped) and sorted by relative path, so the
-  listing is the same on every machine. Every ``1 / test_fraction``-th file of that listing (evenly spaced)
-  forms the test split, independent of the seed; the seed only orders the files within a split.
+* Files are listed recursively by :func:`probe.data.listing.list_images` (hidden files and folders skipped,
+  links followed, each real folder read once and each file listed once, so a link back up the tree neither
+  repeats images nor hangs) and sorted by relative path, so the listing is the same on every machine.
+  Every ``1 / test_fraction``-th file of that listing (evenly spaced) forms the test split, independent of
+  the seed; the seed only orders the files within a split.
 * Files are decoded by :func:`probe.data.images.read_image` (re-exported here): RGB float32 in [0, 1] with one
   scale per bit depth (8/16/32-bit integer, float), palette and alpha handled, EXIF orientation applied.
 * Each image gives one ``size`` × ``size`` background: ``fit="crop"`` takes the centre window at native
   resolution (enlarging the centre square only when the image is smaller than ``size``), ``fit="resize"``
-  resizes the centre square.
+  resizes the centre square. Only that square is kept from the decoded file (crop on read), and the decode
+  limit of :func:`probe.data.images.max_pixels` refuses decompression bombs before decoding.
 * An unreadable file, or one smaller than the patch, raises a :class:`~probe.errors.DataError` naming it;
   with ``on_error="skip"`` it is skipped with a warning naming it instead. Files whose pixels repeat an
   earlier image of the split are skipped with a warning (the images must be distinct).
@@ -38,10 +41,12 @@ from probe.data.backgrounds.base import (
     one_of,
     resize_square,
 )
-from probe.data.images import read_image  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
+from probe.data.images import (
+    read_image,  # noqa: F401 (also the public name probe.data.backgrounds.folder.read_image)
+    read_region,
+)
+from probe.data.listing import EXTENSIONS, list_images  # noqa: F401 (public names of this module too)
 from probe.errors import DataError
-
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _root(value: Any) -> Path:
@@ -55,17 +60,6 @@ def _fraction(value: Any) -> float:
     if value >= 1.0:
         raise ValueError("must leave train images")
     return value
-
-
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursive, hidden entries skipped), sorted by relative path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for f in filenames:
-            if not f.startswith(".") and f.lower().endswith(EXTENSIONS):
-                found.append(Path(dirpath) / f)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 class Folder(BackgroundSource):
@@ -122,10 +116,10 @@ class Folder(BackgroundSource):
             path = files[cursor]
             cursor += 1
             try:
-                arr = read_image(path)
-                if min(arr.shape[:2]) < self.patch:
-                    raise DataError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, smaller than the "
-                                    f"patch {self.patch}")
+                side = self.size if self.params["fit"] == "crop" else 1 << 30  # only the square kept is read
+                arr, (h, w) = read_region(path, crop=(side, side), square=True)
+                if min(h, w) < self.patch:
+                    raise DataError(f"image {path} is {w}x{h}, smaller than the patch {self.patch}")
             except DataError as exc:
                 if self.params["on_error"] == "raise":
                     raise
