@@ -1,7 +1,9 @@
 """The ``probe`` command line. Sub-commands import their implementation lazily (``probe --help`` is fast).
 
 Errors from bad input (:class:`probe.errors.ProbeError`) print one line and exit with status 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. Ctrl-C, SIGTERM and SIGHUP stop every command alike
+(:mod:`probe.interrupt`): one line, exit status 128 + signal (130, 143, 129). A closed stdout
+(``probe ... | head``) ends the command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -106,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--connect-timeout", type=float, default=10.0,
                    help="seconds to reach --scheduler before giving up (default 10)")
     g.add_argument("--device", default=None, help="device for every cell (overrides the spec)")
-    g.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    g.add_argument("--scale", default=None, metavar="RUNG",
+                   help="rung of the spec's scale ladder: demo (default), long, gpu, paper, … (docs/scale.md)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="list the cells, and every rung's expected CPU and GPU time, and exit")
     g.add_argument("--verbose", "-v", action="store_true", help="per-cell progress bars")
     g.set_defaults(func=_handler("probe.study:grid_run_cli"))
     g = gsub.add_parser("status", help="done / running / failed / pending cells of a grid")
@@ -143,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code-root", default=None, metavar="REPO",
                    help="the repository whose *_arch.py files define --options' network_g type (default: "
                         "found above the option file)")
+    p.add_argument("--beside", default=None, metavar="GRID",
+                   help="measure a trained grid first into the same store, then your network on its splits: "
+                        "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")
     p.add_argument("--anchors", default=None,
                    help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     _model_options(p)
@@ -163,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the default study end to end: grid, measure, report")
     _common(p)
-    p.add_argument("--spec", default=None, help="study spec (default: the bundled derain_complexity)")
+    p.add_argument("--spec", default=None,
+                   help="study spec: a path or a bundled study name such as derain_ntrend (default: "
+                        "derain_complexity)")
+    p.add_argument("--scale", default=None, metavar="RUNG",
+                   help="rung of the spec's scale ladder: demo (default), long, gpu, paper, … (docs/scale.md)")
+    p.add_argument("--dry-run", action="store_true", help="print every rung's expected CPU and GPU time and exit")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_handler("probe.demo:run_cli"))
 
@@ -193,20 +206,40 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "command", None) is None or not hasattr(args, "func"):
         parser.print_help()
         return 0 if getattr(args, "command", None) is None else 2
+    from probe.interrupt import describe, exit_code, install
     from probe.progress import set_quiet
 
+    install()  # SIGTERM / SIGHUP end the command like Ctrl-C (probe.interrupt)
     set_quiet(args.quiet)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`probe ... | head`) shows here, inside the handler below
     except ProbeError as exc:
         if args.debug:
             raise
         print(f"probe: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("probe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as probe.interrupt.Terminated
+        kept = getattr(exc, "detail", None) or "; finished results are kept, a rerun resumes the rest"
+        print(f"probe: interrupted ({describe(exc)}){kept}", file=sys.stderr)
+        return exit_code(exc)
+    except BrokenPipeError:
+        return _closed_stdout()
     return int(code or 0)
+
+
+def _closed_stdout() -> int:
+    """The reader of our stdout went away (``probe ... | head``): end quietly with the status of a process ended
+    by SIGPIPE (141), pointing stdout at /dev/null so the interpreter's final flush does not complain."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 128 + 13
 
 
 if __name__ == "__main__":

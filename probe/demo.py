@@ -28,6 +28,24 @@ def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
     raise ConfigError(f"bundled study spec {name!r} not found")
 
 
+def resolve_spec(spec: str | Path | None) -> Path:
+    """A spec path, or the name of a bundled study (``derain_ntrend`` or ``derain_ntrend.toml``); default: the
+    bundled :data:`DEFAULT_SPEC`. ConfigError naming the value when it is neither."""
+    if spec is None:
+        return bundled_spec()
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix == ".toml" else f"{path.name}.toml"
+    if path.parent == Path(".") or str(path.parent) == "analyses":
+        try:
+            return bundled_spec(name)
+        except ConfigError:
+            pass
+    raise ConfigError(f"--spec {str(spec)!r}: no such file and no bundled study of that name (bundled: "
+                      f"{', '.join(sorted(p.stem for p in bundled_spec().parent.glob('*.toml')))})")
+
+
 def cpu_seconds() -> float:
     """CPU time (user + system) of this process and its finished children, in seconds."""
     import resource
@@ -37,7 +55,11 @@ def cpu_seconds() -> float:
 
 
 def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
-             models_root: str | Path = "trained_models", reports_root: str | Path = "reports") -> dict:
+             models_root: str | Path = "trained_models", reports_root: str | Path = "reports",
+             scale: str | None = None) -> dict:
+    """Train, measure and report a study (``spec_path``: a path or a bundled study name; ``scale``: a rung of
+    its ladder, :mod:`probe.grid.scale`). Returns the grid and measure summaries, the report path, the
+    headline table and the timings (s)."""
     from probe.grid.runner import run_grid
     from probe.measure import measure
     from probe.report.build import build_report
@@ -53,13 +75,13 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     from probe.report.sections.shortcut import score_validity, validity_text
     from probe.study import load_study
 
-    spec = load_study(spec_path or bundled_spec())
+    spec = load_study(resolve_spec(spec_path), scale=scale)
     models = Path(models_root) / spec.name
     reports = Path(reports_root) / spec.name
     timings = {}
     t0 = time.perf_counter()
     cpu0 = cpu_seconds()
-    print(f"[1/3] training {len(spec.cells())} cells of {spec.name} -> {models}", flush=True)
+    print(f"[1/3] training {len(spec.cells())} cells of {spec.name} (rung {spec.scale}) -> {models}", flush=True)
     grid = run_grid(spec, models, workers=workers)
     timings["grid_s"] = time.perf_counter() - t0
     if grid["failed"]:
@@ -117,5 +139,13 @@ def _remedy_table(ctx):
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    run_demo(args.spec, workers=args.workers)
+    if getattr(args, "dry_run", False):
+        from probe.grid.estimate import rungs_text
+        from probe.study import load_study
+
+        path = resolve_spec(args.spec)
+        spec = load_study(path, scale=args.scale)
+        print(f"study {spec.name}: rung {spec.scale}, {len(spec.cells())} cells\n" + rungs_text(path))
+        return 0
+    run_demo(args.spec, workers=args.workers, scale=getattr(args, "scale", None))
     return 0

@@ -80,3 +80,24 @@ def require_utf8(path: str | Path, what: str = "path") -> Path:
         raise ConfigError(f"{what} {shown} has a name that is not valid UTF-8; rename it (e.g. "
                           f"`convmv -f latin1 -t utf8`) or choose another") from None
     return path
+
+
+def require_writable(folder: str | Path, what: str = "output folder") -> Path:
+    """Make sure ``folder`` exists and a file can be created in it, else one :class:`~probe.errors.ConfigError`
+    line naming it (a read-only mount, a folder without write permission, a full disk).
+
+    Called by commands before they start work that writes (``train``, ``grid run``, ``report``), so a read-only
+    place fails at once in one line instead of in an ``OSError`` traceback later. Root ignores permission bits,
+    so the check creates (and removes) a real temporary file rather than asking ``os.access``."""
+    from probe.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = "read-only" if exc.errno in (30, 13, 1) else "not writable"
+        raise ConfigError(f"{what} {folder} is {reason} ({exc.strerror or exc}); choose another folder "
+                          "(reading what is there still works)") from None
+    return folder

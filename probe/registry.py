@@ -14,7 +14,9 @@ family or probe, and one stale module cannot break the others::
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -83,3 +85,25 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def check_once(check: Callable[..., None]) -> Callable[..., None]:
+    """Decorator for a validation ``check(*args)`` that builds something to validate it (a background source, a
+    degradation): it runs once per distinct JSON-able ``args`` (successes cached, so a plan of 100,000 cells
+    over a few values builds a few); arguments that are not JSON-able are checked every time. ``check`` gets
+    the arguments as JSON gives them back (tuples as lists); it raises :mod:`probe.errors` types."""
+
+    @functools.lru_cache(maxsize=1024)
+    def cached(key: str) -> None:
+        check(*json.loads(key))
+
+    @functools.wraps(check)
+    def run(*args: Any) -> None:
+        try:
+            key = json.dumps(args, sort_keys=True)
+        except (TypeError, ValueError):
+            check(*args)
+            return
+        cached(key)
+
+    return run

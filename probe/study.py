@@ -28,17 +28,22 @@ from probe.grid.spec import StudySpec
 __all__ = ["check_probes", "grid_run_cli", "load_study"]
 
 
-def load_study(spec: str | Path | Mapping[str, Any] | StudySpec, source: str | None = None) -> StudySpec:
+def load_study(spec: str | Path | Mapping[str, Any] | StudySpec, source: str | None = None,
+               scale: str | None = None) -> StudySpec:
     """Load (a TOML path or a spec table) and validate a whole study; a :class:`StudySpec` is validated as is.
 
-    ``source`` names a table's origin in messages (default ``"spec"``). Returns the :class:`StudySpec`.
+    ``source`` names a table's origin in messages (default ``"spec"``); ``scale`` picks a rung of the spec's
+    ladder (:mod:`probe.grid.scale`; default: the spec as written). Returns the :class:`StudySpec`.
     """
     if isinstance(spec, StudySpec):
+        if scale is not None and scale != spec.scale:
+            raise ConfigError(f"{spec.source}: already resolved to rung {spec.scale!r}; load the file again "
+                              f"for --scale {scale}")
         loaded = spec
     elif isinstance(spec, Mapping):
-        loaded = StudySpec.from_dict(dict(spec), source=source or "spec")
+        loaded = StudySpec.from_dict(dict(spec), source=source or "spec", scale=scale)
     else:
-        loaded = StudySpec.from_toml(spec)
+        loaded = StudySpec.from_toml(spec, scale=scale)
     check_probes(loaded.probes, loaded.probe_params, loaded.source)
     return loaded
 
@@ -71,4 +76,4 @@ def grid_run_cli(args: argparse.Namespace) -> int:
     """``probe grid run SPEC``: validate the whole plan, then hand the spec to :func:`probe.grid.cli.run_cli`."""
     from probe.grid.cli import run_cli
 
-    return run_cli(args, spec=load_study(args.spec))
+    return run_cli(args, spec=load_study(args.spec, scale=getattr(args, "scale", None)))

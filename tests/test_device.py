@@ -21,7 +21,8 @@ from tests.conftest import TINY_CONFIG, study_toml, tiny_study
 from tests.fake_device import FAKE, fake_accelerator
 
 SMALL_PARAMS = {"activations": {"n_images": 2, "separability": False}, "ddr": {"n_backgrounds": 2}, "cka": {},
-                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {}}
+                "attribution": {"n_images": 1, "steps": 8}, "generalization": {}, "decomposition": {},
+                "cem": {"n_images": 1, "roi": 8, "coarse": 1, "fine": 1, "faithfulness_points": 2}}
 
 
 _CPU: dict[str, dict] = {}  # each probe's CPU result, computed once
@@ -67,9 +68,11 @@ def test_every_probe_runs_on_an_accelerator_and_agrees_with_the_cpu(tiny_run, na
 
 GRID = study_toml(tiny_study({
     "study.name": "devicestudy",
-    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "shortcut"],
+    "study.probes": ["generalization", "decomposition", "activations", "cka", "ddr", "attribution", "cem",
+                     "shortcut"],
     "study.probe_params": {"activations": {"n_images": 2, "pixels_per_class": 8}, "ddr": {"n_backgrounds": 2},
-                           "attribution": {"n_images": 1, "steps": 4, "components": False}},
+                           "attribution": {"n_images": 1, "steps": 4, "components": False},
+                           "cem": SMALL_PARAMS["cem"]},
     "base.device": None, "base.degradation": None,  # the device comes from run_grid(device=...)
     "base.data.background": "smooth", "base.eval.n_images": 4, "axes.n_backgrounds": [1, 2]}))
 

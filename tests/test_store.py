@@ -102,16 +102,20 @@ def test_layout_attributes_provenance_and_scales_readable_with_plain_h5py(tmp_pa
     store.write("m0", {"family": "unet", "path": "runs/m0"}, "decomposition", {"k": 3}, result({"err": arr}),
                 sha256="f" * 64, eval_info={"n": 2}, provenance=PROV)
     store.write("m1", {"family": "unet"}, "decomposition", {"k": 3}, simple())  # default provenance
+    store.compact()  # one self-contained file (the second write went into a commit segment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.h5", "results.h5.lock"]
     with h5py.File(path, "r") as f:
-        assert f.attrs["schema_version"] == SCHEMA_VERSION == 1 and f.attrs["created"]
+        assert f.attrs["schema_version"] == SCHEMA_VERSION == 2 and f.attrs["created"]
         model = f["models/m0"]
         assert model.attrs["sha256"] == "f" * 64 and model.attrs["path"] == "runs/m0"
         assert json.loads(model["info"].asstr()[()]) == {"family": "unet", "path": "runs/m0"}
         entry = entry_group(f, "m0", "decomposition")
         assert entry.name.endswith(entry_key({"k": 3}, {"n": 2}))
+        checksum = entry.attrs["checksum"]
+        assert checksum.startswith("sha256:") and len(checksum) == 71
         assert dict(entry.attrs) == {"probe": "decomposition", "model_id": "m0", "sha256": "f" * 64,
                                      "entry_key": entry_key({"k": 3}, {"n": 2}), "git_revision": "abc123",
-                                     "time": PROV["time"]}
+                                     "time": PROV["time"], "checksum": checksum}
         assert json.loads(entry["params"].asstr()[()]) == {"k": 3}
         assert json.loads(entry["eval"].asstr()[()]) == {"n": 2}
         assert json.loads(entry["provenance"].asstr()[()]) == PROV
@@ -235,13 +239,13 @@ def test_transaction_batches_and_rolls_back(tmp_path):
             store.write("m9", {}, "gen", {}, simple())
             raise RuntimeError("boom")
     assert list_models(path) == ["m0", "m1", "m2", "m3"]
-    inode = path.stat().st_ino
-    with store.transaction():  # only queries: nothing is copied or committed
+    files = sorted(p.name for p in tmp_path.rglob("*"))
+    with store.transaction():  # only queries: nothing is written, no lock taken
         assert store.has("m1", "gen", {}) and not store.has("m9", "gen", {})
-    assert path.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.rglob("*")) == files
     store.write("m4", {}, "gen", {}, simple())
-    assert path.stat().st_ino != inode  # every commit replaces the file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.h5", "results.h5.lock"]
+    assert list_models(path) == ["m0", "m1", "m2", "m3", "m4"]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]
 
 
 def test_delete_and_compaction_keep_the_rest_readable(tmp_path):
@@ -253,21 +257,17 @@ def test_delete_and_compaction_keep_the_rest_readable(tmp_path):
         store.write("keep", {}, "gen", {"i": i}, result({"big": big}))
     for _ in range(6):
         store.write("churn", {}, "gen", {}, result({"big": big + 1}))
-    grown = path.stat().st_size
     assert store.delete("churn", "gen", {}) == 1 and store.delete("churn", "gen", {}) == 0
     assert store.delete("keep", "gen", {"i": 2}) == 1 and store.delete("nobody") == 0
     store.compact()
-    assert path.stat().st_size < grown / 2
+    assert path.stat().st_size < 3 * big.nbytes  # replaced and deleted results take no space
     for i in range(2):
         xr.testing.assert_identical(read_array(path, "keep", "gen", "big", params={"i": i}), big.rename("big"))
     with h5py.File(path, "r") as f:  # dimension scales survive the rewrite
         ds = f[f"models/keep/probes/gen/{entry_key({'i': 0})}/arrays/big"]
         assert list(ds.dims[0][0].asstr()[()]) == ["a", "b", "c", "d"] and ds.dims[1][0][()][-1] == 63
-        assert len(ds.dims[2].keys()) == 0 and f.attrs["garbage_bytes"] == 0
-    store.compact_min_bytes, store.compact_fraction = 0, 0.0  # now every commit with dead space compacts
+        assert len(ds.dims[2].keys()) == 0
     store.write("keep", {}, "gen", {"i": 0}, result({"big": big * 2}))
-    with h5py.File(path, "r") as f:
-        assert f.attrs["garbage_bytes"] == 0
     assert read_array(path, "keep", "gen", "big", params={"i": 0}).values.max() == big.values.max() * 2
     assert store.delete("keep") == 2 and list_models(path) == ["churn"]  # a model outlives its results
 
@@ -288,7 +288,7 @@ def test_bad_files_raise_one_line_store_error(tmp_path):
     future = tmp_path / "future.h5"
     future.write_bytes(good.read_bytes())
     with h5py.File(future, "a") as f:
-        f.attrs["schema_version"] = 2
+        f.attrs["schema_version"] = 3
     for bad in (tmp_path / "missing.h5", text, truncated, foreign, future):
         for call in (lambda p: read_metrics(p), lambda p: list_models(p),
                      lambda p: read_array(p, "m0", "gen", "psnr"), lambda p: ResultStore(p).has("m0", "gen", {})):
@@ -299,7 +299,7 @@ def test_bad_files_raise_one_line_store_error(tmp_path):
                 assert str(bad) in message and "\n" not in message, message
             else:
                 assert bad.name == "missing.h5"  # has() on a store not yet written is just False
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match="schema version 3"):
         read_metrics(future)
     before = text.read_bytes()
     with pytest.raises(StoreError, match="not a readable HDF5 file"):
@@ -378,12 +378,12 @@ def test_killed_writer_never_corrupts_the_store(tmp_path):
         for i in range(3):
             store.write(f"w{i}", {"index": i}, "gen", {"i": i}, deterministic_result(i))
     original = read_metrics(path)
-    start, mid_commit = 100, 0
+    start = 100
     rounds = [(1, 0.0, 1), (3, 0.004, 1), (2, 0.009, 4)]
     # wall-clock kills: if none of the planned rounds happened to land inside a commit, try a few more
     rounds += [(2, 0.002 * k, 1) for k in range(1, 6)]
     for round_, (wait_commits, delay, batch) in enumerate(rounds):
-        if round_ >= 3 and mid_commit:
+        if round_ >= 3:
             break
         proc = start_writer(path, start, 400, batch)
         for _ in range(wait_commits):
@@ -396,7 +396,7 @@ def test_killed_writer_never_corrupts_the_store(tmp_path):
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-        mid_commit += any(p.suffix == ".tmp" for p in tmp_path.iterdir())  # killed while committing
+        assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]  # O_TMPFILE: a kill leaves nothing
         # the store opens, earlier entries are intact, and every visible entry is complete
         models = list_models(path)
         written = sorted(int(m[1:]) for m in models if int(m[1:]) >= start)
@@ -411,11 +411,10 @@ def test_killed_writer_never_corrupts_the_store(tmp_path):
         assert len(df) == 4 * len(models)
         assert df[df.model_id.isin(original.model_id)].reset_index(drop=True).equals(original)
         start = written[-1] + 1
-    assert mid_commit >= 1, "no kill landed inside a commit"
     # the lock died with the writer; a new writer cleans its temporaries and carries on
     ResultStore(path, lock_timeout=2).write("after", {}, "gen", {}, simple())
     assert "after" in list_models(path)
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]
 
 
 def test_concurrent_writers_serialise_on_the_lock(tmp_path):
@@ -441,3 +440,31 @@ def test_second_writer_times_out_naming_the_lock_file(tmp_path):
         assert time.monotonic() - t0 >= 0.2 and f"pid {os.getpid()}" in str(info.value)
     second.write("m1", {}, "gen", {}, simple())  # free again after the first commit
     assert list_models(path) == ["m0", "m1"]
+
+
+def test_commits_without_o_tmpfile_or_hard_links_leave_nothing_behind(tmp_path, monkeypatch):
+    """Where /proc or linkat is missing the writer falls back to a named temporary (then a rename where the file
+    system has no hard links): the store works the same and no ``.tmp`` stays."""
+    import errno as _errno
+
+    import probe.store.segments as segments
+
+    def no_linkat(fd, target):
+        raise OSError(_errno.ENOENT, "no /proc")
+
+    monkeypatch.setattr(segments, "_link_tmpfile", no_linkat)
+    path = tmp_path / "results.h5"
+    store = ResultStore(path)
+    for i in range(3):
+        store.write(f"m{i}", {}, "gen", {}, simple(float(i)))
+    real_link = segments.os.link
+
+    def no_hard_links(src, dst, *args, **kwargs):
+        raise OSError(_errno.EPERM, "no hard links")
+
+    monkeypatch.setattr(segments.os, "link", no_hard_links)
+    store.write("m3", {}, "gen", {}, simple(3.0))
+    monkeypatch.setattr(segments.os, "link", real_link)
+    assert list_models(path) == ["m0", "m1", "m2", "m3"]
+    assert read_array(path, "m3", "gen", "psnr").values.tolist() == [3.0, 4.0]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp"]

@@ -303,14 +303,18 @@ def test_eval_layouts_per_split_and_the_summary(tmp_path):
 
 
 def test_model_card_eval_layout_key(tmp_path):
+    from probe.measure import measure
     from probe.models.card import read_card
 
     card = tmp_path / "net.toml"
     card.write_text('family = "resnet"\nweights = "w.safetensors"\neval_layout = { ood = "side_by_side" }\n')
     assert read_card(card).eval_layout == {"ood": "side_by_side"}
-    card.write_text('family = "resnet"\nweights = "w.safetensors"\neval_layout = "diagonal"\n')
+    card.write_text('family = "resnet"\nweights = "w.safetensors"\neval_layout = 3\n')
     with pytest.raises(ConfigError, match="eval_layout"):
         read_card(card)
+    card.write_text('family = "resnet"\nweights = "w.safetensors"\neval_layout = "diagonal"\n')
+    with pytest.raises(ConfigError, match=r"net\.toml: 'eval_layout': unknown eval layout 'diagonal'"):
+        measure(card, eval_folders={"id": str(tmp_path)}, out=tmp_path / "r.h5")
 
 
 def test_cli_eval_layout_flag_is_one_line_on_error(tmp_path, capsys):

@@ -66,7 +66,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, tiny_config, monk
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "state.pt").exists()
-    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "interrupted"  # recorded (issue 25)
     monkeypatch.setattr(paired.PairedStream, "batch", original)
     record = train(tiny_config, tmp_path / "resumed")
     assert record["resumed_from"] == 4

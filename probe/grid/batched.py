@@ -17,8 +17,10 @@ rate, the same update as ``torch.optim.Adam``; results equal training each cell 
     run_grid("analyses/derain_complexity.toml", executor="batched")
 
 ``--workers`` caps the cells per group (default 64); ``--gpus`` gives each GPU its own process and share of
-the groups. Limits: an interrupted group restarts from step 0 (finished cells are never retrained); a cell
-whose loss turns non-finite is marked failed and the rest of its group goes on.
+the groups (:func:`probe.grid.executors.run_in_processes`: a killed process costs only its group; Ctrl-C or
+SIGTERM stops every process and records its cells ``interrupted``). Limits: an interrupted group restarts
+from step 0 (finished cells are never retrained); a cell whose loss turns non-finite is marked failed and the
+rest of its group goes on.
 """
 
 from __future__ import annotations
@@ -64,14 +66,17 @@ def run_batched(todo, workers, scheduler, device, threads, verbose, gpus: list[i
         for group in groups:
             yield from train_group(group, dev, threads, verbose)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from probe.grid.executors import death_cause, record_lost_cell, run_in_processes
 
-    with ProcessPoolExecutor(max_workers=len(gpus), mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(train_group, group, f"cuda:{gpus[i % len(gpus)]}", threads, verbose)
-                   for i, group in enumerate(groups)]
-        for future in as_completed(futures):
-            yield from future.result()
+    tasks = ((i, train_group, (group, f"cuda:{gpus[i % len(gpus)]}", threads, verbose))
+             for i, group in enumerate(groups))
+    for i, outcomes, exitcode, seconds in run_in_processes(tasks, len(gpus)):
+        if isinstance(outcomes, list):
+            yield from outcomes
+            continue
+        error = getattr(outcomes, "message", None) or death_cause(exitcode)  # raised, or the process died
+        for _, _, path in groups[i]:
+            yield record_lost_cell(path, error, seconds=seconds, exitcode=exitcode)
 
 
 def train_group(group: list, device: str | None, threads: int = 1, verbose: bool = False) -> list[dict[str, Any]]:
@@ -82,6 +87,12 @@ def train_group(group: list, device: str | None, threads: int = 1, verbose: bool
     t0 = time.perf_counter()
     try:
         return _train_group(group, device, verbose)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the group's cells restart on a rerun
+        from probe.grid.runner import mark_interrupted
+
+        for _, _, path in group:
+            mark_interrupted(RunDir(path), exc)
+        raise
     except Exception as exc:  # one failing group must not stop the grid
         message = f"{type(exc).__name__}: {exc}"
         out = []

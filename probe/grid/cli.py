@@ -14,6 +14,10 @@ def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
 
     spec = spec if spec is not None else StudySpec.from_toml(args.spec)
     gpus = parse_gpus(getattr(args, "gpus", None))
+    if not args.dry_run:
+        from probe.fsutil import require_writable
+
+        require_writable(args.out, "grid folder")
     summary = run_grid(spec, args.out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                        device=args.device, dry_run=args.dry_run, verbose=args.verbose,
                        retries=getattr(args, "retries", 2), connect_timeout=getattr(args, "connect_timeout", 10.0),
@@ -21,17 +25,22 @@ def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
     if args.dry_run:
         print(f"study {spec.name}: {len(summary['cells'])} cells -> {summary['out']} "
               f"({len(summary['todo'])} to train)")
+        todo_ids = set(summary["todo"])
         for cell in summary["cells"]:
-            print(f"  {'todo' if cell in summary['todo'] else 'done'}  {cell}")
+            print(f"  {'todo' if cell in todo_ids else 'done'}  {cell}")
         from probe.grid.estimate import estimate_study
 
-        todo = [c for c in spec.cells() if c.id in set(summary["todo"])]
+        todo = [c for c in spec.cells() if c.id in todo_ids]
         est = estimate_study(spec, todo, gpus=len(gpus or [0]))
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(est["per_family"].items()))
         print(f"expected GPU wall time: {est['hours']:.1f} h on {len(gpus or [0])} GPU(s) "
               f"({est['gpu_hours']:.1f} GPU-hours: {parts or 'nothing to train'}"
               f"{'; no table entry for ' + ', '.join(est['unknown']) if est['unknown'] else ''}) — "
               f"{est['note']}")
+        if spec.source.endswith(".toml"):
+            from probe.grid.estimate import rungs_text
+
+            print(f"chosen rung: {spec.scale}; " + rungs_text(spec.source, gpus=len(gpus or [0])))
         return 0
     print(f"study {spec.name}: {summary['done']}/{summary['total']} cells done "
           f"({summary['skipped']} already finished), {summary['failed']} failed -> {summary['out']}")

@@ -9,6 +9,13 @@
   then recorded ``failed`` like above. An unreachable scheduler is one :class:`~probe.errors.ConfigError`
   line naming the address after ``connect_timeout`` seconds.
 
+Ctrl-C, SIGTERM and SIGHUP stop every executor the same way (:mod:`probe.interrupt`): the running workers get
+SIGTERM (SIGKILL after :data:`STOP_GRACE_S`), each saves its state at the end of its step and records its cell
+``interrupted``, its cell lock is released, and a rerun resumes it. A worker whose parent dies however it dies
+(even SIGKILL) stops by itself, so no worker outlives the command. The Dask executor closes its client and
+local cluster (its workers with it); a cell already running on a remote scheduler's worker finishes there
+(it holds its cell lock meanwhile, so a rerun reports it ``busy``).
+
 Each executor yields one outcome dict per cell: ``{"path", "status", "seconds", "error"?, "cause"?}``.
 """
 
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +72,92 @@ def record_lost_cell(path: str | Path, error: str, cause: str = "killed", second
 
 
 # ------------------------------------------------------------------------------------------------- local
-def _cell_process(conn: Any, config: dict[str, Any], out: str, device: str | None, threads: int,
-                  verbose: bool) -> None:
-    from probe.grid.runner import run_cell
+class _Raised:
+    """What a worker sends back when its task raised (the task's own failures are outcomes, not this)."""
 
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+    """Body of a worker process: SIGTERM/SIGHUP like Ctrl-C, stop when the parent dies, send ``fn(*args)``."""
+    import sys
+
+    from probe.interrupt import exit_code, worker_setup
+
+    worker_setup()
     try:
-        outcome = run_cell(config, out, device, threads, verbose)
-    except BaseException as exc:  # run_cell records its own failures; this is a last resort
-        outcome = {"path": out, "status": "failed", "error": one_line(f"{type(exc).__name__}: {exc}"),
-                   "seconds": 0.0}
-    conn.send(outcome)
-    conn.close()
+        try:
+            result: Any = fn(*args)
+        except KeyboardInterrupt as exc:  # stopped (the grid was interrupted): the task recorded it; no traceback
+            sys.exit(exit_code(exc))
+        except Exception as exc:  # the task records its own failures; this is a last resort
+            result = _Raised(one_line(f"{type(exc).__name__}: {exc}"))
+        conn.send(result)
+        conn.close()
+    except KeyboardInterrupt as exc:  # a signal while sending
+        sys.exit(exit_code(exc))
+
+
+def run_in_processes(tasks: Iterable[tuple[Any, Callable[..., Any], tuple]], workers: int
+                     ) -> Iterator[tuple[Any, Any, int | None, float]]:
+    """Run each ``(key, fn, args)`` as ``fn(*args)`` in its own spawned process, at most ``workers`` at once.
+
+    Yields ``(key, result, exitcode, seconds)`` as each process ends, in completion order; ``result`` is
+    ``None`` when the process died without reporting (SIGKILL by the OOM killer, a job limit, a segfault) and a
+    :class:`_Raised` when ``fn`` raised. Linear in the number of tasks (a deque, one ``wait`` per ending).
+
+    Interrupted (Ctrl-C, SIGTERM as :class:`probe.interrupt.Terminated`, an exception in the consumer, or the
+    generator closed): every running process gets SIGTERM, then SIGKILL after ``STOP_GRACE_S``; none outlives
+    this call. Each worker also watches this process and stops if it dies (:func:`probe.interrupt.worker_setup`).
+    """
+    import multiprocessing as mp
+    from collections import deque
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")  # a forked child of a process that already used torch threads can deadlock
+    queue = deque(tasks)
+    running: dict[Any, tuple[Any, Any, Any, float]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                key, fn, args = queue.popleft()
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, name=f"probe-{key}", args=(writer, fn, args))
+                proc.start()
+                writer.close()
+                running[proc.sentinel] = (proc, reader, key, time.perf_counter())
+            for sentinel in wait(list(running)):
+                proc, reader, key, t0 = running.pop(sentinel)
+                result = None
+                try:
+                    if reader.poll():
+                        result = reader.recv()
+                except (EOFError, OSError):
+                    result = None
+                finally:
+                    reader.close()
+                proc.join()
+                yield key, result, proc.exitcode, time.perf_counter() - t0
+    finally:  # interrupted: stop the workers we started; their cells are recorded interrupted, a rerun resumes
+        stop_processes([(proc, reader) for proc, reader, _, _ in running.values()])
+
+
+STOP_GRACE_S = 10.0
+
+
+def stop_processes(procs: list[tuple[Any, Any]]) -> None:
+    """SIGTERM every live process, wait up to :data:`STOP_GRACE_S` for all together, SIGKILL the rest."""
+    for proc, _ in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc, reader in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        reader.close()
 
 
 def run_local(todo: Todo, workers: int | None, scheduler: str | None, device: str | None, threads: int,
@@ -84,57 +166,24 @@ def run_local(todo: Todo, workers: int | None, scheduler: str | None, device: st
 
     ``gpus`` (validated CUDA indices): cells go round-robin to ``cuda:<i>``, one worker per GPU by default.
     """
+    from probe.grid.runner import run_cell
+
     if not todo:
         return
     devices = [f"cuda:{g}" for g in gpus] if gpus else [device]
     workers = min(len(todo), workers or (len(devices) if gpus else default_workers(threads)))
     if workers == 1:
-        from probe.grid.runner import run_cell
-
         for _, config, path in todo:
             yield run_cell(config, str(path), devices[0], threads, verbose)
         return
-    import multiprocessing as mp
-    from multiprocessing.connection import wait
-
-    ctx = mp.get_context("spawn")  # a forked child of a process that already used torch threads can deadlock
-    queue = [(i, *item) for i, item in enumerate(todo)]
-    running: dict[Any, tuple[Any, Any, Path, float]] = {}
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                i, _, config, path = queue.pop(0)
-                reader, writer = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_cell_process, name=f"probe-cell-{path.name}",
-                                   args=(writer, config, str(path), devices[i % len(devices)], threads, verbose))
-                proc.start()
-                writer.close()
-                running[proc.sentinel] = (proc, reader, path, time.perf_counter())
-            for sentinel in wait(list(running)):
-                proc, reader, path, t0 = running.pop(sentinel)
-                outcome = None
-                try:
-                    if reader.poll():
-                        outcome = reader.recv()
-                except (EOFError, OSError):
-                    outcome = None
-                finally:
-                    reader.close()
-                proc.join()
-                if outcome is None:
-                    outcome = record_lost_cell(path, death_cause(proc.exitcode), seconds=time.perf_counter() - t0,
-                                               exitcode=proc.exitcode)
-                yield outcome
-    finally:  # interrupted (Ctrl-C, an exception): stop the workers we started; their cells resume on rerun
-        for proc, _reader, _, _ in running.values():
-            if proc.is_alive():
-                proc.terminate()
-        for proc, reader, _, _ in running.values():
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            reader.close()
+    tasks = ((path, run_cell, (config, str(path), devices[i % len(devices)], threads, verbose))
+             for i, (_, config, path) in enumerate(todo))
+    for path, outcome, exitcode, seconds in run_in_processes(tasks, workers):
+        if isinstance(outcome, _Raised):
+            outcome = record_lost_cell(path, outcome.message, cause="error", seconds=seconds)
+        elif outcome is None:
+            outcome = record_lost_cell(path, death_cause(exitcode), seconds=seconds, exitcode=exitcode)
+        yield outcome
 
 
 # -------------------------------------------------------------------------------------------------- dask
@@ -187,7 +236,7 @@ def run_dask(todo: Todo, workers: int | None, scheduler: str | None, device: str
                 cause = "killed" if type(exc).__name__ == "KilledWorker" else "lost"
                 yield record_lost_cell(paths[future.key], f"dask worker lost: {type(exc).__name__}: {exc}",
                                        cause=cause, seconds=time.perf_counter() - t0)
-    finally:
+    finally:  # also on Ctrl-C / SIGTERM: closing the local cluster stops its workers (run_grid records the cells)
         client.close()
         if cluster is not None:
             cluster.close()

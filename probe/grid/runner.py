@@ -12,6 +12,7 @@ the cell list so ``probe grid status`` can tell pending cells from finished ones
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ def run_cell(config_dict: dict[str, Any], out: str, device: str | None, threads:
         config = TrainConfig.from_dict(config_dict)
         record = train(config, out, device=device, show_progress=verbose if verbose else False)
         return {"path": out, "status": record["status"], "seconds": time.perf_counter() - t0}
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM/SIGHUP (probe.interrupt): record it, then stop
+        mark_interrupted(run, exc)
+        raise
     except Exception as exc:  # one failing cell must not stop the grid
         message = f"{type(exc).__name__}: {exc}"
         try:
@@ -65,6 +69,23 @@ def run_cell(config_dict: dict[str, Any], out: str, device: str | None, threads:
         return {"path": out, "status": "failed", "error": message, "seconds": time.perf_counter() - t0}
     finally:
         lock.release()
+
+
+def mark_interrupted(run: RunDir, exc: BaseException) -> None:
+    """Record a cell stopped by a signal as ``interrupted`` (its last ``state.pt`` is kept: a rerun resumes it).
+
+    Best effort: a record that cannot be written is left as it is (``running`` with a dead owner reads as
+    ``interrupted`` too, :meth:`probe.train.rundir.RunDir.status`)."""
+    from probe.interrupt import describe
+
+    try:
+        if run.exists():
+            record = run.read()
+            if record.get("status") == "running":
+                record.update(status="interrupted", error=f"stopped by {describe(exc)}; a rerun resumes it")
+                run.write(record)
+    except Exception:
+        pass
 
 
 def plan(spec: StudySpec, out: Path) -> list[tuple[str, dict[str, Any], Path]]:
@@ -113,10 +134,11 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
         raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    if dry_run:  # the plan was validated at load; listing it needs no configs (linear in cells)
+        ids = [cell.id for cell in spec.cells()]
+        return {"study": spec.name, "out": str(out), "cells": ids, "dry_run": True,
+                "todo": [i for i in ids if not is_finished(out / i)]}
     items = plan(spec, out)
-    if dry_run:
-        return {"study": spec.name, "out": str(out), "cells": [i for i, _, _ in items], "dry_run": True,
-                "todo": [i for i, _, p in items if not is_finished(p)]}
     _write_study(out, spec, items)
     prior_errors = _train_priors(spec, device, show_progress)
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
@@ -125,13 +147,21 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     gpus = check_gpus(gpus)
     bar = progress(total=len(items), initial=len(items) - len(todo), desc=f"grid {spec.name}",
                    unit="cell", enabled=show_progress, leave=True)
-    try:
-        run = {"local": run_local, "dask": run_dask, "batched": _run_batched}[executor]
-        for outcome in run(todo, workers, scheduler, device, threads_per_worker, verbose, retries=retries,
-                           connect_timeout=connect_timeout, gpus=gpus):
-            summary["outcomes"][Path(outcome["path"]).name] = outcome
-            bar.update(1)
-            bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
+    run = {"local": run_local, "dask": run_dask, "batched": _run_batched}[executor]
+    outcomes = run(todo, workers, scheduler, device, threads_per_worker, verbose, retries=retries,
+                   connect_timeout=connect_timeout, gpus=gpus)
+    try:  # closing(): the executor's workers stop at once when this loop ends early (a signal, an error)
+        with contextlib.closing(outcomes):
+            for outcome in outcomes:
+                summary["outcomes"][Path(outcome["path"]).name] = outcome
+                bar.update(1)
+                bar.set_postfix(last=f"{Path(outcome['path']).name}:{outcome['status']}", refresh=False)
+    except KeyboardInterrupt as exc:  # workers stopped above; record the cells no worker could (e.g. Dask's)
+        for _, _, path in todo:
+            run = RunDir(path)
+            if run.status() == "interrupted":  # its owner is gone (a remote worker cannot be told: left alone)
+                mark_interrupted(run, exc)
+        raise
     finally:
         bar.close()
     statuses = [o["status"] for o in summary["outcomes"].values()]

@@ -49,7 +49,7 @@ point (``probe grid run``, ``probe demo``) calls — the grid layer does not imp
 
 from __future__ import annotations
 
-import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ConfigError
+from probe.grid.checks import cells_to_validate, check_cell_data, check_study_name
 from probe.train.config import TrainConfig, load_toml, set_dotted
 
 #: Short names for the axes people sweep most; any dotted config key works too.
@@ -93,8 +94,8 @@ class Cell:
     def axes(self) -> dict[str, Any]:
         return dict(self.values)
 
-    @property
-    def id(self) -> str:
+    @functools.cached_property
+    def id(self) -> str:  # computed once per cell: planning stays linear in cells
         return cell_id(self.axes)
 
 
@@ -110,17 +111,23 @@ class StudySpec:
     source: str = "spec"
     levels: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     priors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: str = "demo"  # the rung of the scale ladder this spec was resolved to (probe.grid.scale)
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_toml(cls, path: str | Path) -> StudySpec:
+    def from_toml(cls, path: str | Path, scale: str | None = None) -> StudySpec:
+        """Load a spec file at rung ``scale`` of its ladder (default: the spec as written, ``demo``)."""
         path = Path(path)
-        return cls.from_dict(load_toml(path), source=str(path))
+        return cls.from_dict(load_toml(path), source=str(path), scale=scale)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "spec") -> StudySpec:
+    def from_dict(cls, raw: dict[str, Any], source: str = "spec", scale: str | None = None) -> StudySpec:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: a study spec must be a table, got {type(raw).__name__}")
+        from probe.grid.scale import apply_scale
+
+        raw = apply_scale(raw, scale, source)
+        rung = raw.pop("_scale")
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; "
@@ -132,9 +139,7 @@ class StudySpec:
         bad = sorted(set(study) - _STUDY_KEYS)
         if bad:
             raise ConfigError(f"{source}: unknown key study.{bad[0]!r}; allowed: {', '.join(sorted(_STUDY_KEYS))}")
-        name = study.get("name") or Path(source).stem
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ConfigError(f"{source}: study.name = {name!r} must be letters, digits, '_', '-' or '.'")
+        name = check_study_name(study.get("name") or Path(source).stem, source)
         axes_raw = dict(raw.get("axes") or {})
         axes: dict[str, list[Any]] = {}
         for key, values in axes_raw.items():
@@ -177,7 +182,7 @@ class StudySpec:
                    explicit_cells=[dict(c) for c in cells], probes=probes,
                    probe_params=dict(probe_params), description=description, source=source,
                    levels={str(k): {str(a): dict(b) for a, b in v.items()} for k, v in levels.items()},
-                   priors=priors)
+                   priors=priors, scale=rung)
         spec.validate()
         return spec
 
@@ -213,16 +218,16 @@ class StudySpec:
         return out
 
     def config_for(self, cell: Cell) -> TrainConfig:
-        raw = copy.deepcopy(self.base)
+        raw = dict(self.base)  # TrainConfig.from_dict deep-copies; only the tables on a set path are copied here
         for key, value in cell.values:
             if key in self.levels:  # a named level: its config overrides
                 if str(value) not in self.levels[key]:
                     raise ConfigError(f"{self.source}: axis {key!r} has value {value!r} but no "
                                       f"[levels.{key}.{value}] table; defined: {', '.join(self.levels[key])}")
                 for dotted, override in self.levels[key][str(value)].items():
-                    set_dotted(raw, resolve_axis(dotted), copy.deepcopy(override))
+                    _set_copied(raw, resolve_axis(dotted), override)
                 continue
-            set_dotted(raw, resolve_axis(key), copy.deepcopy(value))
+            _set_copied(raw, resolve_axis(key), value)
         raw["name"] = f"{self.name}/{cell.id}"
         raw["axes"] = {k: v for k, v in cell.values}
         return TrainConfig.from_dict(raw, source=f"{self.source} [cell {cell.id}]")
@@ -237,12 +242,12 @@ class StudySpec:
             if head not in _CONFIG_SECTIONS:
                 raise ConfigError(f"{self.source}: unknown axis key {key!r}; use a config key such as "
                                   f"data.n_backgrounds or one of: {', '.join(sorted(AXIS_ALIASES))}")
-        cells = self.cells()
-        for cell in cells:
+        for cell in cells_to_validate(self, self.cells()):  # one config per new (section, values): linear
             try:
-                self.config_for(cell)
+                config = self.config_for(cell)
             except ConfigError as exc:
                 raise ConfigError(str(exc).replace("unknown key", "unknown axis or base key")) from exc
+            check_cell_data(config, f"{self.source} [cell {cell.id}]")
 
 
 def resolve_axis(key: str) -> str:
@@ -255,17 +260,32 @@ def cell_id(axes: dict[str, Any]) -> str:
         return "default"
     parts = []
     for key, value in axes.items():
-        short = key.split(".")[-1]
         if isinstance(value, (dict, list)):
             text = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
             label = value.get("preset") if isinstance(value, dict) and "preset" in value else None
-            text = f"{label}-{text}" if label else text
-        elif isinstance(value, float):
-            text = f"{value:g}"
+            parts.append(_id_part(key, f"{label}-{text}" if label else text))
         else:
-            text = str(value)
-        parts.append(f"{short}-{re.sub(r'[^A-Za-z0-9.+-]+', '_', text)}")
+            parts.append(_id_part(key, f"{value:g}" if isinstance(value, float) else str(value)))
     return "__".join(parts)
+
+
+@functools.lru_cache(maxsize=65536)
+def _id_part(key: str, text: str) -> str:
+    """``key-text`` of one axis value (cached: a grid repeats each value in many cells)."""
+    return f"{key.split('.')[-1]}-{re.sub(r'[^A-Za-z0-9.+-]+', '_', text)}"
+
+
+def _set_copied(raw: dict[str, Any], key: str, value: Any) -> None:
+    """:func:`set_dotted` on ``raw`` after copying each table along ``key``, so the spec's own tables are never
+    changed (cheaper than deep-copying the whole base for each of many cells)."""
+    node = raw
+    for part in key.split(".")[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            break  # set_dotted creates the table, or names the key that is not one
+        node[part] = child = dict(child)
+        node = child
+    set_dotted(raw, key, value)
 
 
 def _flatten(table: dict[str, Any], prefix: str) -> dict[str, Any]:

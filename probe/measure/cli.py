@@ -73,8 +73,17 @@ def run_cli(args: argparse.Namespace) -> int:
         external["skip_broken"] = True
     if args.name:
         external["name"] = args.name
-    summary = measure(args.path, probes=probes, splits=splits, out=args.out, force=args.force, device=args.device,
-                      anchors=getattr(args, "anchors", None), **external)
+    if getattr(args, "beside", None):  # the grid first, then the network, into one store
+        from probe.measure.beside import evaluation_note, measure_beside, resolve_grid
+
+        print(evaluation_note(resolve_grid(args.beside)))
+        grid, summary = measure_beside(args.path, args.beside, out=args.out, probes=probes, device=args.device,
+                                       splits=splits, force=args.force, **external)
+        print(f"measured {grid['runs']} model(s) of {grid['study']} beside it: {grid['computed']} probe results "
+              f"computed, {grid['skipped']} already stored -> {grid['store']}")
+    else:
+        summary = measure(args.path, probes=probes, splits=splits, out=args.out, force=args.force,
+                          device=args.device, anchors=getattr(args, "anchors", None), **external)
     if summary.get("load"):
         print(summary["load"])
     for line in summary.get("eval_data") or []:

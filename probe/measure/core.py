@@ -1,6 +1,8 @@
 """``measure()``: run probes over run directories, grids, checkpoints or model cards into one result store.
 
-One call is one store transaction (one copy-on-write commit, however many models). A probe that fails on a
+One call is one incremental store transaction: committed after every model and every few seconds (each commit
+writes only what it adds), Ctrl-C / SIGTERM commit what is finished, and results are keyed by content (weights,
+parameters, evaluation-set digest: :mod:`probe.store.identity`); see ``docs/store.md``. A probe that fails on a
 model, or a grid model that fails to load, is recorded in the store (:mod:`probe.measure.failures`) and the
 rest goes on; ``summary["failed"]`` lists them.
 """
@@ -8,7 +10,6 @@ rest goes on; ``summary["failed"]`` lists them.
 from __future__ import annotations
 
 import json
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from probe.errors import ConfigError, DataError
 from probe.progress import progress
 
 DEFAULT_PROBES = ["generalization", "decomposition"]
+#: Seconds between store commits while measuring (also: one commit per model).
+COMMIT_EVERY_S = 5.0
 
 
 def find_study(path: Path) -> tuple[str, dict[str, Any] | None, Path | None]:
@@ -90,7 +93,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
 
     Returns ``{"store", "study", "computed", "skipped", "runs", "failed": [{"model", "probe", "cause"}], ...}``.
     The study-level ``shortcut`` score (if asked for) reads the per-model results of the same transaction:
-    one commit in all; it is recomputed only when something new was measured (or ``force``).
+    it is recomputed only when something new was measured (or ``force``).
     Results already stored (same model, probe, parameters and evaluation set) are skipped unless ``force``.
     """
     from probe.store import ResultStore
@@ -109,14 +112,63 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     if out is None:
         out = Path("reports") / (study_name or path.stem) / "results.h5"
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    namespace = study_name if study_dir is not None else None  # a lone run (no study.json): no namespace
     if study_dir is not None:
-        shutil.copyfile(study_dir / "study.json", out.parent / "study.json")
-    store = ResultStore(out)
+        _copy_study_record(study_dir / "study.json", out)
+    elif (out.parent / "study.json").is_file():  # an external model beside a grid: in the grid's study
+        namespace = find_study(out.parent)[0]
+    store = ResultStore(out, study=_study_namespace(namespace))
     summary: dict[str, Any] = {"store": str(out), "study": study_name or path.stem, "computed": 0, "skipped": 0,
                                "runs": 0, "unfinished": 0, "failed": []}
+    from probe.store.interrupt import interrupted, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            _measure_into(store, path, kind, study, study_dir, summary, probes, splits, force, device,
+                          show_progress, anchors, external)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every finished result is committed (keep_on_error)
+        raise interrupted(exc, store, summary) from None
+    if store.commits:  # one fold per measure call (not per commit): results.h5 alone is the whole store again
+        from probe.errors import StoreError
+
+        try:
+            store.compact()
+        except (OSError, StoreError) as exc:  # the results are safe in their segments; readers merge them
+            summary["compact"] = str(exc)
+    return summary
+
+
+def _study_namespace(name: str | None) -> str:
+    """The store namespace of a study: its name made a valid HDF5 group name ("" for none)."""
+    import re
+
+    return re.sub(r"[/\x00]", "_", name or "").strip(".") if name else ""
+
+
+def _copy_study_record(source: Path, out: Path) -> None:
+    """``study.json`` beside the store (skipped when identical: a read-only folder with everything stored works)."""
+    from probe.errors import StoreError
+
+    target = out.parent / "study.json"
+    data = source.read_bytes()
+    if target.is_file() and target.read_bytes() == data:
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from probe.fsutil import write_atomic
+
+        write_atomic(target, lambda tmp: tmp.write_bytes(data))
+    except OSError as exc:
+        raise StoreError(f"cannot write {target} (the folder {out.parent} is not writable: "
+                         f"{exc.strerror or exc}); choose another --out") from None
+
+
+def _measure_into(store: Any, path: Path, kind: str, study: Any, study_dir: Path | None, summary: dict[str, Any],
+                  probes: list[str] | None, splits: list[str] | None, force: bool, device: str | None,
+                  show_progress: bool | None, anchors: Any, external: dict[str, Any]) -> None:
     study_level: list[Any] = []
-    with store.transaction():  # one commit for the whole call, the study-level shortcut score included
+    # incremental: committed after every model and every few seconds; an exception commits what is finished
+    with store.transaction(keep_on_error=True, commit_every_s=COMMIT_EVERY_S):
         if kind == "grid":
             study_level = _measure_grid(path, study, study_dir, store, summary, probes, splits, force, device,
                                         show_progress, anchors)
@@ -135,7 +187,6 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
                 from probe.measure.failures import cause_of
 
                 summary["failed"].append({"model": "_study", "probe": "shortcut", "cause": cause_of(exc)})
-    return summary
 
 
 def _has_probe(store: Any, probe: str) -> bool:
@@ -156,10 +207,12 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
     with ``on_load_error="raise"``). Returns the model (or None if it was never loaded)."""
     from probe.measure.failures import cause_of, clear_failure, record_failure
     from probe.provenance import provenance
+    from probe.store.identity import eval_identity
 
     model = None
+    eval_info = eval_identity(data)  # the evaluation set with its content digest: part of every result's key
     for i, probe in enumerate(probe_objs):
-        if not force and store.has(model_id, probe.name, probe.params, data.info):
+        if not force and store.has(store.key_for(model_id, probe.name, probe.params, eval_info, sha256=sha256)):
             summary["skipped"] += 1
             bar.update(1)
             continue
@@ -170,24 +223,25 @@ def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data:
                 if on_load_error == "raise":
                     raise
                 cause = cause_of(exc)
-                record_failure(store, model_id, info, "load", {}, data.info, cause, sha256)
+                record_failure(store, model_id, info, "load", {}, eval_info, cause, sha256)
                 summary["failed"].append({"model": model_id, "probe": "load", "cause": cause})
                 bar.update(len(probe_objs) - i)
                 return None
         try:
             result = probe.run(model, data)
-            store.write(model_id, info, probe.name, probe.params, result, eval_info=data.info, sha256=sha256,
+            store.write(model_id, info, probe.name, probe.params, result, eval_info=eval_info, sha256=sha256,
                         provenance=provenance())
         except Exception as exc:  # one failing probe (or unstorable result) never stops the study
             cause = cause_of(exc)
-            record_failure(store, model_id, info, probe.name, probe.params, data.info, cause, sha256)
+            record_failure(store, model_id, info, probe.name, probe.params, eval_info, cause, sha256)
             summary["failed"].append({"model": model_id, "probe": probe.name, "cause": cause})
         else:
-            clear_failure(store, model_id, probe.name, probe.params, data.info)
+            clear_failure(store, model_id, probe.name, probe.params, eval_info)
             summary["computed"] += 1
         bar.update(1)
     if model is not None:
-        clear_failure(store, model_id, "load", {}, data.info)
+        clear_failure(store, model_id, "load", {}, eval_info)
+    store.commit()  # this model's results are safe from here on, whatever happens next
     return model
 
 
@@ -200,6 +254,7 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
     from probe.models.checkpoint import load_model
     from probe.probes.evaldata import cached_eval_data, eval_data_for_run
     from probe.provenance import provenance
+    from probe.store.identity import eval_identity
     from probe.train.catalog import catalog_row, find_runs
     from probe.train.rundir import RunDir
     from probe.train.trainer import resolve_device
@@ -235,7 +290,7 @@ def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | No
             model = run_probes(store, model_id, info, lambda r=run: load_model(r.path, device=str(dev)), data,
                                probe_objs, summary, bar, force, sha256=sha256)
             if probe_objs and (model is not None or store.has(model_id, probe_objs[0].name, probe_objs[0].params,
-                                                              data.info)):
+                                                              eval_identity(data), sha256=sha256)):
                 measured[model_id] = run.path
             if set_probe is None:
                 continue

@@ -94,14 +94,23 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
     display = name or card.name
     model_id = _safe_id(display)
     dev = resolve_device(device or "cpu")
+    if card.eval_layout:  # the card's layout names, checked before anything is loaded
+        from probe.data.layouts import parse_layout
+
+        try:
+            for value in card.eval_layout.values() if isinstance(card.eval_layout, dict) else [card.eval_layout]:
+                parse_layout(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{card.path}: 'eval_layout': {exc}") from exc
     model = card.load(device=str(dev), **conventions)  # a single model that does not load: one line, exit 2
     if eval_layout and not eval_folders:
         raise ConfigError(f"{path}: an eval layout applies to --eval-folder splits; none given")
     if eval_folders:
         from probe.probes.evalfolders import eval_data_from_folders, summary_lines
 
+        layouts = eval_layout or card.eval_layout
         data = eval_data_from_folders(eval_folders, patch=eval_patch, on_error="skip" if skip_broken else "raise",
-                                      layouts=eval_layout or card.eval_layout).select(splits)
+                                      layouts=layouts).select(splits)
         summary["eval_data"] = summary_lines(data)
     else:
         data = default_eval_data(Path(summary["store"])).select(splits)

@@ -88,6 +88,8 @@ def captum_attribute(method: str, forward: nn.Module | Callable[..., Tensor],
     """
     import captum.attr
 
+    from probe.methods.threads import contention_aware_threads
+
     if method not in CAPTUM_METHODS:
         raise ConfigError(f"unknown captum method {method!r}; allowed: {', '.join(CAPTUM_METHODS)}")
     inputs_t = tuple(x.detach() for x in _as_tuple(inputs))
@@ -102,7 +104,8 @@ def captum_attribute(method: str, forward: nn.Module | Callable[..., Tensor],
     parts: list[tuple[Tensor, ...]] = []
     deltas: list[Tensor] = []
     devices = [inputs_t[0].device] if inputs_t[0].device.type == "cuda" else []
-    with torch.enable_grad(), torch.random.fork_rng(devices=devices):
+    with torch.enable_grad(), torch.random.fork_rng(devices=devices), \
+            contention_aware_threads(inputs_t[0].device):  # see probe.methods.threads
         torch.manual_seed(int(seed))  # SmoothGrad's noise, without touching the global RNG state
         for s in range(0, n, group):
             idx = torch.arange(s, min(n, s + group), device=inputs_t[0].device)

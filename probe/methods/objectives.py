@@ -77,6 +77,9 @@ class Objective:
     needs: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: output pixels beyond the window the objective reads (LAM's finite differences: 1); None = unknown.
+    #: With the network's receptive field it bounds the input region an attribution may crop to.
+    reach: ClassVar[int | None] = None
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -122,6 +125,7 @@ class PixelObjective(Objective):
     """Output value at the window's centre pixel; ``channel`` None sums the channels."""
 
     description = "output at the window centre pixel"
+    reach = 0
     needs = ("pixel",)
     defaults = {"channel": None}
 
@@ -136,6 +140,7 @@ class WindowSumObjective(Objective):
     """Sum (or mean) of the output over the window and channels."""
 
     description = "output summed inside the window"
+    reach = 0
     needs = ("window",)
     defaults = {"reduce": "sum"}
     choices = {"reduce": ("sum", "mean")}
@@ -157,6 +162,7 @@ class LAMObjective(Objective):
     """
 
     description = "LAM gradient energy inside the window"
+    reach = 1
     needs = ("window",)
     defaults = {"eps": 1e-10}
 
@@ -184,6 +190,7 @@ class RemovedObjective(Objective):
     """What the network removed inside the window: Σ (input − output) over the window and channels."""
 
     description = "input minus output summed inside the window"
+    reach = 0
     needs = ("window",)
 
     def compute(self, output, inputs, context):
@@ -224,6 +231,7 @@ class LossObjective(Objective):
     """L1 loss against the ground truth: mean |output − clean| over the image or the window."""
 
     description = "L1 loss against the clean image"
+    reach = 0
     defaults = {"region": "image"}
     choices = {"region": ("image", "window")}
 

@@ -24,7 +24,23 @@ from torch import Tensor
 
 from probe.errors import ConfigError, DataError
 
-__all__ = ["Window", "border_margin", "default_windows", "full_window"]
+__all__ = ["Window", "border_margin", "check_margin", "check_windows", "default_windows", "full_window"]
+
+
+def check_windows(owner: str, value: object) -> list[str]:
+    """A probe's ``windows`` parameter: a non-empty list of distinct ``"on"`` / ``"off"`` (ConfigError naming
+    ``owner`` otherwise)."""
+    if (not isinstance(value, (list, tuple)) or not value
+            or any(w not in ("on", "off") for w in value) or len(set(value)) != len(value)):
+        raise ConfigError(f"{owner}: 'windows' must be a non-empty list of 'on'/'off', got {value!r}")
+    return list(value)
+
+
+def check_margin(owner: str, value: object) -> int | str:
+    """A probe's ``border_margin`` parameter: ``"auto"`` or an integer ≥ 0."""
+    if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"{owner}: 'border_margin' must be 'auto' or an integer >= 0, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -123,15 +123,12 @@ def read_card(path: str | Path) -> ModelCard:
             Conventions(**conventions)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    if "eval_layout" in raw:
-        from probe.data.layouts import parse_layout
-
-        values = raw["eval_layout"].values() if isinstance(raw["eval_layout"], dict) else [raw["eval_layout"]]
-        try:
-            for value in values:
-                parse_layout(value)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: 'eval_layout': {exc}") from exc
+    if "eval_layout" in raw:  # a layout name, or a table of split = name; the names are checked where used
+        layout = raw["eval_layout"]
+        values = list(layout.values()) if isinstance(layout, dict) else [layout]
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise ConfigError(f"{path}: 'eval_layout' must be a layout name or a table of split = layout name, "
+                              f"got {layout!r}")
     return ModelCard(path=path, name=raw.get("name") or path.stem, weights=weights, arch=arch,
                      eval_layout=raw.get("eval_layout"), family=raw.get("family"), size=raw.get("size"),
                      kwargs=dict(raw.get("kwargs") or {}),

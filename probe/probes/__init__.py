@@ -13,6 +13,7 @@ PROBES = Registry(
         "cka": "probe.probes.cka:CKAProbe",
         "ddr": "probe.probes.ddr:DDR",
         "attribution": "probe.probes.attribution:Attribution",
+        "cem": "probe.probes.cem:CEM",
         "shortcut": "probe.shortcut:Shortcut",  # study-level: scored by `probe measure` after every model
     },
 )

@@ -72,10 +72,13 @@ from probe.methods.attribution_maps import (
     region_shares,
 )
 from probe.methods.captum_methods import captum_attribute
+from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
+from probe.methods.faithfulness import check_params as check_faithfulness
+from probe.methods.faithfulness import objective_curves, summarise_gain
 from probe.methods.integrated_gradients import ObjectiveForward, PathAttribution, path_integrated_gradients
 from probe.methods.objectives import OBJECTIVES, make_context, make_objective
 from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
-from probe.methods.windows import default_windows, full_window
+from probe.methods.windows import check_margin, check_windows, default_windows, full_window
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
 
@@ -85,7 +88,10 @@ COMPONENT_METHODS = ("ig", "lam", "input_x_gradient")
 IMAGE_METRICS = ("diffusion_index", "map_size", "diffusion_index_corrected", "effective_pixels",
                  "share_in_mask", "mask_fraction", "mask_enrichment", "share_on_rain", "rain_contribution",
                  "background_contribution", "objective_value", "convergence_delta", "relative_delta",
-                 "crop_fraction")
+                 "crop_fraction", "deletion_gain", "insertion_gain")
+#: faithfulness scores (:mod:`probe.methods.faithfulness`): stored with a CI over images and a flag when the
+#: map is no better than random orders
+FAITH_METRICS = ("deletion_gain", "insertion_gain")
 #: metrics computed from the attribution map (NaN when the map is all zero or non-finite)
 MAP_METRICS = ("diffusion_index", "diffusion_index_corrected", "effective_pixels", "share_in_mask",
                "mask_enrichment", "share_on_rain")
@@ -116,6 +122,7 @@ class Attribution(Probe):
         "smoothgrad_stdev": 0.1,
         "components": True,
         "crop": "auto",
+        **FAITHFULNESS_PARAMS,
         "splits": None,
         "seed": 0,
     }
@@ -135,14 +142,8 @@ class Attribution(Probe):
         for key, low in (("window", 1), ("steps", 1), ("n_images", 1), ("smoothgrad_samples", 1)):
             if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low:
                 raise ConfigError(f"attribution: {key!r} must be an integer >= {low}, got {p[key]!r}")
-        bm = p["border_margin"]
-        if bm != "auto" and (not isinstance(bm, int) or isinstance(bm, bool) or bm < 0):
-            raise ConfigError(f"attribution: 'border_margin' must be 'auto' or an integer >= 0, got {bm!r}")
-        windows = p["windows"]
-        if (not isinstance(windows, (list, tuple)) or not windows
-                or any(w not in ("on", "off") for w in windows) or len(set(windows)) != len(windows)):
-            raise ConfigError(f"attribution: 'windows' must be a non-empty list of 'on'/'off', got {windows!r}")
-        p["windows"] = list(windows)
+        check_margin("attribution", p["border_margin"])
+        p["windows"] = check_windows("attribution", p["windows"])
         if p["quadrature"] is None:
             p["quadrature"] = "finite_difference" if p["method"] == "lam" else "gausslegendre"
         if p["quadrature"] not in QUADRATURES:
@@ -167,6 +168,7 @@ class Attribution(Probe):
             raise ConfigError(f"attribution: 'smoothgrad_stdev' must be >= 0, got {p['smoothgrad_stdev']!r}")
         if not isinstance(p["components"], bool):
             raise ConfigError(f"attribution: 'components' must be true or false, got {p['components']!r}")
+        check_faithfulness("attribution", p)
         if p["crop"] not in ("auto", "none"):
             raise ConfigError(f"attribution: 'crop' must be 'auto' or 'none', got {p['crop']!r}")
         if p["splits"] is not None and (not isinstance(p["splits"], (list, tuple))
@@ -205,6 +207,9 @@ class Attribution(Probe):
         masks = np.zeros((s_, n, h, w), np.float32)
         boxes = np.zeros((s_, w_, n, 4), np.int32)
         values = np.full((s_, w_, n, len(IMAGE_METRICS)), np.nan, np.float64)
+        fpoints = p["faithfulness_points"]
+        curves = np.full((s_, w_, n, 4, fpoints + 1), np.nan, np.float32)
+        crop_kinds: list[str] = []
         path_desc: dict[str, Any] = {}
 
         was_training = model.training
@@ -253,12 +258,24 @@ class Attribution(Probe):
                     row[:, put["relative_delta"]] = result.relative_delta.double().cpu().numpy()
                 crop = result.info.get("crop")
                 row[:, put["crop_fraction"]] = (crop["height"] * crop["width"] / (h * w)) if crop else 1.0
+                crop_kinds.append(f"{result.info.get('crop_kind', 'full')}: {result.info.get('crop_reason', '')}")
+                if p["faithfulness"]:
+                    faith = objective_curves(model, objective, batch.degraded, ctx,
+                                             torch.from_numpy(np.nan_to_num(amap)),
+                                             points=fpoints, random_orders=p["faithfulness_random"],
+                                             seed=p["seed"], batch_size=p["internal_batch_size"] or 64,
+                                             crop=crop if result.info.get("crop_kind") == "receptive_field"
+                                             else None)
+                    curves[si, wi] = faith.curves
+                    row[:, put["deletion_gain"]] = faith.deletion_gain
+                    row[:, put["insertion_gain"]] = faith.insertion_gain
         finally:
             model.train(was_training)
 
         attrs = {"objective": objective.to_json(), "method": p["method"],
                  "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
-                 "steps": int(p["steps"]), "baseline": p["baseline"]}
+                 "steps": int(p["steps"]), "baseline": p["baseline"],
+                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full"}
         image_coord = np.arange(n)
         arrays = {
             "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),
@@ -275,6 +292,15 @@ class Attribution(Probe):
                                           coords={"split": splits, "window": window_names, "image": image_coord,
                                                   "metric": list(IMAGE_METRICS)}, attrs=dict(attrs)),
         }
+        if p["faithfulness"]:
+            from probe.methods.faithfulness import FaithfulnessCurves
+
+            arrays["faithfulness"] = xr.DataArray(
+                curves, dims=("split", "window", "image", "curve", "fraction"),
+                coords={"split": splits, "window": window_names, "image": image_coord,
+                        "curve": list(FaithfulnessCurves.CURVES),
+                        "fraction": np.linspace(0, 1, fpoints + 1) ** 2},
+                attrs={**attrs, "perturbation_baseline": "blur (sigma 1.2, kernel 9)"})
         if with_components:
             arrays["attribution_component"] = xr.DataArray(
                 comp, dims=("split", "window", "component", "image", "y", "x"),
@@ -290,6 +316,12 @@ class Attribution(Probe):
                 empty = bool((np.nan_to_num(maps[si, wi]).reshape(n, -1).max(1) <= 0).all())
                 for k, metric in enumerate(IMAGE_METRICS):
                     col = values[si, wi, :, k]
+                    if metric in FAITH_METRICS:
+                        if p["faithfulness"]:
+                            mean, low, high, fflag = summarise_gain(col, seed=p["seed"])
+                            result.add_metric(split, metric, mean, flag=fflag, ci_low=low, ci_high=high,
+                                              window=wname, method=p["method"], objective=objective.name)
+                        continue
                     flag = fixed.get(metric)
                     if flag is None and metric in MAP_METRICS:
                         flag = NONFINITE_MAP if not finite_map else ZERO_MAP if empty else None

@@ -107,6 +107,9 @@ def _provenance(ctx: ReportContext) -> dict[str, Any]:
     except Exception:
         return {}
     out: dict[str, Any] = {"entries": int(len(entries))}
+    if "verified" in entries and not entries["verified"].all():  # schema-1 results: no checksums to check
+        out["unverified_entries"] = (f"{int((~entries['verified'].astype(bool)).sum())} result(s) written before "
+                                     "probe stored checksums: read as they are, not verified")
     for column in ("git_revision", "time", "provenance"):
         if column in entries:
             values = sorted({str(v) for v in entries[column].dropna()})

@@ -123,6 +123,10 @@ class ReportContext:
         if not store.is_file():
             raise DataError(f"{store}: no result store (run `probe measure` first)")
         metrics = read_metrics(store)
+        study_file = store.parent / "study.json"
+        name = json.loads(study_file.read_text(encoding="utf-8")).get("name") if study_file.is_file() else None
+        if "study" in metrics and metrics["study"].nunique() > 1 and name:  # several studies share the store:
+            metrics = metrics[metrics["study"].isin([name, ""])].reset_index(drop=True)  # this folder's study
         anchors = None
         if len(metrics):
             metrics = metrics[~metrics["model_id"].isin(STUDY_MODEL_IDS)]

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from probe.errors import StoreError
+from probe.store.checksum import Digest
 from probe.store.schema import MAX_ATTR_JSON, RESERVED_COLUMNS, STR, check_name, dumps, is_missing
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -115,17 +116,48 @@ def write_metrics(entry: h5py.Group, table: MetricTable) -> None:
         ds.attrs["kind"] = column.kind
 
 
-def read_metrics_group(entry: h5py.Group) -> dict[str, np.ndarray]:
-    """The metric columns of one entry, in stored order, with ints and bools restored where complete."""
+def guard_size(ds: h5py.Dataset) -> None:
+    """Refuse to read a dataset whose declared size cannot come from this file (damaged metadata): at most
+    2000 × the file's size (beyond gzip's ratio) or 64 MiB, whichever is larger."""
+    declared = int(ds.size) * max(int(ds.dtype.itemsize), 1)
+    limit = max(64 << 20, 2000 * int(ds.file.id.get_filesize()))
+    if declared > limit:
+        raise StoreError(f"dataset {ds.name} declares {declared} bytes, more than its file can hold (damaged)")
+
+
+def _raw_column(ds: h5py.Dataset) -> np.ndarray:
+    guard_size(ds)
+    if ds.attrs.get("kind", "float") == "str":
+        return np.array(ds.asstr()[()], dtype=object)
+    return np.asarray(ds[()], dtype=np.float64)
+
+
+def metrics_digest(entry: h5py.Group) -> tuple[Digest, dict[str, tuple[str, np.ndarray]]]:
+    """The checksum of an entry's metric table and its raw columns (``name → (kind, values)``)."""
     group = entry["metrics"]
-    out: dict[str, np.ndarray] = {}
-    for name in json.loads(group.attrs["columns"]):
+    names = json.loads(group.attrs["columns"])
+    digest = Digest("metrics").text(group.attrs["columns"]).text(int(np.asarray(group.attrs["n_rows"])))
+    raw: dict[str, tuple[str, np.ndarray]] = {}
+    for name in names:
         ds = group[name]
-        kind = ds.attrs.get("kind", "float")
-        if kind == "str":
-            out[name] = np.array(ds.asstr()[()], dtype=object)
-            continue
-        data = np.asarray(ds[()], dtype=np.float64)
+        kind = str(ds.attrs.get("kind", "float"))
+        raw[name] = (kind, _raw_column(ds))
+        digest.text(name).text(kind).array(raw[name][1])
+    return digest, raw
+
+
+def read_metrics_group(entry: h5py.Group, verify: Any = None) -> dict[str, np.ndarray]:
+    """The metric columns of one entry, in stored order, with ints and bools restored where complete.
+
+    ``verify`` (a :class:`probe.store.checksum.Verifier`) checks the table's checksum first."""
+    digest, raw = metrics_digest(entry)
+    if verify is not None:
+        verify(entry["metrics"], digest, "metrics")
+    n_rows = int(np.asarray(entry["metrics"].attrs["n_rows"]))
+    out: dict[str, np.ndarray] = {}
+    for name, (kind, data) in raw.items():
+        if data.shape != (n_rows,):
+            raise StoreError(f"metric column {name!r} has shape {data.shape}, expected ({n_rows},)")
         if kind in ("int", "bool") and not np.isnan(data).any():
             data = data.astype(np.int64 if kind == "int" else bool)
         out[name] = data
@@ -236,6 +268,7 @@ def attach_scales(entry: h5py.Group, name: str) -> None:
 
 
 def _decode(ds: h5py.Dataset) -> tuple[np.ndarray, tuple[str, ...], dict[str, Any]]:
+    guard_size(ds)
     str_dtype = ds.attrs.get("str_dtype", "")
     if str_dtype or ds.dtype.kind == "O":
         raw = ds.asstr()[()]
@@ -247,14 +280,37 @@ def _decode(ds: h5py.Dataset) -> tuple[np.ndarray, tuple[str, ...], dict[str, An
     return data, dims, attrs
 
 
-def read_array_group(entry: h5py.Group, name: str) -> Any:
-    """Rebuild the ``xarray.DataArray`` stored as ``name`` in one entry (dims, coords and attrs restored)."""
-    import xarray as xr
+def _digest_part(digest: Digest, ds: h5py.Dataset, decoded: tuple[np.ndarray, tuple[str, ...], dict[str, Any]]
+                 ) -> None:
+    digest.array(decoded[0]).text(json.dumps(decoded[1])).text(ds.attrs.get("attrs", "{}"))
+    digest.text(ds.attrs.get("str_dtype", ""))
 
-    data, dims, attrs = _decode(entry["arrays"][name])
+
+def array_digest(entry: h5py.Group, name: str) -> tuple[Digest, Any, dict[str, Any]]:
+    """The checksum of ``arrays/<name>`` with its coordinates, and the decoded parts."""
+    values = _decode(entry["arrays"][name])
+    digest = Digest("array").text(name)
+    _digest_part(digest, entry["arrays"][name], values)
     coords = {}
     if "coords" in entry and name in entry["coords"]:
-        for cname, cds in entry["coords"][name].items():
-            cdata, cdims, cattrs = _decode(cds)
-            coords[cname] = xr.Variable(cdims, cdata, attrs=cattrs)
-    return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
+        for cname in sorted(entry["coords"][name]):
+            cds = entry["coords"][name][cname]
+            coords[cname] = _decode(cds)
+            _digest_part(digest.text(cname), cds, coords[cname])
+    return digest, values, coords
+
+
+def read_array_group(entry: h5py.Group, name: str, verify: Any = None) -> Any:
+    """Rebuild the ``xarray.DataArray`` stored as ``name`` in one entry (dims, coords and attrs restored).
+
+    ``verify`` (a :class:`probe.store.checksum.Verifier`) checks the array's checksum first."""
+    import xarray as xr
+
+    digest, (data, dims, attrs), coords = array_digest(entry, name)
+    if verify is not None:
+        verify(entry["arrays"][name], digest)
+    try:
+        variables = {c: xr.Variable(cdims, cdata, attrs=cattrs) for c, (cdata, cdims, cattrs) in coords.items()}
+        return xr.DataArray(data, dims=dims, coords=variables, name=name, attrs=attrs)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"array {name!r} does not fit its dims/coords: {exc}") from None

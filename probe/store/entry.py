@@ -14,15 +14,29 @@ import numpy as np
 
 from probe import provenance as _provenance
 from probe.errors import StoreError
+from probe.store.checksum import Digest, seal
 from probe.store.codec import (
     MetricTable,
     PreparedArray,
+    array_digest,
+    metrics_digest,
     prepare_array,
     prepare_metrics,
     write_array,
     write_metrics,
 )
-from probe.store.schema import SCHEMA_VERSION, canonical, check_name, dumps, entry_key, parse_params, write_text
+from probe.store.schema import (
+    LIBVER,
+    SCHEMA_VERSION,
+    attr_str,
+    canonical,
+    check_name,
+    dumps,
+    entry_key,
+    parse_params,
+    read_text,
+    write_text,
+)
 
 
 @dataclass
@@ -82,10 +96,35 @@ def write_entry(group: h5py.Group, entry: PreparedEntry) -> None:
     write_text(group, "eval", entry.eval_json)
     write_text(group, "provenance", dumps(prov, "provenance"))
     write_metrics(group, entry.metrics)
+    seal(group["metrics"], metrics_digest(group)[0])
     group.create_group("arrays")
     group.create_group("coords")
     for array in entry.arrays:
         write_array(group, array)
+        seal(group["arrays"][array.name], array_digest(group, array.name)[0])
+    seal(group, meta_digest(group))
+
+
+ENTRY_ATTRS = ("probe", "model_id", "entry_key", "sha256", "time", "git_revision")
+MODEL_ATTRS = ("model_id", "study", "sha256", "path")
+
+
+def meta_digest(group: h5py.Group) -> Digest:
+    """Checksum of an entry's attributes and its params / eval / provenance texts."""
+    digest = Digest("entry")
+    for name in ENTRY_ATTRS:
+        digest.text(name).text(attr_str(group, name))
+    for name in ("params", "eval", "provenance"):
+        digest.text(name).text(read_text(group[name]) if name in group else "")
+    return digest
+
+
+def model_digest(group: h5py.Group) -> Digest:
+    """Checksum of a model group's attributes and its info text (sealed on the ``info`` dataset)."""
+    digest = Digest("model")
+    for name in MODEL_ATTRS:
+        digest.text(name).text(attr_str(group, name))
+    return digest.text(read_text(group["info"]) if "info" in group else "")
 
 
 def group_bytes(group: h5py.Group | h5py.Dataset) -> int:
@@ -103,11 +142,14 @@ def group_bytes(group: h5py.Group | h5py.Dataset) -> int:
     return total[0]
 
 
-def create_store(path: Path, created: str | None = None) -> h5py.File:
-    """A new, empty store file at ``path`` (schema version, creation time, no garbage, ``/models``)."""
-    handle = h5py.File(path, "w", locking=False)
+def create_store(path: Path | str, created: str | None = None, memory: bool = False) -> h5py.File:
+    """A new, empty store file (schema version, creation time, ``/models``) at ``path``, or in memory
+    (``memory=True``: nothing touches the disk; ``handle.id.get_file_image()`` gives its bytes)."""
+    if memory:
+        handle = h5py.File(str(path), "w", driver="core", backing_store=False, libver=LIBVER, locking=False)
+    else:
+        handle = h5py.File(path, "w", libver=LIBVER, locking=False)
     handle.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
     handle.attrs["created"] = created or _provenance.now_iso()
-    handle.attrs["garbage_bytes"] = np.int64(0)
     handle.create_group("models")
     return handle

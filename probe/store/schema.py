@@ -35,7 +35,11 @@ import numpy as np
 
 from probe.errors import StoreError, one_line
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this probe reads: 1 (no checksums: read, marked unverified) and 2 (checksums, segments, studies).
+READABLE_VERSIONS = (1, 2)
+#: HDF5 object-format bounds of the files probe writes (v110+: metadata blocks carry checksums of their own).
+LIBVER = ("v110", "latest")
 STR = h5py.string_dtype("utf-8")
 #: Metric-row keys that would clash with the columns :func:`probe.store.read_metrics` adds itself.
 RESERVED_COLUMNS = ("model_id", "probe", "params", "eval")
@@ -155,9 +159,12 @@ def open_store(path: str | Path) -> h5py.File:
         version = handle.attrs.get("schema_version")
         if version is None or "models" not in handle:
             raise StoreError(f"results store {path}: not a probe result store (no schema_version / models)")
-        if int(np.asarray(version).item()) != SCHEMA_VERSION:
-            raise StoreError(f"results store {path}: schema version {version}, this probe reads version "
-                             f"{SCHEMA_VERSION}")
+        if int(np.asarray(version).item()) not in READABLE_VERSIONS:
+            raise StoreError(f"results store {path}: schema version {version}, this probe reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        from probe.store.safety import hard_children
+
+        hard_children(handle, path)  # deeper objects are checked as they are reached (probe.store.view)
     except StoreError:
         handle.close()
         raise

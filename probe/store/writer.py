@@ -1,107 +1,146 @@
-"""The single writer of a result store: copy-on-write commits under an exclusive lock file.
+"""The single writer of a result store: atomic commits of what was added, under an exclusive lock file.
 
 ::
 
     from probe.store import ResultStore
-    store = ResultStore("reports/derain_complexity/results.h5")
-    with store.transaction():                       # one commit for many results
-        store.write("resnet-n16-s0", {"family": "resnet", "n_backgrounds": 16, "seed": 0},
-                    "generalization", {"splits": ["id", "ood"]}, result, eval_info={"seed": 0})
-    store.has("resnet-n16-s0", "generalization", {"splits": ["id", "ood"]}, eval_info={"seed": 0})  # True
+    store = ResultStore("reports/derain_complexity/results.h5", study="derain_complexity")
+    key = store.key_for("resnet-n16-s0", "generalization", {"splits": ["id", "ood"]}, eval_info, sha256=w)
+    if not store.has(key):
+        with store.transaction(keep_on_error=True, commit_every_s=5):   # incremental: progress is kept
+            store.write("resnet-n16-s0", info, "generalization", {"splits": ["id", "ood"]}, result,
+                        eval_info=eval_info, sha256=w)
+            store.commit()                                              # e.g. after each model
 
-Every commit copies ``results.h5`` to a temporary sibling, appends to the copy, closes and fsyncs it, then
-``os.replace``-s it over the original: a writer killed at any moment leaves the previous store intact (and at
-worst a stale ``.results.h5.*.tmp`` that the next writer removes). Writers serialise on an exclusive lock of
-``<path>.lock`` (:class:`probe.locks.FileLock`: ``flock``, or an exclusive-create ``<path>.lock.held`` with
-stale-lock detection on file systems without ``flock``); readers never lock.
+A commit writes one new segment file holding only what it adds (:mod:`probe.store.segments`): O(what it adds),
+atomic (the file appears complete or not at all), and a killed writer leaves the committed store intact and no
+temporary file behind. Later commits merge segments (tiered merging: each result is rewritten O(log n) times
+over the store's life, the number of segment files stays O(log n));
+:meth:`ResultStore.compact` folds everything into ``results.h5``. Writers serialise on ``<path>.lock``
+(:class:`probe.locks.FileLock`), taken at the first write only: a transaction that finds everything stored never
+touches the folder (a read-only store works). Readers never lock.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
-import shutil
-import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
 
-from probe.errors import StoreError
+from probe.errors import StoreError, one_line
 from probe.locks import FileLock
+from probe.store.checksum import ATTR as CHECKSUM
+from probe.store.checksum import UNVERIFIED, seal
 from probe.store.codec import attach_scales
-from probe.store.entry import create_store, group_bytes, prepare_entry, write_entry
-from probe.store.schema import (
-    attr_str,
-    check_name,
-    entry_key,
-    iter_entries,
-    open_store,
-    read_text,
-    reading,
-    utf8_text,
-    write_text,
+from probe.store.entry import create_store, model_digest, prepare_entry, write_entry
+from probe.store.schema import STR, attr_str, check_name, entry_key, open_store, utf8_text, write_text
+from probe.store.segments import (
+    list_segments,
+    remove_stale_temporaries,
+    segment_dir,
+    segment_name,
+    superseded,
+    write_bytes_atomic,
 )
+from probe.store.view import DELETED, FileCache, StoreView, model_groups, open_view, overlay, read_tombstones
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:  # some file systems cannot fsync a directory; the rename is still atomic
-            raise
-    finally:
-        os.close(fd)
+class ContentKey(NamedTuple):
+    """What identifies one stored result: the model (in its study), the probe, the entry key (parameters and
+    evaluation set, its content digest included) and the weights' SHA-256 (see :meth:`ResultStore.key_for`)."""
+
+    study: str
+    model_id: str
+    probe: str
+    entry_key: str
+    sha256: str
+
+
+def _model_path(study: str, model_id: str) -> str:
+    return f"studies/{study}/models/{model_id}" if study else f"models/{model_id}"
+
+
+def _io_message(path: Path, exc: OSError, doing: str, kept: str) -> str:
+    if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
+        what = "the disk is full"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        what = f"the folder {path.parent} is read-only"
+    else:
+        what = f"{exc.strerror or exc}"
+    return one_line(f"results store {path}: {what} ({os.strerror(exc.errno) if exc.errno else exc}) while "
+                    f"{doing}; {kept}")
 
 
 class ResultStore:
     """Writer (and convenience reader) of one HDF5 result store; see ``docs/store.md`` for the layout.
 
-    ``lock_timeout``: seconds a writer waits for another writer's lock before :class:`StoreError`.
-    Overwritten or deleted results leave dead space behind; a commit rewrites the file compactly once that
-    exceeds ``compact_min_bytes`` and half of the file (:meth:`compact` forces it).
+    ``study``: the namespace this writer's models live in (``""``: none) — two studies measured into one store
+    keep separate models even under equal model ids. ``lock_timeout``: seconds a writer waits for another
+    writer's lock before :class:`StoreError`. ``merge_fanout`` / ``merge_ratio``: see :meth:`_merge`.
     """
 
-    compact_min_bytes = 8 << 20
-    compact_fraction = 0.5
+    merge_ratio = 1.0
+    merge_fanout = 4
 
-    def __init__(self, path: str | Path, lock_timeout: float = 600.0):
+    def __init__(self, path: str | Path, lock_timeout: float = 600.0, study: str = ""):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout = float(lock_timeout)
+        self.study = check_name("study", study) if study else ""
         self._mutex = threading.RLock()
         self._depth = 0
-        self._handle: h5py.File | None = None
-        self._tmp: Path | None = None
-        self._force_compact = False
+        self._lock: FileLock | None = None
+        self._pending: h5py.File | None = None
+        self._tombstones: list[list[str]] = []
+        self._files: FileCache | None = None
+        self._keep_on_error = False
+        self._commit_every_s: float | None = None
+        self._last_commit = time.monotonic()
+        self.committed = 0  # results committed by this object
+        self.commits = 0
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
 
     # ------------------------------------------------------------------------------------------ locking
+    def _acquire(self) -> None:
+        if self._lock is not None:
+            return
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(_io_message(self.path, exc, "creating its folder", "nothing was written")) from None
+        if not os.access(folder, os.W_OK):
+            raise StoreError(f"results store {self.path}: the folder {folder} is read-only: reading works, "
+                             "writing needs a writable folder (choose another --out)")
+        self._lock = FileLock(self.lock_path, timeout=self.lock_timeout, what=f"results store {self.path}"
+                              ).acquire()
+        remove_stale_temporaries(self.path)  # only the lock holder makes temporaries: these are a dead writer's
 
-    def _lock(self) -> FileLock:
-        return FileLock(self.lock_path, timeout=self.lock_timeout, what=f"results store {self.path}").acquire()
-
-    def _remove_stale_temporaries(self) -> None:
-        # Only the lock holder creates temporaries, so any left now belong to a killed writer.
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            try:
-                stale.unlink()
-            except OSError:
-                pass
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     # -------------------------------------------------------------------------------------- transaction
-
     @contextmanager
-    def transaction(self) -> Iterator[ResultStore]:
-        """Batch writes into one copy-on-write commit (nested transactions join the outer one).
+    def transaction(self, keep_on_error: bool = False, commit_every_s: float | None = None
+                    ) -> Iterator[ResultStore]:
+        """Group writes; nested transactions join the outer one.
 
-        On an exception nothing of the transaction is committed::
+        Default: one atomic commit at the end, and an exception commits nothing. ``keep_on_error=True``
+        (incremental, for measuring): every write is a finished result, so on an exception (Ctrl-C, SIGTERM,
+        a crash) what was written is committed before the exception goes on; with ``commit_every_s`` a write
+        also commits when that many seconds passed since the last commit; :meth:`commit` commits now::
 
             with store.transaction():
                 for model_id, result in results.items():
@@ -115,124 +154,250 @@ class ResultStore:
                 finally:
                     self._depth -= 1
                 return
-            lock = self._lock()
             self._depth = 1
+            self._keep_on_error, self._commit_every_s = keep_on_error, commit_every_s
+            self._last_commit = time.monotonic()
             try:
-                self._remove_stale_temporaries()
                 try:
                     yield self
-                finally:
-                    handle, self._handle, self._depth = self._handle, None, 0
-                    if handle is not None:
-                        garbage = int(handle.attrs.get("garbage_bytes", 0))
-                        handle.close()
-                if handle is not None and self._tmp is not None:  # something was written: commit
-                    if self._force_compact or garbage > max(self.compact_min_bytes,
-                                                            self.compact_fraction * self._tmp.stat().st_size):
-                        self._tmp = self._compact_file(self._tmp)
-                    _fsync_path(self._tmp)
-                    os.replace(self._tmp, self.path)
-                    self._tmp = None
-                    _fsync_path(self.path.parent, directory=True)
+                except BaseException:
+                    if self._keep_on_error and self._pending is not None:
+                        self.commit()  # a failed commit raises its own one-line StoreError from here
+                    raise
+                self.commit()
             finally:
-                self._force_compact = False
-                if self._tmp is not None and self._tmp.exists():
-                    self._tmp.unlink()
-                self._tmp = None
-                lock.release()
+                self._discard()
+                if self._files is not None:
+                    self._files.close()
+                    self._files = None
+                self._depth = 0
+                self._keep_on_error, self._commit_every_s = False, None
+                self._release()
+
+    def _discard(self) -> None:
+        pending, self._pending, self._tombstones = self._pending, None, []
+        if pending is not None:
+            pending.close()
 
     def _writable(self) -> h5py.File:
-        """The transaction's private copy of the store, made on the first change (no change → no commit)."""
+        """The transaction's uncommitted segment (in memory), made on the first change; takes the lock."""
         if not self._depth:
             raise StoreError("internal: store modified outside a transaction")
-        if self._handle is None:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            os.close(fd)
-            self._tmp = Path(name)
+        if self._pending is None:
+            self._acquire()
             if self.path.exists():
-                open_store(self.path).close()  # refuse to replace a file that is not a valid store
-                shutil.copyfile(self.path, self._tmp)
-                shutil.copymode(self.path, self._tmp)
-                self._handle = h5py.File(self._tmp, "a", locking=False)
-            else:
-                os.chmod(self._tmp, 0o644)
-                self._handle = create_store(self._tmp)
-        return self._handle
+                open_store(self.path).close()  # refuse to add to a file that is not a valid store
+            self._pending = create_store(f"pending-{id(self)}", memory=True)
+        return self._pending
 
-    def _compact_file(self, src: Path) -> Path:
-        """Rewrite ``src`` into a fresh temporary without dead space; return the new path."""
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        dst = Path(name)
+    def commit(self) -> int:
+        """Commit what this transaction wrote since the last commit (one new segment file); returns the number
+        of results committed. Disk full, a read-only folder or another I/O error: one :class:`StoreError` line
+        saying that earlier commits are kept; the uncommitted results stay pending."""
+        with self._mutex:
+            pending = self._pending
+            if pending is None:
+                return 0
+            n = sum(1 for _ in _pending_entries(pending))
+            if self._tombstones:
+                write_text(pending, DELETED, json.dumps(self._tombstones))
+            try:
+                base = self.path.exists()
+                if not base:
+                    pending.attrs["covers"] = np.int64(0)
+                pending.flush()
+                image = pending.id.get_file_image()
+                if not base:
+                    write_bytes_atomic(self.path, image)
+                else:
+                    folder = segment_dir(self.path)
+                    folder.mkdir(exist_ok=True)
+                    seq = self._next_seq()
+                    write_bytes_atomic(folder / segment_name(seq, seq), image)
+            except OSError as exc:
+                kept = (f"the {self.committed} results committed before by this run are kept" if self.committed
+                        else "results committed before are kept")
+                raise StoreError(_io_message(self.path, exc, f"committing {n} new result(s)",
+                                             kept + "; free space (or fix the folder) and rerun to continue")
+                                 ) from None
+            self._discard()
+            self.committed += n
+            self.commits += 1
+            self._last_commit = time.monotonic()
+            try:
+                self._merge()
+            except (OSError, StoreError):
+                pass  # merging only tidies: every result is already committed; the next commit tries again
+            return n
+
+    def _maybe_autocommit(self) -> None:
+        if self._commit_every_s is not None and time.monotonic() - self._last_commit >= self._commit_every_s:
+            self.commit()
+
+    # ---------------------------------------------------------------------------------------- segments
+    def _covers(self) -> int:
+        with h5py.File(self.path, "r", locking=False) as handle:
+            return int(np.asarray(handle.attrs.get("covers", 0)).item())
+
+    def _next_seq(self) -> int:
+        last = self._covers()
+        for segment in list_segments(self.path, 0):
+            last = max(last, segment.last)
+        return last + 1
+
+    def _merge(self) -> None:
+        """Tiered merging: once the ``merge_fanout`` newest segments have similar sizes (within 2×), they become
+        one; once the segments together are as big as the base (× ``merge_ratio``), all fold into the base.
+        Each result is rewritten O(log n) times over the store's life; at most ``fanout − 1`` files per size
+        tier stay, so a reader opens O(log n) files."""
+        chain = list_segments(self.path, self._covers())
+        while chain:
+            if self.path.stat().st_size <= self.merge_ratio * sum(s.size for s in chain):
+                self._merge_into(None, chain)
+                break
+            tail = chain[-self.merge_fanout:]
+            sizes = [max(s.size, 1) for s in tail]
+            if len(tail) < self.merge_fanout or max(sizes) > 2 * min(sizes):
+                break
+            chain = chain[:-self.merge_fanout] + [self._merge_into(tail, tail)]
+        for stale in superseded(self.path, self._covers()):
+            stale.unlink(missing_ok=True)
         try:
-            shutil.copymode(src, dst)
-            with h5py.File(src, "r", locking=False) as old, create_store(dst, attr_str(old, "created")) as new:
-                for model_id in old["models"]:
-                    old.copy(old["models"][model_id], new["models"], name=model_id)
-                for _m, _p, _k, entry in iter_entries(new):
-                    for array in entry.get("arrays", {}):
-                        attach_scales(entry, array)
-        except BaseException:
-            dst.unlink(missing_ok=True)
-            raise
-        src.unlink()
-        return dst
+            segment_dir(self.path).rmdir()  # only when empty: everything folded into results.h5
+        except OSError:
+            pass
+
+    def _merge_into(self, target: list[Any] | None, segments: list[Any], covers: int = 0) -> Any:
+        """Merge ``segments`` (into the base as well when ``target`` is None) into one new file."""
+        from probe.store.checksum import Verifier
+        from probe.store.segments import Segment
+
+        sources = [] if target is not None else [self.path]
+        sources += [s.path for s in segments]
+        handles = [open_store(p) for p in sources]
+        try:
+            files = []
+            for p, h in zip(sources, handles):
+                version = int(np.asarray(h.attrs["schema_version"]).item())
+                files.append((h, Verifier(p, required=version >= 2)))
+            view = StoreView(self.path, files, [])
+            created = attr_str(handles[0], "created")
+            out = create_store(f"merge-{id(self)}", created=created or None, memory=True)
+            try:
+                _copy_view(view, out)
+                if target is not None:  # a merged segment still deletes from the files older than it
+                    tombstones = [t for h in handles for t in read_tombstones(h)]
+                    if tombstones:
+                        write_text(out, DELETED, json.dumps(tombstones))
+                else:
+                    out.attrs["covers"] = np.int64(segments[-1].last if segments else covers)
+                out.flush()
+                image = out.id.get_file_image()
+            finally:
+                out.close()
+        finally:
+            for h in handles:
+                h.close()
+        if target is None:
+            write_bytes_atomic(self.path, image, replace=True)
+            return None
+        first, last = segments[0].first, segments[-1].last
+        dest = segment_dir(self.path) / segment_name(first, last)
+        write_bytes_atomic(dest, image)
+        return Segment(first, last, dest)
 
     def compact(self) -> None:
-        """Rewrite the store without the space left by overwritten or deleted results."""
+        """Fold every segment into ``results.h5`` (one self-contained file, e.g. to publish), dropping the space
+        of replaced or deleted results."""
         with self._mutex:
             if self._depth:
                 raise StoreError("compact() cannot run inside a transaction")
-            self._force_compact = True
-            with self.transaction():
-                self._writable()
+            if not self.path.exists():
+                return
+            self._depth = 1
+            try:
+                self._acquire()
+                covers = self._covers()
+                self._merge_into(None, list_segments(self.path, covers), covers)
+                for stale in superseded(self.path, self._covers()):
+                    stale.unlink(missing_ok=True)
+                try:
+                    segment_dir(self.path).rmdir()
+                except OSError:
+                    pass
+            finally:
+                self._depth = 0
+                self._release()
 
     # ---------------------------------------------------------------------------------------------- write
+    @contextmanager
+    def _view(self) -> Iterator[StoreView | None]:
+        """The committed store plus this transaction's uncommitted writes (None if there is neither). Inside a
+        transaction the open files are cached (:class:`probe.store.view.FileCache`)."""
+        with self._mutex:
+            if not self._depth:
+                if not self.path.exists():
+                    yield None
+                    return
+                with open_view(self.path) as view:
+                    yield view
+                return
+            committed = self._cache().view()
+            view = committed if self._pending is None else overlay(committed, self.path, self._pending,
+                                                                      self._tombstones)
+            try:
+                yield view
+            except StoreError as exc:
+                if str(self.path) not in str(exc):
+                    raise StoreError(one_line(f"results store {self.path}: {exc}")) from None
+                raise
 
-    def _add_garbage(self, group: h5py.Group) -> None:
-        assert self._handle is not None
-        self._handle.attrs["garbage_bytes"] = np.int64(int(self._handle.attrs.get("garbage_bytes", 0))
-                                                       + group_bytes(group))
+    def key_for(self, model_id: str, probe: str, params: Any, eval_info: Mapping[str, Any] | None = None,
+                sha256: str = "", study: str | None = None) -> ContentKey:
+        """The identity of a result: model (in ``study``, default this store's), probe, parameters, evaluation
+        set (``eval_info``, with its content digest: :func:`probe.store.identity.eval_identity`) and weights."""
+        return ContentKey(self.study if study is None else study, check_name("model id", model_id),
+                          check_name("probe", probe), entry_key(params, eval_info), str(sha256 or ""))
 
     def write(self, model_id: str, model_info: Mapping[str, Any] | None, probe: str, params: Any, result: Any,
               eval_info: Mapping[str, Any] | None = None, sha256: str = "",
               provenance: Mapping[str, Any] | None = None, model_path: str | None = None) -> str:
-        """Store one probe result of one model; return its entry key.
+        """Store one probe result of one model (in this store's study); return its entry key.
 
         ``model_info`` (JSON-able dict: family, size, background, n_backgrounds, seed, grid axes, …) becomes
         the model's ``info`` and columns of :func:`probe.store.read_metrics`; the latest write wins.
         ``params`` / ``eval_info`` (dicts or JSON text) identify the entry: writing the same ones again
         replaces it. ``sha256`` is the checkpoint hash: writing a *different* hash for a stored model drops
         that model's old results (they describe other weights). ``provenance`` defaults to
-        :func:`probe.provenance.provenance`; ``model_path`` defaults to ``model_info["path"]``::
+        :func:`probe.provenance.provenance`; ``model_path`` defaults to ``model_info["path"]``. Outside a
+        transaction the write is committed at once::
 
             store.write("m0", {"family": "unet", "n_backgrounds": 4}, "generalization", {}, result,
                         sha256="9f2c…", eval_info={"seed": 0})
         """
         entry = prepare_entry(model_id, model_info, probe, params, result, eval_info, sha256, provenance,
                               model_path)
+        study = self.study
         with self.transaction():
-            models = self._writable()["models"]
-            group = models.get(model_id)
-            if group is not None:
-                old_sha = attr_str(group, "sha256")
-                if entry.sha256 and old_sha and old_sha != entry.sha256 and "probes" in group:
-                    self._add_garbage(group["probes"])
-                    del group["probes"]
-            else:
-                group = models.create_group(model_id)
-            if entry.sha256 or "sha256" not in group.attrs:
-                group.attrs["sha256"] = entry.sha256
+            pending = self._writable()
+            current = self._lookup_model(study, model_id)
+            old_sha = attr_str(current, "sha256") if current is not None else ""
+            old_path = attr_str(current, "path") if current is not None else ""
+            where = _model_path(study, model_id)
+            if entry.sha256 and old_sha and old_sha != entry.sha256 and self._has_results(study, model_id):
+                self._tombstones.append(["results", study, model_id, "", ""])
+                if where in pending and "probes" in pending[where]:
+                    del pending[where]["probes"]
+            group = pending.require_group(where)
+            group.attrs["model_id"] = model_id
+            group.attrs["study"] = study
+            group.attrs["sha256"] = entry.sha256 or old_sha
             path = entry.model_path if entry.model_path is not None else dict(model_info or {}).get("path")
-            if path is not None or "path" not in group.attrs:
-                group.attrs["path"] = "" if path is None else utf8_text(str(path))
-            if "info" not in group or read_text(group["info"]) != entry.info_json:
-                if "info" in group:
-                    self._add_garbage(group["info"])
-                write_text(group, "info", entry.info_json)
+            group.attrs["path"] = old_path if path is None else utf8_text(str(path))
+            write_text(group, "info", entry.info_json)
+            seal(group["info"], model_digest(group))
             probes = group.require_group("probes").require_group(probe)
             if entry.key in probes:
-                self._add_garbage(probes[entry.key])
                 del probes[entry.key]
             try:
                 write_entry(probes.create_group(entry.key), entry)
@@ -240,104 +405,182 @@ class ResultStore:
                 if entry.key in probes:
                     del probes[entry.key]
                 raise
+            self._maybe_autocommit()
         return entry.key
 
+    # ------------------------------------------------------------------------------------ targeted lookups
+    def _cache(self) -> FileCache:
+        if self._files is None:
+            self._files = FileCache(self.path)
+        return self._files
+
+    def _dropped(self, study: str, model_id: str, probe: str = "", key: str = "") -> bool:
+        """Whether this transaction's deletions remove that model (``probe=""``) or that entry."""
+        for kind, s, m, p, k in self._tombstones:
+            if (s, m) != (study, model_id):
+                continue
+            if kind == "model" or (probe and (kind == "results" or (p == probe and (kind == "probe" or k == key)))):
+                return True
+        return False
+
+    def _lookup_model(self, study: str, model_id: str) -> h5py.Group | None:
+        """The newest group of a model (uncommitted first) without building a merged view: O(1) per file."""
+        where = _model_path(study, model_id)
+        if self._pending is not None and where in self._pending:
+            return self._pending[where]
+        if self._dropped(study, model_id):
+            return None
+        found = self._cache().lookup(where, lambda tombs: any(
+            t[0] == "model" and tuple(t[1:3]) == (study, model_id) for t in tombs))
+        return None if found is None else found[0]
+
+    def _lookup_entry(self, key: tuple[str, str, str, str]) -> h5py.Group | None:
+        study, model_id, probe, ekey = key
+        where = f"{_model_path(study, model_id)}/probes/{probe}/{ekey}"
+        if self._pending is not None and where in self._pending:
+            return self._pending[where]
+        if self._dropped(study, model_id, probe, ekey):
+            return None
+
+        def deletes(tombs: list[list[str]]) -> bool:
+            return any(tuple(t[1:3]) == (study, model_id) and (
+                t[0] in ("model", "results") or (t[3] == probe and (t[0] == "probe" or t[4] == ekey)))
+                for t in tombs)
+
+        found = self._cache().lookup(where, deletes)
+        if found is None:
+            return None
+        group, verify = found
+        if group.name not in verify.checked:
+            from probe.store.safety import check_tree
+
+            check_tree(group, verify.store)
+            verify.checked.add(group.name)
+        return group
+
+    def _has_results(self, study: str, model_id: str) -> bool:
+        with self._view() as view:
+            return view is not None and any(k[0] == study and k[1] == model_id for k in view.entries)
+
     # ------------------------------------------------------------------------------------ queries/delete
+    def has(self, model_id: str | ContentKey, probe: str | None = None, params: Any = None,
+            eval_info: Mapping[str, Any] | None = None, sha256: str | None = None) -> bool:
+        """Whether a result is stored: ``has(store.key_for(...))``, or ``has(model_id, probe, params,
+        eval_info, sha256=None)``. With a (non-empty) ``sha256`` only a result of exactly those weights counts;
+        ``params`` may be a dict or its JSON (``Probe.params_key()``)::
 
-    @contextmanager
-    def _view(self) -> Iterator[h5py.File | None]:
-        """The uncommitted file inside this thread's transaction, else the committed store (None if absent)."""
-        with self._mutex:
-            if self._handle is not None:
-                yield self._handle
-                return
-        if not self.path.exists():
-            yield None
-            return
-        with reading(self.path) as handle:
-            yield handle
-
-    def has(self, model_id: str, probe: str, params: Any, eval_info: Mapping[str, Any] | None = None,
-            sha256: str | None = None) -> bool:
-        """Whether the result of ``probe`` with these ``params``/``eval_info`` is stored for ``model_id``.
-
-        ``params`` may be a dict or its JSON (``Probe.params_key()``). With ``sha256``, a result stored for
-        other weights (a different non-empty hash) does not count::
-
-            store.has("m0", "generalization", {}, eval_info={"seed": 0})
+            store.has("m0", "generalization", {}, eval_info={"seed": 0}, sha256=weights_sha256)
         """
-        key = entry_key(params, eval_info)
-        with self._view() as handle:
-            if handle is None:
+        if isinstance(model_id, ContentKey):
+            key = model_id
+        else:
+            if probe is None:
+                raise StoreError("has(): pass a ContentKey (store.key_for(...)) or model_id and probe")
+            key = self.key_for(model_id, probe, params, eval_info, sha256 or "")
+        with self._mutex:
+            if not self._depth:
+                with self.transaction():  # a lone query: the same lookup on this moment's files
+                    return self.has(key)
+            try:
+                found = self._lookup_entry(key[:4])
+            except StoreError as exc:
+                if str(self.path) not in str(exc):
+                    raise StoreError(one_line(f"results store {self.path}: {exc}")) from None
+                raise
+            if found is None:
                 return False
-            group = handle.get(f"models/{check_name('model id', model_id)}/probes/{check_name('probe', probe)}"
-                               f"/{key}")
-            if group is None:
-                return False
-            stored = attr_str(group, "sha256")
-            return not (sha256 and stored and stored != sha256)
+            return not key.sha256 or attr_str(found, "sha256") == key.sha256
 
     def metrics(self) -> Any:
         """:func:`~probe.store.read_metrics` of this store as this thread sees it: inside a transaction the
         uncommitted writes are included (so a study-level probe can read the per-model results of the same
-        commit). An empty frame if the store does not exist yet."""
-        from probe.store.readers import read_metrics
+        transaction). An empty frame if the store does not exist yet."""
+        from probe.store.readers import metrics_frame
 
-        with self._view() as handle:
-            if handle is None:
-                import pandas as pd
-
-                return pd.DataFrame()
-            return read_metrics(handle)
+        with self._view() as view:
+            return metrics_frame([view] if view is not None else [])
 
     def model_info(self, model_id: str) -> dict[str, Any]:
         """:func:`~probe.store.read_model_info` as this thread sees the store (see :meth:`metrics`)."""
-        from probe.store.readers import read_model_info
-
-        with self._view() as handle:
-            if handle is None:
+        with self._view() as view:
+            if view is None:
                 raise StoreError(f"results store {self.path}: no model {model_id!r} (the store does not exist)")
-            return read_model_info(handle, model_id)
+            return view.info(*view.resolve(model_id, self.study))
 
     def entries(self) -> Any:
         """One row per stored result: model_id, probe, entry_key, params, eval, sha256, time, git_revision,
-        provenance (JSON), n_metrics, arrays (list of names). Empty if the store does not exist yet."""
+        provenance (JSON), n_metrics, arrays (list of names), study, verified. Empty if there is no store."""
         from probe.store.readers import entries_frame
 
-        with self._view() as handle:
-            return entries_frame(handle)
+        with self._view() as view:
+            return entries_frame(view)
 
     def delete(self, model_id: str, probe: str | None = None, params: Any = None,
                eval_info: Mapping[str, Any] | None = None) -> int:
-        """Remove a model (``probe=None``), all results of one probe (``params=None``) or one result.
-
-        Returns the number of results removed (0 when nothing matched)::
+        """Remove a model (``probe=None``), all results of one probe (``params=None``) or one result (of this
+        store's study). Returns the number of results removed (0 when nothing matched)::
 
             store.delete("m0", "generalization")
         """
         check_name("model id", model_id)
         if probe is not None:
             check_name("probe", probe)
+        study = self.study
+        if probe is None:
+            tomb = ["model", study, model_id, "", ""]
+        elif params is None:
+            tomb = ["probe", study, model_id, probe, ""]
+        else:
+            tomb = ["entry", study, model_id, probe, entry_key(params, eval_info)]
         with self.transaction():
             with self._view() as view:
-                if view is None or model_id not in view["models"]:
+                if view is None or (study, model_id) not in view.models:
                     return 0
-            group = self._writable()["models"].get(model_id)
-            if group is None:
-                return 0
-            probes = group.get("probes", {})
-            if probe is None:
-                removed = sum(len(probes[p]) for p in probes)
-                target, parent, name = group, self._handle["models"], model_id
-            elif params is None:
-                if probe not in probes:
-                    return 0
-                removed, target, parent, name = len(probes[probe]), probes[probe], probes, probe
-            else:
-                key = entry_key(params, eval_info)
-                if probe not in probes or key not in probes[probe]:
-                    return 0
-                removed, target, parent, name = 1, probes[probe][key], probes[probe], key
-            self._add_garbage(target)
-            del parent[name]
+                removed = view.drop(*tomb)
+            pending = self._writable()
+            where = _model_path(study, model_id)
+            if where in pending:
+                target = {"model": where, "probe": f"{where}/probes/{probe}",
+                          "entry": f"{where}/probes/{probe}/{tomb[4]}"}[tomb[0]]
+                if target in pending:
+                    del pending[target]
+            self._tombstones.append(tomb)
             return removed
+
+
+def _pending_entries(handle: h5py.File) -> Iterator[h5py.Group]:
+    for _study, _model, group in model_groups(handle):
+        probes = group.get("probes", {})
+        for probe in probes:
+            yield from probes[probe].values()
+
+
+def _copy_view(view: StoreView, out: h5py.File) -> None:
+    """Write the merged state of ``view`` into the empty store ``out`` (entries copied as they are; entries of
+    schema-1 files, which have no checksums, are marked ``unverified``)."""
+    for (study, model_id), (handle, path, verify) in sorted(view.models.items()):
+        group = handle[path]
+        dst = out.require_group(_model_path(study, model_id))
+        for name, value in group.attrs.items():
+            dst.attrs[name] = value
+        dst.attrs["model_id"], dst.attrs["study"] = model_id, study
+        if "info" in group:
+            out.copy(group["info"], dst, name="info")
+            if not verify.required and CHECKSUM not in dst["info"].attrs:
+                dst["info"].attrs[CHECKSUM] = UNVERIFIED
+    for study, model_id, probe, key, entry in view.iter_entries():
+        verify = view.verifier((study, model_id, probe, key))
+        probes = out.require_group(_model_path(study, model_id)).require_group("probes").require_group(probe)
+        out.copy(entry, probes, name=key)
+        copied = probes[key]
+        if not verify.required:
+            parts = [copied, *([copied["metrics"]] if "metrics" in copied else []),
+                     *copied.get("arrays", {}).values()]
+            for part in parts:
+                if CHECKSUM not in part.attrs:
+                    part.attrs[CHECKSUM] = UNVERIFIED
+        for array in copied.get("arrays", {}):
+            attach_scales(copied, array)
+
+
+__all__ = ["STR", "ContentKey", "ResultStore"]

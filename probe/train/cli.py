@@ -13,6 +13,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_toml(args.config, overrides=args.set)
     out = Path(args.out) if args.out else Path("trained_models") / config.name
+    from probe.fsutil import require_writable
+
+    require_writable(out, "run folder")
     record = train(config, out, device=args.device)
     if not is_quiet():
         metrics = record.get("metrics") or {}

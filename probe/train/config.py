@@ -261,12 +261,12 @@ class TrainConfig:
 
     @staticmethod
     def _check_degradation(spec: dict[str, Any], source: str, where: str) -> None:
-        from probe.data.degradations import make_degradation
+        from probe.data.degradations import check_degradation  # cached per distinct spec
 
         if "type" not in spec:
             raise ConfigError(f"{source}: {where} needs a 'type' (e.g. rain, noise, blur)")
         try:
-            make_degradation(spec)
+            check_degradation(spec)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {where}: {exc}") from exc
 

@@ -25,6 +25,7 @@ from torch import nn
 from probe.device import autocast, grad_scaler, resolve_device, to_device
 from probe.errors import ConfigError, TrainingError
 from probe.fsutil import require_utf8
+from probe.interrupt import deferred
 from probe.progress import progress
 from probe.provenance import provenance
 from probe.train.config import TrainConfig
@@ -178,50 +179,65 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
             run.write(record)
             raise TrainingError(message)
 
+    saved = [start if state is not None else 0]  # step of the state.pt on disk (where a rerun resumes)
+
+    def checkpoint(done: int) -> None:
+        saved[0] = done
+        run.save_state({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None})
+        record.update(history=history, wall_time_s=wall_before + time.perf_counter() - t0)
+        run.write(record)
+
+    done = start
     try:
-        for step, batch in enumerate(Prefetcher(stream, start, config.train.iterations, dev), start=start):
-            degraded = to_memory_format(batch.degraded, setup.channels_last)
-            with autocast(dev, setup.precision):
-                pred = forward(degraded)
-            loss = loss_fn(pred.float(), batch.clean)
-            losses.add(step, loss)
-            if dev.type == "cpu":  # free on the CPU: stop before a non-finite step touches the weights
-                flush()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.train.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                _ema_update(ema, model, config.train.ema)
-            bar.update(1)
-            done = step + 1
-            boundary = done % every == 0 or done == config.train.iterations
-            val_now = config.train.val_every and done % config.train.val_every == 0 \
-                and done < config.train.iterations
-            ckpt_now = config.train.checkpoint_every and done % config.train.checkpoint_every == 0 \
-                and done < config.train.iterations
-            if boundary or val_now or ckpt_now:
-                flush()
-            if config.train.log_every and done % config.train.log_every == 0:
-                last = recent[-config.train.log_every:]
-                run.log(f"step={done} loss={sum(last) / len(last):.6f} lr={optimizer.param_groups[0]['lr']:.3e} "
-                        f"elapsed_s={time.perf_counter() - t0:.4f}")  # after flush(): a host sync
-            if val_now:
-                scores = validate_model(ema or model, eval_batches, dev)
-                history.append({"step": done, **scores})
-                run.log(f"validation {json.dumps(history[-1], sort_keys=True)}")
-            if ckpt_now:
-                run.save_state({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(),
-                                "ema": ema.state_dict() if ema is not None else None,
-                                "scaler": scaler.state_dict() if scaler.is_enabled() else None})
-                record.update(history=history, wall_time_s=wall_before + time.perf_counter() - t0)
-                run.write(record)
+        with deferred() as stop:  # a signal ends the run at the end of its step, with the state saved
+            batches = Prefetcher(stream, start, config.train.iterations, dev)
+            for step, batch in enumerate(batches, start=start):
+                degraded = to_memory_format(batch.degraded, setup.channels_last)
+                with autocast(dev, setup.precision):
+                    pred = forward(degraded)
+                loss = loss_fn(pred.float(), batch.clean)
+                losses.add(step, loss)
+                if dev.type == "cpu":  # free on the CPU: stop before a non-finite step touches the weights
+                    flush()
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.train.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    _ema_update(ema, model, config.train.ema)
+                bar.update(1)
+                done = step + 1
+                boundary = done % every == 0 or done == config.train.iterations
+                val_now = config.train.val_every and done % config.train.val_every == 0 \
+                    and done < config.train.iterations
+                ckpt_now = config.train.checkpoint_every and done % config.train.checkpoint_every == 0 \
+                    and done < config.train.iterations
+                if boundary or val_now or ckpt_now:
+                    flush()
+                if config.train.log_every and done % config.train.log_every == 0:
+                    last = recent[-config.train.log_every:]
+                    run.log(f"step={done} loss={sum(last) / len(last):.6f} lr={optimizer.param_groups[0]['lr']:.3e} "
+                            f"elapsed_s={time.perf_counter() - t0:.4f}")  # after flush(): a host sync
+                if val_now:
+                    scores = validate_model(ema or model, eval_batches, dev)
+                    history.append({"step": done, **scores})
+                    run.log(f"validation {json.dumps(history[-1], sort_keys=True)}")
+                if ckpt_now:
+                    checkpoint(done)
+                if stop.requested:  # at a step boundary: save, so a rerun loses nothing
+                    flush()
+                    checkpoint(done)
+                    raise stop.interruption()
         flush()
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (probe.interrupt)
+        record_interrupted(run, record, exc, done, saved[0], wall_before + time.perf_counter() - t0)
+        raise
     finally:
         bar.close()
 
@@ -237,6 +253,26 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
     run.clear_state()
     run.log(f"# done {json.dumps(metrics, sort_keys=True)}")
     return record
+
+
+def record_interrupted(run: RunDir, record: dict[str, Any], exc: BaseException, step: int, resume: int,
+                       wall_time_s: float | None = None) -> None:
+    """Write ``record`` as ``interrupted`` at ``step`` (what stopped it, and ``resume``: the step of the saved
+    state a rerun starts from) and log it.
+
+    Best effort: a record that cannot be written stays ``running`` with a dead owner, which reads as
+    ``interrupted`` too (:meth:`probe.train.rundir.RunDir.status`)."""
+    from probe.interrupt import describe
+
+    record.update(status="interrupted", interrupted_step=int(step),
+                  error=f"stopped by {describe(exc)} at step {step}; a rerun resumes from step {resume}")
+    if wall_time_s is not None:
+        record["wall_time_s"] = wall_time_s
+    try:
+        run.write(record)
+        run.log(f"# interrupted step={step} by={describe(exc)} resume_from={resume}")
+    except OSError:
+        pass
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from probe.errors import ConfigError, DataError
+from probe.registry import check_once
 
 SPLITS = ("train", "test")
 
@@ -129,21 +130,7 @@ class BackgroundSource:
             raise ConfigError(f"background {self.name!r}: seed must be a non-negative int, got {seed!r}")
         self.patch = int(patch)
         self.seed = int(seed)
-        declared = {**self._common_options, **self.options}
-        unknown = sorted(set(options) - set(declared))
-        if unknown:
-            raise ConfigError(
-                f"background {self.name!r}: unknown option {unknown[0]!r}; allowed: {', '.join(sorted(declared))}"
-            )
-        resolved: dict[str, Any] = {}
-        for key, opt in declared.items():
-            value = options.get(key, opt.default)
-            try:
-                resolved[key] = opt.check(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"background {self.name!r}: option {key!r} must be {opt.allowed}, got {value!r}"
-                ) from exc
+        resolved = self.check_options(options)
         self.params = resolved
         size = resolved["size"]
         self.size = int(self.default_size(self.patch) if size is None else size)
@@ -152,6 +139,36 @@ class BackgroundSource:
                 f"background {self.name!r}: option 'size' must be >= patch ({self.patch}), got {self.size}"
             )
         self._validate()
+
+    # ---- declared parameters -----------------------------------------------------------------------------
+    @classmethod
+    def declared_options(cls) -> dict[str, Option]:
+        """Every option the source accepts (``size`` and the class's ``options``), name → :class:`Option`."""
+        return {**cls._common_options, **cls.options}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``options`` against the declared constraints alone (no files read, no images drawn) and
+        return every declared option resolved (defaults filled in, values normalised).
+
+        Raises :class:`~probe.errors.ConfigError` naming the source, the option and what it accepts: an unknown
+        option lists the allowed ones (and which registered sources do declare it, e.g. ``complexity``)."""
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"background {cls.name!r}: options must be a table, got {options!r}")
+        declared = cls.declared_options()
+        unknown = sorted(set(options) - set(declared), key=str)
+        if unknown:
+            raise ConfigError(f"background {cls.name!r}: unknown option {unknown[0]!r}; allowed: "
+                              f"{', '.join(sorted(declared))}{_declared_elsewhere(unknown[0])}")
+        resolved: dict[str, Any] = {}
+        for key, opt in declared.items():
+            value = options.get(key, opt.default)
+            try:
+                resolved[key] = opt.check(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"background {cls.name!r}: option {key!r} must be {opt.allowed}, got {value!r}"
+                                  ) from exc
+        return resolved
 
     # ---- hooks for subclasses ---------------------------------------------------------------------------
     def default_size(self, patch: int) -> int:
@@ -222,6 +239,41 @@ class BackgroundSource:
         and the train and test streams never coincide, whatever the seeds."""
         salt = zlib.crc32(type(self).__name__.encode())
         return np.random.default_rng([salt, self.seed, SPLITS.index(split), index])
+
+
+def _declared_elsewhere(option: Any) -> str:
+    """``" ('complexity' is an option of dead_leaves)"`` when other registered sources declare ``option``."""
+    from probe.data.backgrounds import BACKGROUNDS
+
+    owners = []
+    for name in BACKGROUNDS.names():
+        try:
+            if option in BACKGROUNDS.get(name).declared_options():
+                owners.append(name)
+        except Exception:  # a broken registry entry must not hide the user's error
+            continue
+    return f" ({option!r} is an option of {', '.join(owners)})" if owners else ""
+
+
+@check_once
+def _build_background(name: str, patch: int, options: dict[str, Any]) -> None:
+    from probe.data.backgrounds import make_background
+
+    make_background(name, patch, seed=0, **options)
+
+
+def check_background(name: str, patch: int, options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, before anything trains, a background source every run would fail to build.
+
+    Builds the source once per distinct ``(name, patch, options)`` (:func:`probe.registry.check_once`: a grid of
+    100,000 cells over a few option values builds a few sources): the declared constraints
+    (:meth:`BackgroundSource.check_options`) and the source's own cross checks (a ``folder`` root that exists and
+    holds images, a ``mixture``'s sources and their options). No image is drawn. Raises
+    :class:`~probe.errors.ConfigError` (unknown name or option, bad value) or :class:`~probe.errors.DataError`
+    (e.g. a missing folder), naming the source and the option."""
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"background {name!r}: options must be a table, got {options!r}")
+    _build_background(str(name), int(patch), dict(options or {}))
 
 
 def _jsonable(value: Any) -> Any:

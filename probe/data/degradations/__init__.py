@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from probe.errors import ConfigError
-from probe.registry import Registry
+from probe.registry import Registry, check_once
 
 DEGRADATIONS = Registry(
     "degradation",
@@ -46,6 +46,14 @@ def make_degradation(spec: Any):
     return DEGRADATIONS.get(name)(**spec)
 
 
+@check_once
+def check_degradation(spec: Any) -> None:
+    """Validate a degradation spec table as :func:`make_degradation` does, once per distinct spec
+    (:func:`probe.registry.check_once`: a plan of 100,000 cells over a few degradations builds a few).
+    Raises :class:`~probe.errors.ConfigError` naming the key and the allowed keys or values."""
+    make_degradation(spec)
+
+
 def __getattr__(attr: str):  # lazy re-export of the base class
     if attr == "Degradation":
         from probe.data.degradations.base import Degradation
@@ -54,4 +62,4 @@ def __getattr__(attr: str):  # lazy re-export of the base class
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-__all__ = ["DEGRADATIONS", "Degradation", "make_degradation"]
+__all__ = ["DEGRADATIONS", "Degradation", "check_degradation", "make_degradation"]

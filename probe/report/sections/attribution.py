@@ -264,7 +264,7 @@ def _describe(params_json: str) -> str:
 def attribution(ctx: ReportContext) -> Section | None:
     frame = attribution_frame(ctx.metrics)
     if frame.empty:
-        return None
+        return _checks(ctx, Section("Attribution"), crop_note="")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,4 +323,67 @@ def attribution(ctx: ReportContext) -> Section | None:
         section.tables.append(Table(
             "attribution_summary", "Attribution by number of training backgrounds", table,
             "Means over attributed images and models (seeds); the values plotted above."))
+    return _checks(ctx, section, crop_note=_crop_note(ctx.store, frame))
+
+
+def _crop_note(store, frame: pd.DataFrame) -> str:
+    """Which crop the attribution integrated on (stored in the maps' attrs by the probe)."""
+    from probe.store import read_array
+
+    notes = set()
+    for _, row in frame.drop_duplicates("model_id").head(8).iterrows():
+        try:
+            arr = read_array(store, row["model_id"], PROBE, "attribution", params=row["params"],
+                             eval_info=json.loads(row["eval"]))
+        except Exception:  # noqa: BLE001 - an older result: nothing recorded
+            continue
+        notes.add(str(arr.attrs.get("crop", "not recorded")))
+    return ("Integration region: " + "; ".join(sorted(notes)) + ".") if notes else ""
+
+
+def _checks(ctx: ReportContext, section: Section, crop_note: str) -> Section | None:
+    """Causal effect maps beside the gradient maps, and the faithfulness of every map (all models)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from probe.report.sections._attribution_checks import (
+        cem_figure,
+        cem_table,
+        faithfulness_figure,
+        faithfulness_table,
+    )
+
+    faith = faithfulness_table(ctx.metrics)
+    cems = cem_table(ctx.metrics)
+    if faith.empty and cems.empty and not section.figures:
+        return None
+    if crop_note:
+        section.text = (section.text + " " + crop_note).strip()
+    if not cems.empty:
+        section.text += (" Causal effect maps (CEM, Hu et al. 2024): each 8-px block of the clean background is "
+                         "replaced by other natural content and the rain re-added; the map is the drop in the "
+                         "ROI's PSNR (red: the content there helps the restoration, blue: it hurts). 'rain share' "
+                         "is how much of the removal's dependence is on the rain rather than on the content "
+                         "(identity: n/a, it removes nothing; oracle: removal follows the rain only).")
+        fig = cem_figure(ctx.store, ctx.metrics)
+        if fig is not None:
+            section.figures.append(ctx.save(fig, "attribution_cem", "Causal effect maps",
+                                            "CEM of the first image per model (dB; green box: ROI)."))
+        section.tables.append(Table("attribution_cem", "Causal effect map indicators", cems,
+                                    "Means over images with 95% bootstrap CIs over images."))
+    if not faith.empty:
+        bad = faith[faith["verdict"] == "no better than random"]
+        section.text += (" Faithfulness: deleting (or inserting) pixels in the order of each map must change the "
+                         "objective faster than random orders; the gain is the area between the curves. "
+                         + (f"{len(bad)} map(s) are no better than random: "
+                            + ", ".join(sorted({f"{r.model_id} ({r.method or r.probe})" for r in bad.itertuples()}))
+                            + "." if len(bad) else "Every map shown beats random orders."))
+        fig = faithfulness_figure(ctx.store, ctx.metrics)
+        if fig is not None:
+            section.figures.append(ctx.save(fig, "attribution_faithfulness", "Attribution faithfulness curves",
+                                            "Deletion and insertion curves, mean over images, per model and "
+                                            "method (solid: map order, dotted: mean of random orders)."))
+        section.tables.append(Table("attribution_faithfulness", "Faithfulness of every attribution map", faith,
+                                    "Gain over random orders (mean over images, 95% bootstrap CI over images); "
+                                    "verdict 'no better than random' where the CI is not above 0."))
     return section

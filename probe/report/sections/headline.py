@@ -334,6 +334,10 @@ def headline(ctx: ReportContext) -> Section | None:
                             "removal_ratio: fraction of the degradation removed where it was (1 = all). "
                             "evaluation: synthetic = the study's splits (the grid's images); real pairs = "
                             "--eval-folder folders. Compare rows of the same evaluation only."))
+    from probe.report.sections.ntrend import ntrend_parts  # the headline figure when a study varies n
+
+    figures, ntrend_tables, ntrend_text = ntrend_parts(ctx)
+    tables, text = ntrend_tables + tables, ntrend_text + text
     if not tables:
         return None
-    return Section("Headline", tables=tables, text=text)
+    return Section("Headline", figures=figures, tables=tables, text=text)

@@ -1,0 +1,1 @@
+"""Analyses of measured studies: pure functions from tidy metric frames to tables (no files, no plotting)."""

@@ -1,0 +1,67 @@
+"""``probe measure MY.pth --arch … --beside reference``: measure a network beside a trained grid in one store.
+
+The grid (``reference`` = the shipped reference grid ``trained_models/reference/derain_ntrend``, or any grid
+directory) is measured into the store first — results already there are kept — and its ``study.json`` is
+copied next to the store, so the network is then measured on the evaluation splits of the grid's *first cell*
+(:func:`probe.measure.external.default_eval_data`; for the reference grid: held-out **smooth** backgrounds, so
+compare it with the grid's smooth models — the dead-leaves models were evaluated on dead leaves).
+:func:`evaluation_note` says which. ``probe report`` on the store's folder shows the network beside the grid::
+
+    from probe.measure.beside import measure_beside
+    measure_beside("mine.pth", "reference", family="resnet", size="tiny")   # -> reports/beside_derain_ntrend/
+
+Errors: :class:`probe.errors.ConfigError` naming the value when ``beside`` is neither ``reference`` nor a
+grid directory (a folder with ``study.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ConfigError
+
+#: what ``--beside reference`` names, relative to the working directory or to the source checkout
+REFERENCE = Path("trained_models") / "reference" / "derain_ntrend"
+
+
+def resolve_grid(beside: str | Path) -> Path:
+    """The grid directory ``beside`` names: ``reference`` (:data:`REFERENCE`) or a folder with ``study.json``."""
+    if str(beside) == "reference":
+        for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+            if (root / REFERENCE / "study.json").is_file():
+                return root / REFERENCE
+        raise ConfigError(f"--beside reference: {REFERENCE} not found here or in probe's source checkout "
+                          "(the reference grid ships with the repository, not the wheel)")
+    path = Path(beside)
+    if not (path / "study.json").is_file():
+        raise ConfigError(f"--beside {str(beside)!r}: not a grid directory (no study.json); give a folder "
+                          "written by `probe grid run`, or 'reference'")
+    return path
+
+
+def evaluation_note(grid: Path) -> str:
+    """Which cell's evaluation set an external network gets beside ``grid`` (its first cell), in words."""
+    import json
+
+    cells = json.loads((grid / "study.json").read_text(encoding="utf-8")).get("cells") or []
+    if not cells:
+        return "evaluated on the study's splits"
+    first = cells[0]
+    axes = ", ".join(f"{k} = {v}" for k, v in (first.get("axes") or {}).items())
+    return (f"your network is evaluated on the splits of the grid's first cell {first.get('id')} ({axes}): "
+            "compare it with the grid models evaluated on the same background source")
+
+
+def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None = None,
+                   probes: list[str] | None = None, device: str | None = None, splits: list[str] | None = None,
+                   force: bool = False, **external: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Measure the grid ``beside`` and then the network ``path`` into one store (default
+    ``reports/beside_<study>/results.h5``). Returns the two summaries of :func:`probe.measure.core.measure`."""
+    from probe.measure.core import measure
+
+    grid = resolve_grid(beside)
+    out = Path(out) if out is not None else Path("reports") / f"beside_{grid.name}" / "results.h5"
+    common = {"probes": probes, "out": out, "device": device, "splits": splits, "force": force}
+    grid_summary = measure(grid, **common)
+    return grid_summary, measure(path, **common, **external)
