@@ -15,7 +15,8 @@ from typing import Any
 
 from probe.errors import ConfigError
 
-_CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap", "layers")
+_CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap", "layers",
+                "arch_args")
 
 
 def _safe_id(name: str) -> str:
@@ -59,6 +60,7 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
                      allow_missing: list[str] | None = None, dtype: str | None = None,
                      eval_folders: dict[str, str] | None = None, eval_patch: int | None = 128,
                      skip_broken: bool = False, eval_layout: dict[str, str] | str | None = None,
+                     weights_key: str | None = None, extra_info: dict[str, str] | None = None,
                      **conventions: Any) -> None:
     """Measure one checkpoint or card into ``store`` (inside :func:`probe.measure.measure`'s transaction)."""
     from probe.measure.core import DEFAULT_PROBES, make_probes, run_probes
@@ -88,7 +90,7 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
         card = ModelCard(path=path, name=path.stem, weights=path, arch=arch, family=family, size=size,
                          kwargs=parse_kwargs(arch_kwargs) if arch is not None else {}, conventions={},
                          dtype=dtype, strict=True if strict is None else strict,
-                         allow_missing=list(allow_missing or []))
+                         allow_missing=list(allow_missing or []), weights_key=weights_key)
     display = name or card.name
     model_id = _safe_id(display)
     dev = resolve_device(device or "cpu")
@@ -125,6 +127,10 @@ def measure_external(path: Path, kind: str, store: Any, summary: dict[str, Any],
             "load": report.summary() if report is not None else ""}
     if card.arch:
         info["conventions"] = json.dumps({**card.conventions, **conventions}, sort_keys=True)
+        from probe.models.output_select import choice_info
+
+        info.update(choice_info(model))
+    info.update(extra_info or {})
     study_names, study_params = study_probes(Path(summary["store"]))  # beside a grid: the grid's probes
     probe_objs = make_probes(probes or study_names or DEFAULT_PROBES, study_params)
     summary["runs"] += 1
