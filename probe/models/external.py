@@ -68,7 +68,7 @@ class Conventions:
         if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, (int, str))):
             raise ConfigError(f"output: must be an index or a key, got {self.output!r}")
         if self.output is not None:
-            from probe.models.output_select import parse_selector
+            from probe.models.output_paths import parse_selector
 
             parse_selector(self.output)
         if self.arch_args not in ("kwargs", "namespace", "dict"):
@@ -98,7 +98,7 @@ def select_output(raw: Any, selector: int | str | None, n: int, h: int, w: int) 
     ``"1.-1"``, ``"derained"``), else — for a network no check has run on (a fresh one being trained) — the first
     image-shaped tensor, depth first. Loaded networks use the choice of
     :func:`probe.models.output_select.check_network` instead."""
-    from probe.models.output_select import describe, image_candidates, parse_selector, pick
+    from probe.models.output_paths import describe, image_candidates, parse_selector, pick
 
     path = parse_selector(selector)
     if path is not None:
