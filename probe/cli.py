@@ -36,13 +36,16 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, metavar="FILE.py:Class",
                    help="your network class (FILE.py:Class or package.module:Class); importing it runs its code")
     p.add_argument("--arch-kwargs", default=None, metavar="JSON", help="constructor keyword arguments (JSON)")
+    p.add_argument("--arch-args", choices=["kwargs", "namespace", "dict"], default=None,
+                   help="constructor style: Class(**JSON) (default), Class(argparse.Namespace(**JSON)), Class(JSON)")
     p.add_argument("--family", default=None, help="one of probe's families, for a foreign checkpoint of it")
     p.add_argument("--size", default=None, help="size preset of --family")
-    p.add_argument("--output", default=None, metavar="K",
-                   help="index or key of the restored image in a tuple/list/dict output (default: the first "
-                        "image-shaped one)")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="dotted path of the restored image in nested tuple/list/dict outputs: -1, 1.-1, a key "
+                        "(default: chosen on a synthetic probe batch and reported)")
     p.add_argument("--output-is", choices=["image", "layer"], default=None,
-                   help="'layer' if the network predicts the degradation (restored = input − output)")
+                   help="'layer' if the network predicts the degradation (restored = input − output; default: "
+                        "detected and reported)")
     p.add_argument("--input-range", type=float, choices=[1.0, 255.0], default=None,
                    help="value range the network expects (1 or 255)")
     p.add_argument("--pad-multiple", type=int, default=None, metavar="N", help="pad H, W to a multiple of N")
@@ -122,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(.toml). Exit status: 0 done, 2 bad input, 3 some probes/models failed (stored, "
                        "listed, the rest measured).")
     _common(p)
-    p.add_argument("path", help="run dir, grid dir, checkpoint file or model card (.toml)")
+    p.add_argument("path", nargs="?", default=None,
+                   help="run dir, grid dir, checkpoint file or model card (.toml); with --options: the weights "
+                        "(default: the option file's path.pretrain_network_g)")
     p.add_argument("--probes", default=None, help="comma-separated probe names (default: the study's)")
     p.add_argument("--splits", default=None, help="comma-separated split names (default: all)")
     p.add_argument("--out", default=None, help="result store (default: reports/<study>/results.h5)")
@@ -137,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layout of --eval-folder NAME where names cannot reveal it: side_by_side (rainy left, "
                         "as Rain1200), side_by_side:clean_left (as Rain800), sorted; default: detected")
     p.add_argument("--name", default=None, help="display name / model id of an external model")
+    p.add_argument("--options", default=None, metavar="YAML",
+                   help="a BasicSR option file (options/test_X.yml): network, weights, test sets and metric "
+                        "conventions from it (PATH is then optional)")
+    p.add_argument("--code-root", default=None, metavar="REPO",
+                   help="the repository whose *_arch.py files define --options' network_g type (default: "
+                        "found above the option file)")
     p.add_argument("--beside", default=None, metavar="GRID",
                    help="measure a trained grid first into the same store, then your network on its splits: "
                         "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")
@@ -148,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list every module of a network with its output shape, in forward order")
     _common(p)
     p.add_argument("path", help="checkpoint file (with --arch or --family), run dir or model card (.toml)")
-    p.add_argument("--input-size", type=int, default=64, metavar="N", help="side of the test input (default 64)")
+    p.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="side of the test input (default: the size the load check found the network accepts)")
     _model_options(p)
     p.set_defaults(func=_handler("probe.measure.cli:layers_cli"))
 

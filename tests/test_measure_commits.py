@@ -56,6 +56,7 @@ def grid(tmp_path_factory) -> Path:
 
 def _commits(monkeypatch) -> list[int]:
     """Sizes (bytes) of every file the store writes (commit segments and merges)."""
+    import probe.store.merge as merge
     import probe.store.writer as writer
 
     sizes: list[int] = []
@@ -65,7 +66,8 @@ def _commits(monkeypatch) -> list[int]:
         sizes.append(len(data))
         return real(target, data, *args, **kwargs)
 
-    monkeypatch.setattr(writer, "write_bytes_atomic", counting)
+    monkeypatch.setattr(writer, "write_bytes_atomic", counting)  # commits
+    monkeypatch.setattr(merge, "write_bytes_atomic", counting)  # merges
     return sizes
 
 

@@ -176,18 +176,18 @@ def test_a_failing_model_and_probe_are_stored_and_the_rest_goes_on(study, capsys
 
 
 def test_one_store_commit_per_measure_call(study, monkeypatch):
-    import probe.store.writer as writer
+    import probe.store.segments as segments
 
     store = study / "commits" / "results.h5"
     commits = []
-    real = writer.os.replace
+    real = segments.os.replace
 
     def counting(src, dst):
         if Path(dst) == store:
             commits.append(dst)
         return real(src, dst)
 
-    monkeypatch.setattr(writer.os, "replace", counting)
+    monkeypatch.setattr(segments.os, "replace", counting)
     summary = measure(study / "models", out=store)
     assert summary["runs"] == 2 and summary["computed"] == 4
     assert len(commits) == 1

@@ -8,6 +8,7 @@ cause, listed on stderr and in the report, and everything else was measured.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -36,7 +37,8 @@ def _output(value: str | None) -> int | str | None:
 
 def external_options(args: argparse.Namespace) -> dict[str, Any]:
     """The external-model options given on the command line (unset ones left out)."""
-    opts = {"arch": args.arch, "arch_kwargs": args.arch_kwargs, "family": args.family, "size": args.size,
+    opts = {"arch": args.arch, "arch_kwargs": args.arch_kwargs, "arch_args": getattr(args, "arch_args", None),
+            "family": args.family, "size": args.size,
             "output": _output(args.output), "output_is": args.output_is, "input_range": args.input_range,
             "pad_multiple": args.pad_multiple, "pad_mode": args.pad_mode, "tile": args.tile,
             "tile_overlap": args.tile_overlap, "dtype": args.dtype,
@@ -57,6 +59,10 @@ def run_cli(args: argparse.Namespace) -> int:
         from probe.probes.evalfolders import parse_folder_args
 
         external["eval_folders"] = parse_folder_args(args.eval_folder)
+    if getattr(args, "options", None):
+        args.path = basicsr_external(args, external)
+    elif args.path is None:
+        raise ConfigError("measure: PATH is required (a run, a grid, a checkpoint or a model card), or --options")
     if getattr(args, "eval_layout", None):
         from probe.probes.evalfolders import parse_layout_args
 
@@ -95,6 +101,48 @@ def run_cli(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary["failed"] else 0
 
 
+def basicsr_external(args: argparse.Namespace, external: dict[str, Any]) -> str:
+    """Fill ``external`` from a BasicSR option file (``--options``); returns the weights path to measure.
+
+    Command-line options win over the file's; each ``datasets.test_*`` set becomes an evaluation split whose
+    pairs (BasicSR's own pairing rule) are listed in ``<store folder>/basicsr_pairs/<split>.csv``."""
+    from pathlib import Path
+
+    from probe.models.basicsr_options import pair_list, read_options
+
+    if args.arch or args.family:
+        raise ConfigError(f"--options {args.options}: the option file names the network; drop --arch/--family")
+    opts = read_options(args.options, args.code_root)
+    weights = args.path or (str(opts.weights) if opts.weights else None)
+    if weights is None:
+        raise ConfigError(f"{args.options}: no path.pretrain_network_g; pass the weights as PATH")
+    external.setdefault("name", opts.name)
+    external["arch"] = opts.arch
+    external["arch_kwargs"] = {**opts.kwargs, **(json_object(args.arch_kwargs) or {})}
+    external["weights_key"] = opts.weights_key
+    if opts.test_sets and "eval_folders" not in external:
+        out = Path(args.out) if args.out else Path("reports") / "external" / "results.h5"
+        external["eval_folders"] = {
+            split: str(pair_list(lq, gt, opts.filename_tmpl.get(split, "{}"),
+                                 out.parent / "basicsr_pairs" / f"{split}.csv"))
+            for split, (lq, gt) in opts.test_sets.items()}
+        args.out = str(out)
+    external["extra_info"] = {"basicsr_options": str(Path(args.options).resolve()),
+                              "basicsr_metrics": json.dumps(opts.conventions(), sort_keys=True)}
+    if opts.metrics:
+        shown = ", ".join(f"{k}: crop_border={v['crop_border']}, test_y_channel={v['test_y_channel']}"
+                          for k, v in opts.metrics.items())
+        print(f"{args.options}: the code base's metric conventions ({shown}) are recorded with the model; "
+              "probe's own metrics are RGB, uncropped")
+    return weights
+
+
+def json_object(text: str | None) -> dict[str, Any] | None:
+    from probe.models.arch import parse_kwargs
+
+    return parse_kwargs(text) if text else None
+
+
 def layers_cli(args: argparse.Namespace) -> int:
     """``probe layers WEIGHTS --arch FILE.py:Class``: every module that runs, in forward order, with its output
     shape; ``*`` marks the default probe points."""
@@ -102,7 +150,8 @@ def layers_cli(args: argparse.Namespace) -> int:
 
     model = load_for_cli(args)
     points = set(model.probe_points()) if hasattr(model, "probe_points") else set()
-    size = args.input_size
+    choice = getattr(model, "output_choice", None)
+    size = args.input_size or (choice.size if choice is not None else 64)
     report = getattr(model, "load_report", None)
     if report is not None:
         print(report.summary())
@@ -125,9 +174,9 @@ def load_for_cli(args: argparse.Namespace) -> Any:
         from probe.models.card import read_card
 
         card = read_card(path)
-        from probe.models.card import CONVENTIONS
-
-        conventions = {k: v for k, v in opts.items() if k in CONVENTIONS}
+        conventions = {k: v for k, v in opts.items() if k in ("output", "output_is", "input_range", "pad_multiple",
+                                                              "pad_mode", "tile", "tile_overlap", "layers",
+                                                              "arch_args")}
         return card.load(device=args.device or "cpu", **conventions)
     from probe.models.checkpoint import load_model
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from probe.errors import ConfigError
 
-_CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap", "layers")
+_CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap", "layers",
+                "arch_args")
 
 
 def _safe_id(name: str) -> str:
@@ -36,8 +37,8 @@ def default_eval_data(out: Path) -> Any:
 
 
 def _card(path: Path, kind: str, arch: str | None, arch_kwargs: Any, family: str | None, size: str | None,
-          strict: bool | None, allow_missing: list[str] | None, dtype: str | None, conventions: dict[str, Any]
-          ) -> Any:
+          strict: bool | None, allow_missing: list[str] | None, dtype: str | None, conventions: dict[str, Any],
+          weights_key: str | None = None) -> Any:
     from probe.models.card import ModelCard, read_card
 
     if kind == "card":
@@ -57,7 +58,8 @@ def _card(path: Path, kind: str, arch: str | None, arch_kwargs: Any, family: str
 
     return ModelCard(path=path, name=path.stem, weights=path, arch=arch, family=family, size=size,
                      kwargs=parse_kwargs(arch_kwargs) if arch is not None else {}, conventions={},
-                     dtype=dtype, strict=True if strict is None else strict, allow_missing=list(allow_missing or []))
+                     dtype=dtype, strict=True if strict is None else strict, allow_missing=list(allow_missing or []),
+                     weights_key=weights_key)
 
 
 def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, device: str,
@@ -66,6 +68,7 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
                    allow_missing: list[str] | None = None, dtype: str | None = None,
                    eval_folders: dict[str, str] | None = None, eval_patch: int | None = None,
                    skip_broken: bool = False, eval_layout: dict[str, str] | str | None = None,
+                   weights_key: str | None = None, extra_info: dict[str, str] | None = None,
                    **conventions: Any) -> tuple[Any, list[dict[str, Any]], Any]:
     """(the entry, the study's run configs, the study record or None) for one checkpoint or card. A single
     network that does not load raises (one line, exit 2)."""
@@ -78,7 +81,8 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
     if unknown:
         raise ConfigError(f"measure: unknown option(s) {', '.join(unknown)}")
     conventions = {k: v for k, v in conventions.items() if v is not None}
-    card = _card(path, kind, arch, arch_kwargs, family, size, strict, allow_missing, dtype, conventions)
+    card = _card(path, kind, arch, arch_kwargs, family, size, strict, allow_missing, dtype, conventions,
+                 weights_key)
     if getattr(card, "eval_layout", None):  # the card's layout names, checked before anything is loaded
         from probe.data.layouts import parse_layout
 
@@ -108,6 +112,10 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
               "load": report.summary() if report is not None else ""}
     if card.arch:
         fields["conventions"] = json.dumps({**card.conventions, **conventions}, sort_keys=True)
+        from probe.models.output_select import choice_info
+
+        fields.update(choice_info(model))  # which output is measured and why (the loader's record)
+    fields.update(extra_info or {})
     choice = getattr(report, "output_choice", None) or getattr(model, "output_choice", None)
     from probe.tasks import task_of_degradation
 

@@ -5,8 +5,24 @@
     from probe.models.arch import import_arch, build_arch
     cls = import_arch("third_party/restormer_arch.py:Restormer")   # the file's folder is on sys.path meanwhile
     net = build_arch("basicsr.archs.swinir_arch:SwinIR", {"upscale": 1, "img_size": 64})
+    net = build_arch("prenet.py:PReNet", {"recurrent_iter": 6}, style="namespace")  # PReNet(Namespace(...))
+    net = build_arch("models.py:make_model", {"width": 16})                       # a factory function
 
-Any ``torch.nn.Module`` subclass works; no probe base class is needed. **Importing a file runs its code**
+Any ``torch.nn.Module`` subclass works, or a function returning one (a *factory*); no probe base class is
+needed. The network is built for real, on the CPU, exactly as its own code builds it (no meta device, no
+global default device or dtype), so constructors that compute with tensors (``.item()`` on a linspace of
+drop-path rates, as SwinIR and Uformer do) and modules created in default arguments at import time work.
+
+Constructor styles (``style`` / ``--arch-args`` / the card's ``arch_args``):
+
+* ``"kwargs"`` (default): ``Class(**kwargs)``;
+* ``"namespace"``: ``Class(argparse.Namespace(**kwargs))``, for code bases whose networks take their
+  command-line settings object (``opt.recurrent_iter``);
+* ``"dict"``: ``Class(kwargs)``, for those that take an options dictionary (``opt["network_g"]``).
+
+Any exception raised by the user's code at import or construction (``AssertionError``, ``ValueError``,
+``ImportError`` …) becomes one :class:`~probe.errors.ConfigError` naming the file, the class and the
+exception (the original is chained: ``probe --debug`` shows its traceback). **Importing a file runs its code**
 (as ``python FILE.py`` would): only pass files you trust. Weights are never unpickled (see
 :mod:`probe.models.containers`). While a file is imported, its folder is first on ``sys.path``, so sibling
 imports (``from .common import ...`` is not possible in a loose file, but ``from common import ...`` is)
@@ -58,9 +74,10 @@ def _import_file(path: Path) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # user code: e.g. an argparse parse_args() at import exits
         sys.modules.pop(module_name, None)
-        raise ConfigError(f"arch file {path}: importing it failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        raise ConfigError(f"arch file {path}: importing it failed: {type(exc).__name__}: "
+                          f"{one_line(exc) or '(no message)'} (probe --debug shows the traceback)") from exc
     finally:
         try:
             sys.path.remove(folder)
@@ -69,8 +86,9 @@ def _import_file(path: Path) -> Any:
     return module
 
 
-def import_arch(arch: str, base: str | Path | None = None) -> type[nn.Module]:
-    """The class named by ``arch``; a relative ``FILE.py`` is taken relative to ``base`` (default: cwd)."""
+def import_arch(arch: str, base: str | Path | None = None) -> Any:
+    """The class (or factory function) named by ``arch``; a relative ``FILE.py`` is taken relative to ``base``
+    (default: cwd). ConfigError if it is neither an ``nn.Module`` subclass nor a function."""
     where, name = split_arch(arch)
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = Path(where).expanduser()
@@ -89,9 +107,9 @@ def import_arch(arch: str, base: str | Path | None = None) -> type[nn.Module]:
                        and v.__module__ == module.__name__)
         raise ConfigError(f"arch {arch!r}: no class {name!r} in {where}; nn.Module classes there: "
                           f"{', '.join(found) or 'none'}")
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"arch {arch!r}: {name} is not a torch.nn.Module subclass")
-    return cls
+    if inspect.isclass(cls) and issubclass(cls, nn.Module) or inspect.isfunction(cls):
+        return cls
+    raise ConfigError(f"arch {arch!r}: {name} is not a torch.nn.Module subclass nor a function returning one")
 
 
 def parse_kwargs(value: Any, what: str = "--arch-kwargs") -> dict[str, Any]:
@@ -108,11 +126,45 @@ def parse_kwargs(value: Any, what: str = "--arch-kwargs") -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def build_arch(arch: str, kwargs: Mapping[str, Any] | None = None, base: str | Path | None = None) -> nn.Module:
-    """Instantiate ``arch`` with ``kwargs``; a constructor error is one ConfigError naming the class."""
+STYLES = ("kwargs", "namespace", "dict")
+
+
+def constructor_args(kwargs: Mapping[str, Any] | None, style: str = "kwargs") -> tuple[tuple, dict[str, Any]]:
+    """(positional, keyword) arguments of the constructor for ``style`` (see the module docstring)."""
+    import argparse
+
+    kwargs = dict(kwargs or {})
+    if style == "kwargs":
+        return (), kwargs
+    if style == "namespace":
+        return (argparse.Namespace(**kwargs),), {}
+    if style == "dict":
+        return (kwargs,), {}
+    raise ConfigError(f"arch_args: must be one of {', '.join(STYLES)}, got {style!r}")
+
+
+def build_arch(arch: str, kwargs: Mapping[str, Any] | None = None, base: str | Path | None = None,
+               style: str = "kwargs") -> nn.Module:
+    """Build ``arch`` for real on the CPU with ``kwargs`` in constructor ``style``.
+
+    Raises :class:`ConfigError` in one line naming the class and the exception for any error raised by the
+    constructor (or a factory returning something that is not an ``nn.Module``).
+    """
     cls = import_arch(arch, base)
+    args, kw = constructor_args(kwargs, style)
+    shown = {"kwargs": f"**{dict(kwargs or {})}", "namespace": f"Namespace(**{dict(kwargs or {})})",
+             "dict": f"{dict(kwargs or {})}"}[style]
+    where = getattr(inspect.getmodule(cls), "__file__", None) or arch.rpartition(":")[0]
     try:
-        return cls(**dict(kwargs or {}))
+        net = cls(*args, **kw)
     except TypeError as exc:
-        raise ConfigError(f"arch {arch!r}: {cls.__name__}(**{dict(kwargs or {})}) failed: {one_line(exc)} "
-                          "(pass --arch-kwargs / [model] kwargs)") from exc
+        raise ConfigError(f"arch {arch!r}: {cls.__name__}({shown}) failed: {one_line(exc)} "
+                          "(pass --arch-kwargs / [model] kwargs, or --arch-args namespace|dict)") from exc
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: one line, the traceback with --debug
+        raise ConfigError(f"arch {arch!r} ({where}): {cls.__name__}({shown}) raised "
+                          f"{type(exc).__name__}: {one_line(exc) or '(no message)'} (probe --debug shows the "
+                          "traceback)") from exc
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"arch {arch!r}: {cls.__name__}(...) returned {type(net).__name__}, not a "
+                          "torch.nn.Module")
+    return net

@@ -6,8 +6,9 @@ works with no other option.
     name = "Restormer (official, rain13k)"    # display name in the report (default: the file's stem)
     arch = "restormer_arch.py:Restormer"       # FILE.py:Class (relative to the card) or package.module:Class
     weights = "deraining.pth"                  # relative to the card
-    output = 0                                 # index/key of the restored image in a tuple/list/dict output
-    output_is = "image"                        # or "layer": the network predicts the degradation
+    arch_args = "kwargs"                       # or "namespace" (Class(Namespace(**kwargs))), "dict" (Class(kwargs))
+    output = "1.-1"                            # dotted path of the restored image (default: checked, reported)
+    output_is = "image"                        # or "layer" (default: checked, reported)
     input_range = 1                            # or 255
     pad_multiple = 8                           # pad H, W to a multiple (reflect), crop back
     pad_mode = "reflect"                       # or "zero"
@@ -16,6 +17,7 @@ works with no other option.
     dtype = "float32"                          # or "keep" (the checkpoint's own precision)
     strict = true
     allow_missing = []                         # fnmatch patterns of tensors that may keep initial values
+    weights_key = "params"                     # the checkpoint entry to take (default: params_ema, params, …)
     layers = ["encoder_level1", "latent"]      # probe points (default: the top-level blocks)
     eval_layout = "side_by_side"               # layout of the --eval-folder splits (or a table split = layout;
                                                # default: detected, docs/test-sets.md)
@@ -39,10 +41,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "output": (int, str), "output_is": (str,), "input_range": (int, float), "pad_multiple": (int,),
     "pad_mode": (str,), "tile": (int,), "tile_overlap": (int,), "dtype": (str,), "strict": (bool,),
     "allow_missing": (list,), "layers": (list,), "max_layers": (int,), "eval_layout": (str, dict),
+    "arch_args": (str,), "weights_key": (str,),
 }
 #: Card keys that are the external family's calling conventions.
 CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap",
-               "layers", "max_layers")
+               "layers", "max_layers", "arch_args")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class ModelCard:
     strict: bool = True
     allow_missing: list[str] = field(default_factory=list)
     eval_layout: str | dict[str, str] | None = None
+    weights_key: str | None = None
 
     def load(self, device: str = "cpu", **overrides: Any) -> Any:
         """``probe.load_model`` with the card's settings (``overrides``: conventions given on the CLI)."""
@@ -70,7 +74,7 @@ class ModelCard:
         if self.arch is not None:
             return load_model(self.weights, arch=self.arch, arch_kwargs=self.kwargs, device=device,
                               strict=self.strict, allow_missing=self.allow_missing or None, dtype=self.dtype,
-                              **conventions)
+                              weights_key=self.weights_key, **conventions)
         return load_model(self.weights, family=self.family, size=self.size, device=device, strict=self.strict,
                           allow_missing=self.allow_missing or None, dtype=self.dtype, **self.kwargs)
 
@@ -129,4 +133,4 @@ def read_card(path: str | Path) -> ModelCard:
                      eval_layout=raw.get("eval_layout"), family=raw.get("family"), size=raw.get("size"),
                      kwargs=dict(raw.get("kwargs") or {}),
                      conventions=conventions, dtype=raw.get("dtype"), strict=raw.get("strict", True),
-                     allow_missing=list(raw.get("allow_missing") or []))
+                     allow_missing=list(raw.get("allow_missing") or []), weights_key=raw.get("weights_key"))

@@ -115,7 +115,7 @@ def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
 def load_model(path: str | Path, family: str | None = None, size: str | None = None,
                device: str | torch.device = "cpu", strict: bool = True, *, arch: str | None = None,
                arch_kwargs: Mapping[str, Any] | str | None = None, allow_missing: str | list[str] | None = None,
-               dtype: str | None = None, **kwargs: Any) -> nn.Module:
+               dtype: str | None = None, weights_key: str | None = None, **kwargs: Any) -> nn.Module:
     """Load a model in ``eval()`` mode from a run directory, a ``.safetensors`` file or a foreign ``.pth``.
 
     - run directory: ``model.safetensors`` + ``run.json``; the file's sha256 must equal
@@ -130,6 +130,13 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
       class (family ``external``; ``kwargs`` then are its conventions: ``output``, ``output_is``,
       ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``). Importing the
       file runs its code; the weights are still never unpickled.
+
+    ``arch_args="namespace"`` / ``"dict"`` builds ``Class(Namespace(**arch_kwargs))`` / ``Class(arch_kwargs)``;
+    ``arch`` may name a factory function. The network is built for real on the CPU (its own code runs as
+    written) and checked once on a synthetic probe batch (:mod:`probe.models.output_select`): which output is
+    the restored image and why, whether it predicts the layer, the size it accepts, determinism and in-place
+    changes are in ``model.output_choice`` and the load report. ``weights_key`` takes that container entry
+    (BasicSR ``param_key_g``) instead of the preferred order.
 
     ``family`` must agree with a recorded family; ``size`` and ``kwargs`` override recorded ones. Without
     ``size`` the first preset whose shapes fit is used. ``strict=False`` tolerates unexpected keys, but a model
@@ -184,7 +191,7 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
             if actual != expected:
                 raise CheckpointError(f"{weights}: sha256 mismatch: {run_path} records {expected[:16]}…, "
                                       f"the file has {actual[:16]}… (corrupt, truncated or replaced)")
-    state, meta, container = read_state(weights)
+    state, meta, container = read_state(weights, weights_key)
     recorded = _check_probe_meta(weights, state, meta)
     foreign = recorded is None
     run_spec = _run_spec(run, run_path) if run is not None else None
@@ -211,7 +218,14 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
     if keep_dtype:
         model = model.to(keep_dtype if isinstance(keep_dtype, torch.dtype) else file_dtype)
     model.__dict__["load_report"] = report
-    return model.to(dev).eval()
+    model = model.to(dev).eval()
+    if fam == "external":
+        from probe.models.output_select import check_network
+
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            model.__dict__["_probe_choice"] = check_network(model)
+        report.output = model.__dict__["_probe_choice"].summary()
+    return model
 
 
 def _resolve_dtype(src: Path, dtype: str | None) -> torch.dtype | bool | None:
@@ -313,13 +327,16 @@ def _build_fitting(path: Path, family: str, size: str | None, kwargs: dict[str, 
         sizes = [size] if size is not None else list(getattr(cls, "sizes", None) or ["tiny"])
         best: tuple[int, str, str] | None = None
         for candidate in sizes:
-            with torch.device("meta"):  # shapes only, no memory, no init cost
+            if family == "external":  # user code is built for real, once, as its own code builds it
                 shell = cls(size=candidate, **kwargs)
+            else:
+                with torch.device("meta"):  # probe's own families: shapes only, no memory, no init cost
+                    shell = cls(size=candidate, **kwargs)
             expected = shell.state_dict()
             fitted, prefix = strip(state, set(expected)) if strip is not None else (state, "")
             count, text = problems(expected, fitted, strict, allow_missing)
             if count == 0:
-                return cls(size=candidate, **kwargs), fitted, prefix
+                return (shell if family == "external" else cls(size=candidate, **kwargs)), fitted, prefix
             if best is None or count < best[0]:
                 best = (count, candidate, text)
     except ConfigError as exc:

@@ -128,8 +128,11 @@ def strip_prefixes(state: Mapping[str, Tensor], expected: set[str] | None = None
     return state, removed
 
 
-def read_state(path: Path) -> tuple[dict[str, Tensor], dict[str, str], str]:
-    """(state dict, safetensors metadata or {}, container note) of a foreign or probe checkpoint file."""
+def read_state(path: Path, key: str | None = None) -> tuple[dict[str, Tensor], dict[str, str], str]:
+    """(state dict, safetensors metadata or {}, container note) of a foreign or probe checkpoint file.
+
+    ``key``: the container entry to take (BasicSR's ``param_key_g``: ``params`` or ``params_ema``) instead of
+    the preferred order; a file without it is one CheckpointError naming the keys it has."""
     if path.suffix == ".safetensors" or looks_like_safetensors(path):
         from safetensors import safe_open
 
@@ -142,7 +145,14 @@ def read_state(path: Path) -> tuple[dict[str, Tensor], dict[str, str], str]:
         if not state:
             raise CheckpointError(f"{path}: the safetensors file holds no tensors")
         return state, meta, "safetensors"
-    state, where = find_state(read_torch_file(path), path)
+    obj = read_torch_file(path)
+    if key is not None:
+        if not isinstance(obj, Mapping) or not isinstance(obj.get(key), Mapping):
+            top = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(f"{path}: no entry {key!r} (param_key_g) in the checkpoint; top level: {top}")
+        state, where = find_state(obj[key], path, 1)
+        return state, {}, key if where == "." else f"{key}/{where}"
+    state, where = find_state(obj, path)
     return state, {}, where
 
 

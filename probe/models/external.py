@@ -7,12 +7,15 @@ so that its module names, ``state_dict`` keys and hooks stay exactly those of th
 * ``forward(x)`` taking and returning NCHW float RGB in [0, 1] (the probe contract), whatever the network's
   conventions are:
 
-  - ``output``: which element of a tuple/list (int index) or dict (key) the restored image is. Default: the
-    first *image-shaped* element (a 4-D tensor with the input's batch size and 3 channels at the input size),
-    searched in order (so a multi-stage ``[final, stage2, stage1]`` gives ``final``; pass ``output=-1`` when
-    the final stage comes last);
-  - ``output_is``: ``"image"`` (default) or ``"layer"`` for networks that predict the degradation layer D;
-    the restored image is then input − D;
+  - ``output``: the dotted path of the restored image in nested tuples/lists/dicts (``-1``, ``"1.-1"``,
+    ``"derained"``). Default: chosen by :func:`probe.models.output_select.check_network` on a synthetic probe
+    batch when the network is loaded (the rule is in that module; the choice and why are in
+    ``net.output_choice`` and the load report). A network built fresh (to be trained) takes the first
+    image-shaped tensor, depth first;
+  - ``output_is``: ``"image"`` or ``"layer"`` for networks that predict the degradation layer D (the restored
+    image is then input − D); default: detected by the same check;
+  - ``arch_args``: the constructor style, ``"kwargs"`` (default), ``"namespace"`` or ``"dict"`` (see
+    :mod:`probe.models.arch`);
   - ``input_range``: 1 (default, images in [0, 1]) or 255 (the network expects 0–255; output scaled back);
   - ``pad_multiple`` (default 1): H and W are padded at the bottom/right to a multiple (``pad_mode``
     ``"reflect"``, the default, or ``"zero"``) and the output cropped back;
@@ -21,8 +24,10 @@ so that its module names, ``state_dict`` keys and hooks stay exactly those of th
   - the input is cast to the network's parameter dtype (half-precision weights kept with ``dtype``) and
     the output returned as float32.
 
-  A forward that fails on a size raises one :class:`~probe.errors.DataError` naming the size and suggesting
-  ``pad_multiple`` / ``tile``.
+  The network always gets a copy of the caller's images (one that changes its input in place changes nothing
+  of probe's); a non-deterministic network found by the check is seeded on every forward. A forward that
+  fails raises one :class:`~probe.errors.DataError` naming the size and suggesting ``pad_multiple`` /
+  ``tile``; one that runs out of memory raises :class:`~probe.models.output_select.OutOfMemory` saying so.
 * ``probe_points()``: the ``layers`` given, else :func:`probe.models.trace.default_layers`.
 * ``spec``: ``{"family": "external", "size": "default", "kwargs": {...}}`` (so runs trained with it save and
   reload like every family). Outputs are degradation estimates as input − output, like every family.
@@ -38,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from probe.errors import ConfigError, DataError, one_line
+from probe.errors import ConfigError, DataError, ProbeError, one_line
 
 OUTPUT_IS = ("image", "layer")
 PAD_MODES = ("reflect", "zero")
@@ -49,7 +54,8 @@ class Conventions:
     """How to call a foreign network (see the module docstring)."""
 
     output: int | str | None = None
-    output_is: str = "image"
+    output_is: str | None = None
+    arch_args: str = "kwargs"
     input_range: float = 1.0
     pad_multiple: int = 1
     pad_mode: str = "reflect"
@@ -61,7 +67,13 @@ class Conventions:
     def __post_init__(self) -> None:
         if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, (int, str))):
             raise ConfigError(f"output: must be an index or a key, got {self.output!r}")
-        if self.output_is not in OUTPUT_IS:
+        if self.output is not None:
+            from probe.models.output_paths import parse_selector
+
+            parse_selector(self.output)
+        if self.arch_args not in ("kwargs", "namespace", "dict"):
+            raise ConfigError(f"arch_args: must be kwargs, namespace or dict, got {self.arch_args!r}")
+        if self.output_is is not None and self.output_is not in OUTPUT_IS:
             raise ConfigError(f"output_is: must be one of {', '.join(OUTPUT_IS)}, got {self.output_is!r}")
         if isinstance(self.input_range, bool) or self.input_range not in (1, 255, 1.0, 255.0):
             raise ConfigError(f"input_range: must be 1 or 255, got {self.input_range!r}")
@@ -81,45 +93,23 @@ class Conventions:
             raise ConfigError(f"layers: must be a list of module names, got {self.layers!r}")
 
 
-def _image_like(value: Any, n: int, h: int, w: int) -> bool:
-    return isinstance(value, Tensor) and value.dim() == 4 and value.shape[0] == n and value.shape[1] == 3 \
-        and value.shape[-2] >= h and value.shape[-1] >= w
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor{list(value.shape)}"
-    if isinstance(value, dict):
-        return "dict{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (tuple, list)):
-        return type(value).__name__ + "[" + ", ".join(_describe(v) for v in value) + "]"
-    return type(value).__name__
-
-
 def select_output(raw: Any, selector: int | str | None, n: int, h: int, w: int) -> Tensor:
-    """The restored image among a forward's outputs (see ``output`` in the module docstring)."""
-    if isinstance(raw, Tensor) and selector is None:
+    """The restored image among a forward's outputs: the tensor at the dotted path ``selector`` (``-1``,
+    ``"1.-1"``, ``"derained"``), else — for a network no check has run on (a fresh one being trained) — the first
+    image-shaped tensor, depth first. Loaded networks use the choice of
+    :func:`probe.models.output_select.check_network` instead."""
+    from probe.models.output_paths import describe, image_candidates, parse_selector, pick
+
+    path = parse_selector(selector)
+    if path is not None:
+        return pick(raw, path)
+    if isinstance(raw, Tensor):
         return raw
-    if selector is not None:
-        try:
-            if isinstance(raw, dict):
-                value = raw[selector]
-            elif isinstance(raw, (tuple, list)) and isinstance(selector, int):
-                value = raw[selector]
-            else:
-                raise KeyError(selector)
-        except (KeyError, IndexError, TypeError):
-            raise ConfigError(f"output={selector!r} does not select from the forward's output "
-                              f"{_describe(raw)}") from None
-        if not isinstance(value, Tensor):
-            raise ConfigError(f"output={selector!r} selects a {_describe(value)}, not an image tensor")
-        return value
-    items = list(raw.values()) if isinstance(raw, dict) else list(raw) if isinstance(raw, (tuple, list)) else []
-    for item in items:
-        if _image_like(item, n, h, w):
-            return item
-    raise DataError(f"the forward returned {_describe(raw)}: no image-shaped element ({n}, 3, ≥{h}, ≥{w}); "
-                    "pass output= (--output) with the index or key of the restored image")
+    found = image_candidates(raw, n, h, w)
+    if found:
+        return found[0][1]
+    raise DataError(f"the forward returned {describe(raw)}: no image-shaped element ({n}, 3, ≥{h}, ≥{w}); "
+                    "pass output= (--output) with the path of the restored image (e.g. 0, -1, 1.-1, a key)")
 
 
 def _hooked(model: nn.Module) -> bool:
@@ -137,6 +127,11 @@ class _ProbeAdapter:
     def spec(self) -> dict[str, Any]:
         return {"family": "external", "size": "default", "kwargs": dict(self._probe_kwargs)}
 
+    @property
+    def output_choice(self) -> Any:
+        """The :class:`~probe.models.output_select.OutputChoice` of the load check (None before it ran)."""
+        return self.__dict__.get("_probe_choice")
+
     def probe_points(self) -> list[str]:
         conv = self._probe_conv
         if conv.layers is not None:
@@ -148,7 +143,8 @@ class _ProbeAdapter:
         if cached is None:
             from probe.models.trace import default_layers
 
-            size = 64 * max(1, math.ceil(conv.pad_multiple / 64))
+            choice = self.output_choice  # traced at a size the network accepts
+            size = choice.size if choice is not None else 64 * max(1, math.ceil(conv.pad_multiple / 64))
             cached = default_layers(self, (1, 3, size, size), conv.max_layers)
             self.__dict__["_probe_points_cache"] = cached
         return list(cached)
@@ -162,9 +158,11 @@ class _ProbeAdapter:
             return self._probe_tiled(x)
         return self._probe_once(x)
 
-    def _probe_once(self, x: Tensor) -> Tensor:
+    def _probe_prepare(self, x: Tensor) -> Tensor:
+        """The network's input: scaled to its range, padded, cast to its dtype; always a new tensor, so a
+        network that changes its input in place never changes the caller's images."""
         conv = self._probe_conv
-        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        h, w = x.shape[-2], x.shape[-1]
         z = x * conv.input_range if conv.input_range != 1 else x
         ph, pw = (-h) % conv.pad_multiple, (-w) % conv.pad_multiple
         if ph or pw:
@@ -173,23 +171,51 @@ class _ProbeAdapter:
             else:
                 z = F.pad(z, (0, pw, 0, ph), mode="constant" if conv.pad_mode == "zero" else "replicate")
         dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), x.dtype)  # type: ignore[attr-defined]
+        z = z.to(dtype)
+        return z.clone() if z.data_ptr() == x.data_ptr() else z
+
+    def _probe_call(self, z: Tensor, seed: int | None = None, wrap: bool = True) -> Any:
+        """The user's own forward on ``z`` (seeded when ``seed`` is given); with ``wrap`` its errors are one
+        line: out of memory named as memory, other runtime errors as a size problem with a padding hint."""
+        from probe.models.output_select import OutOfMemory, is_out_of_memory
+
         try:
-            raw = super().forward(z.to(dtype))  # type: ignore[misc]
-        except RuntimeError as exc:
-            if "out of memory" in str(exc).lower():
+            if seed is None:
+                return super().forward(z)  # type: ignore[misc]
+            with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                return super().forward(z)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - user code: one line, the traceback with --debug
+            if not wrap or isinstance(exc, ProbeError):
                 raise
+            shape = "×".join(str(s) for s in z.shape)
+            if is_out_of_memory(exc):
+                raise OutOfMemory(f"{type(self).__name__}: out of memory in the forward on a batch of "
+                                  f"{shape} on {z.device} ({one_line(str(exc))[:160]}); pass --tile N for large "
+                                  "images, a smaller --eval-patch, or another --device") from exc
+            conv = self._probe_conv
             hint = f"pad_multiple is {conv.pad_multiple}" if conv.pad_multiple > 1 else \
                 "if it needs sizes divisible by 8 (or 16, 32), pass --pad-multiple N / pad_multiple"
-            raise DataError(f"{type(self).__name__}: forward failed on input size {h}×{w} "
-                            f"(padded {z.shape[-2]}×{z.shape[-1]}): {one_line(str(exc))[:200]}; {hint}; "
+            choice = self.output_choice
+            runs = f"; it runs at {choice.size}×{choice.size} (--eval-patch {choice.size})" if choice else ""
+            raise DataError(f"{type(self).__name__}: forward failed on input {shape}: "
+                            f"{type(exc).__name__}: {one_line(str(exc))[:200]}; {hint}{runs}; "
                             "for large images pass --tile N") from exc
-        out = select_output(raw, conv.output, n, h, w)[..., :h, :w].to(x.dtype)
+
+    def _probe_once(self, x: Tensor) -> Tensor:
+        conv = self._probe_conv
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        choice = self.output_choice
+        raw = self._probe_call(self._probe_prepare(x), 0 if choice is not None and choice.seeded else None)
+        selector = conv.output if conv.output is not None else (choice.path if choice is not None else None)
+        out = select_output(raw, selector, n, h, w)[..., :h, :w].to(x.dtype)
         if out.shape != x.shape:
             raise DataError(f"{type(self).__name__}: output of shape {tuple(out.shape)} for an input of "
                             f"{tuple(x.shape)}; probe needs an image-to-image network at scale 1 (see output=)")
         if conv.input_range != 1:
             out = out / conv.input_range
-        return x - out if conv.output_is == "layer" else out
+        output_is = conv.output_is or (choice.output_is if choice is not None else "image")
+        return x - out if output_is == "layer" else out
 
     def _probe_tiled(self, x: Tensor) -> Tensor:
         conv = self._probe_conv
@@ -231,7 +257,7 @@ def adapt(net: nn.Module, conventions: Conventions, spec_kwargs: dict[str, Any])
 
 
 _CONVENTION_KEYS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap",
-                    "layers", "max_layers")
+                    "layers", "max_layers", "arch_args")
 
 
 def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
@@ -253,7 +279,7 @@ def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[s
                           f"arch_kwargs, {', '.join(_CONVENTION_KEYS)}")
     kwargs = parse_kwargs(arch_kwargs, "arch_kwargs")
     conventions = Conventions(**options)
-    net = build_arch(arch, kwargs)
+    net = build_arch(arch, kwargs, style=conventions.arch_args)
     spec = {"arch": arch, "arch_kwargs": kwargs, **{k: v for k, v in options.items() if v is not None}}
     return adapt(net, conventions, spec)
 

@@ -43,6 +43,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     container: str = ""
     prefix: str = ""
+    output: str = ""  # the output check's lines (external networks: which output, why, behaviour)
 
     def summary(self) -> str:
         text = f"loaded {self.matched}/{self.total} tensors from {self.source}"
@@ -55,7 +56,7 @@ class LoadReport:
                 (f", … {len(self.allowed_missing) - _SHOW} more" if len(self.allowed_missing) > _SHOW else "")
         if self.unexpected:
             text += f"; ignored {len(self.unexpected)} unexpected tensor(s)"
-        return text
+        return text + (f"\n{self.output}" if self.output else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"matched": self.matched, "total": self.total, "container": self.container, "prefix": self.prefix,

@@ -13,6 +13,7 @@ The layout is documented in ``docs/store.md`` (readable with plain h5py)::
 from __future__ import annotations
 
 from probe.store.identity import eval_identity
+from probe.store.keys import ContentKey
 from probe.store.readers import (
     list_entries,
     list_models,
@@ -22,7 +23,7 @@ from probe.store.readers import (
     store_status,
 )
 from probe.store.schema import SCHEMA_VERSION, entry_key
-from probe.store.writer import ContentKey, ResultStore
+from probe.store.writer import ResultStore
 
 __all__ = ["SCHEMA_VERSION", "ContentKey", "ResultStore", "entry_key", "eval_identity", "list_entries",
            "list_models", "read_array", "read_metrics", "read_model_info", "store_status"]

@@ -13,70 +13,40 @@
 
 A commit writes one new segment file holding only what it adds (:mod:`probe.store.segments`): O(what it adds),
 atomic (the file appears complete or not at all), and a killed writer leaves the committed store intact and no
-temporary file behind. Later commits merge segments (tiered merging: each result is rewritten O(log n) times
-over the store's life, the number of segment files stays O(log n));
+temporary file behind. Later commits merge segments (:mod:`probe.store.merge`, tiered: each result is rewritten
+O(log n) times over the store's life, the number of segment files stays O(log n));
 :meth:`ResultStore.compact` folds everything into ``results.h5``. Writers serialise on ``<path>.lock``
-(:class:`probe.locks.FileLock`), taken at the first write only: a transaction that finds everything stored never
+(:mod:`probe.store.folder`), taken at the first write only: a transaction that finds everything stored never
 touches the folder (a read-only store works). Readers never lock.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import h5py
 import numpy as np
 
 from probe.errors import StoreError, one_line
 from probe.locks import FileLock
-from probe.store.checksum import ATTR as CHECKSUM
-from probe.store.checksum import UNVERIFIED, seal
-from probe.store.codec import attach_scales
+from probe.store.cache import FileCache
+from probe.store.checksum import seal
 from probe.store.entry import create_store, model_digest, prepare_entry, write_entry
+from probe.store.folder import io_message, lock_path, lock_store
+from probe.store.keys import ContentKey
+from probe.store.keys import model_path as _model_path  # write() has a model_path parameter
+from probe.store.lookup import find_entry, find_model
+from probe.store.merge import compact as _compact
+from probe.store.merge import merge_tiers, next_seq
 from probe.store.schema import STR, attr_str, check_name, entry_key, open_store, utf8_text, write_text
-from probe.store.segments import (
-    list_segments,
-    remove_stale_temporaries,
-    segment_dir,
-    segment_name,
-    superseded,
-    write_bytes_atomic,
-)
-from probe.store.view import DELETED, FileCache, StoreView, model_groups, open_view, overlay, read_tombstones
-
-
-class ContentKey(NamedTuple):
-    """What identifies one stored result: the model (in its study), the probe, the entry key (parameters and
-    evaluation set, its content digest included) and the weights' SHA-256 (see :meth:`ResultStore.key_for`)."""
-
-    study: str
-    model_id: str
-    probe: str
-    entry_key: str
-    sha256: str
-
-
-def _model_path(study: str, model_id: str) -> str:
-    return f"studies/{study}/models/{model_id}" if study else f"models/{model_id}"
-
-
-def _io_message(path: Path, exc: OSError, doing: str, kept: str) -> str:
-    if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
-        what = "the disk is full"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        what = f"the folder {path.parent} is read-only"
-    else:
-        what = f"{exc.strerror or exc}"
-    return one_line(f"results store {path}: {what} ({os.strerror(exc.errno) if exc.errno else exc}) while "
-                    f"{doing}; {kept}")
+from probe.store.segments import segment_dir, segment_name, write_bytes_atomic
+from probe.store.view import DELETED, StoreView, model_groups, open_view, overlay
 
 
 class ResultStore:
@@ -84,7 +54,8 @@ class ResultStore:
 
     ``study``: the namespace this writer's models live in (``""``: none) — two studies measured into one store
     keep separate models even under equal model ids. ``lock_timeout``: seconds a writer waits for another
-    writer's lock before :class:`StoreError`. ``merge_fanout`` / ``merge_ratio``: see :meth:`_merge`.
+    writer's lock before :class:`StoreError`. ``merge_fanout`` / ``merge_ratio``: see
+    :func:`probe.store.merge.merge_tiers`.
     """
 
     merge_ratio = 1.0
@@ -92,7 +63,7 @@ class ResultStore:
 
     def __init__(self, path: str | Path, lock_timeout: float = 600.0, study: str = ""):
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_path = lock_path(self.path)
         self.lock_timeout = float(lock_timeout)
         self.study = check_name("study", study) if study else ""
         self._mutex = threading.RLock()
@@ -114,17 +85,7 @@ class ResultStore:
     def _acquire(self) -> None:
         if self._lock is not None:
             return
-        folder = self.path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(_io_message(self.path, exc, "creating its folder", "nothing was written")) from None
-        if not os.access(folder, os.W_OK):
-            raise StoreError(f"results store {self.path}: the folder {folder} is read-only: reading works, "
-                             "writing needs a writable folder (choose another --out)")
-        self._lock = FileLock(self.lock_path, timeout=self.lock_timeout, what=f"results store {self.path}"
-                              ).acquire()
-        remove_stale_temporaries(self.path)  # only the lock holder makes temporaries: these are a dead writer's
+        self._lock = lock_store(self.path, self.lock_timeout)
 
     def _release(self) -> None:
         lock, self._lock = self._lock, None
@@ -212,20 +173,20 @@ class ResultStore:
                 else:
                     folder = segment_dir(self.path)
                     folder.mkdir(exist_ok=True)
-                    seq = self._next_seq()
+                    seq = next_seq(self.path)
                     write_bytes_atomic(folder / segment_name(seq, seq), image)
             except OSError as exc:
                 kept = (f"the {self.committed} results committed before by this run are kept" if self.committed
                         else "results committed before are kept")
-                raise StoreError(_io_message(self.path, exc, f"committing {n} new result(s)",
-                                             kept + "; free space (or fix the folder) and rerun to continue")
+                raise StoreError(io_message(self.path, exc, f"committing {n} new result(s)",
+                                            kept + "; free space (or fix the folder) and rerun to continue")
                                  ) from None
             self._discard()
             self.committed += n
             self.commits += 1
             self._last_commit = time.monotonic()
             try:
-                self._merge()
+                merge_tiers(self.path, self.merge_fanout, self.merge_ratio)
             except (OSError, StoreError):
                 pass  # merging only tidies: every result is already committed; the next commit tries again
             return n
@@ -235,80 +196,9 @@ class ResultStore:
             self.commit()
 
     # ---------------------------------------------------------------------------------------- segments
-    def _covers(self) -> int:
-        with h5py.File(self.path, "r", locking=False) as handle:
-            return int(np.asarray(handle.attrs.get("covers", 0)).item())
-
-    def _next_seq(self) -> int:
-        last = self._covers()
-        for segment in list_segments(self.path, 0):
-            last = max(last, segment.last)
-        return last + 1
-
-    def _merge(self) -> None:
-        """Tiered merging: once the ``merge_fanout`` newest segments have similar sizes (within 2×), they become
-        one; once the segments together are as big as the base (× ``merge_ratio``), all fold into the base.
-        Each result is rewritten O(log n) times over the store's life; at most ``fanout − 1`` files per size
-        tier stay, so a reader opens O(log n) files."""
-        chain = list_segments(self.path, self._covers())
-        while chain:
-            if self.path.stat().st_size <= self.merge_ratio * sum(s.size for s in chain):
-                self._merge_into(None, chain)
-                break
-            tail = chain[-self.merge_fanout:]
-            sizes = [max(s.size, 1) for s in tail]
-            if len(tail) < self.merge_fanout or max(sizes) > 2 * min(sizes):
-                break
-            chain = chain[:-self.merge_fanout] + [self._merge_into(tail, tail)]
-        for stale in superseded(self.path, self._covers()):
-            stale.unlink(missing_ok=True)
-        try:
-            segment_dir(self.path).rmdir()  # only when empty: everything folded into results.h5
-        except OSError:
-            pass
-
-    def _merge_into(self, target: list[Any] | None, segments: list[Any], covers: int = 0) -> Any:
-        """Merge ``segments`` (into the base as well when ``target`` is None) into one new file."""
-        from probe.store.checksum import Verifier
-        from probe.store.segments import Segment
-
-        sources = [] if target is not None else [self.path]
-        sources += [s.path for s in segments]
-        handles = [open_store(p) for p in sources]
-        try:
-            files = []
-            for p, h in zip(sources, handles):
-                version = int(np.asarray(h.attrs["schema_version"]).item())
-                files.append((h, Verifier(p, required=version >= 2)))
-            view = StoreView(self.path, files, [])
-            created = attr_str(handles[0], "created")
-            out = create_store(f"merge-{id(self)}", created=created or None, memory=True)
-            try:
-                _copy_view(view, out)
-                if target is not None:  # a merged segment still deletes from the files older than it
-                    tombstones = [t for h in handles for t in read_tombstones(h)]
-                    if tombstones:
-                        write_text(out, DELETED, json.dumps(tombstones))
-                else:
-                    out.attrs["covers"] = np.int64(segments[-1].last if segments else covers)
-                out.flush()
-                image = out.id.get_file_image()
-            finally:
-                out.close()
-        finally:
-            for h in handles:
-                h.close()
-        if target is None:
-            write_bytes_atomic(self.path, image, replace=True)
-            return None
-        first, last = segments[0].first, segments[-1].last
-        dest = segment_dir(self.path) / segment_name(first, last)
-        write_bytes_atomic(dest, image)
-        return Segment(first, last, dest)
-
     def compact(self) -> None:
         """Fold every segment into ``results.h5`` (one self-contained file, e.g. to publish), dropping the space
-        of replaced or deleted results."""
+        of replaced or deleted results (:func:`probe.store.merge.compact`)."""
         with self._mutex:
             if self._depth:
                 raise StoreError("compact() cannot run inside a transaction")
@@ -317,14 +207,7 @@ class ResultStore:
             self._depth = 1
             try:
                 self._acquire()
-                covers = self._covers()
-                self._merge_into(None, list_segments(self.path, covers), covers)
-                for stale in superseded(self.path, self._covers()):
-                    stale.unlink(missing_ok=True)
-                try:
-                    segment_dir(self.path).rmdir()
-                except OSError:
-                    pass
+                _compact(self.path)
             finally:
                 self._depth = 0
                 self._release()
@@ -333,7 +216,7 @@ class ResultStore:
     @contextmanager
     def _view(self) -> Iterator[StoreView | None]:
         """The committed store plus this transaction's uncommitted writes (None if there is neither). Inside a
-        transaction the open files are cached (:class:`probe.store.view.FileCache`)."""
+        transaction the open files are cached (:class:`probe.store.cache.FileCache`)."""
         with self._mutex:
             if not self._depth:
                 if not self.path.exists():
@@ -380,7 +263,7 @@ class ResultStore:
         study = self.study
         with self.transaction():
             pending = self._writable()
-            current = self._lookup_model(study, model_id)
+            current = find_model(self._cache(), self._pending, self._tombstones, study, model_id)
             old_sha = attr_str(current, "sha256") if current is not None else ""
             old_path = attr_str(current, "path") if current is not None else ""
             where = _model_path(study, model_id)
@@ -414,50 +297,6 @@ class ResultStore:
             self._files = FileCache(self.path)
         return self._files
 
-    def _dropped(self, study: str, model_id: str, probe: str = "", key: str = "") -> bool:
-        """Whether this transaction's deletions remove that model (``probe=""``) or that entry."""
-        for kind, s, m, p, k in self._tombstones:
-            if (s, m) != (study, model_id):
-                continue
-            if kind == "model" or (probe and (kind == "results" or (p == probe and (kind == "probe" or k == key)))):
-                return True
-        return False
-
-    def _lookup_model(self, study: str, model_id: str) -> h5py.Group | None:
-        """The newest group of a model (uncommitted first) without building a merged view: O(1) per file."""
-        where = _model_path(study, model_id)
-        if self._pending is not None and where in self._pending:
-            return self._pending[where]
-        if self._dropped(study, model_id):
-            return None
-        found = self._cache().lookup(where, lambda tombs: any(
-            t[0] == "model" and tuple(t[1:3]) == (study, model_id) for t in tombs))
-        return None if found is None else found[0]
-
-    def _lookup_entry(self, key: tuple[str, str, str, str]) -> h5py.Group | None:
-        study, model_id, probe, ekey = key
-        where = f"{_model_path(study, model_id)}/probes/{probe}/{ekey}"
-        if self._pending is not None and where in self._pending:
-            return self._pending[where]
-        if self._dropped(study, model_id, probe, ekey):
-            return None
-
-        def deletes(tombs: list[list[str]]) -> bool:
-            return any(tuple(t[1:3]) == (study, model_id) and (
-                t[0] in ("model", "results") or (t[3] == probe and (t[0] == "probe" or t[4] == ekey)))
-                for t in tombs)
-
-        found = self._cache().lookup(where, deletes)
-        if found is None:
-            return None
-        group, verify = found
-        if group.name not in verify.checked:
-            from probe.store.safety import check_tree
-
-            check_tree(group, verify.store)
-            verify.checked.add(group.name)
-        return group
-
     def _has_results(self, study: str, model_id: str) -> bool:
         with self._view() as view:
             return view is not None and any(k[0] == study and k[1] == model_id for k in view.entries)
@@ -482,7 +321,7 @@ class ResultStore:
                 with self.transaction():  # a lone query: the same lookup on this moment's files
                     return self.has(key)
             try:
-                found = self._lookup_entry(key[:4])
+                found = find_entry(self._cache(), self._pending, self._tombstones, key[:4])
             except StoreError as exc:
                 if str(self.path) not in str(exc):
                     raise StoreError(one_line(f"results store {self.path}: {exc}")) from None
@@ -553,34 +392,6 @@ def _pending_entries(handle: h5py.File) -> Iterator[h5py.Group]:
         probes = group.get("probes", {})
         for probe in probes:
             yield from probes[probe].values()
-
-
-def _copy_view(view: StoreView, out: h5py.File) -> None:
-    """Write the merged state of ``view`` into the empty store ``out`` (entries copied as they are; entries of
-    schema-1 files, which have no checksums, are marked ``unverified``)."""
-    for (study, model_id), (handle, path, verify) in sorted(view.models.items()):
-        group = handle[path]
-        dst = out.require_group(_model_path(study, model_id))
-        for name, value in group.attrs.items():
-            dst.attrs[name] = value
-        dst.attrs["model_id"], dst.attrs["study"] = model_id, study
-        if "info" in group:
-            out.copy(group["info"], dst, name="info")
-            if not verify.required and CHECKSUM not in dst["info"].attrs:
-                dst["info"].attrs[CHECKSUM] = UNVERIFIED
-    for study, model_id, probe, key, entry in view.iter_entries():
-        verify = view.verifier((study, model_id, probe, key))
-        probes = out.require_group(_model_path(study, model_id)).require_group("probes").require_group(probe)
-        out.copy(entry, probes, name=key)
-        copied = probes[key]
-        if not verify.required:
-            parts = [copied, *([copied["metrics"]] if "metrics" in copied else []),
-                     *copied.get("arrays", {}).values()]
-            for part in parts:
-                if CHECKSUM not in part.attrs:
-                    part.attrs[CHECKSUM] = UNVERIFIED
-        for array in copied.get("arrays", {}):
-            attach_scales(copied, array)
 
 
 __all__ = ["STR", "ContentKey", "ResultStore"]

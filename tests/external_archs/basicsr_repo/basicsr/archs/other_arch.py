@@ -1,0 +1,5 @@
+from torch import nn
+
+
+class Unrelated(nn.Module):
+    pass
