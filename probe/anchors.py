@@ -16,9 +16,10 @@ parameters as the study's models, and stored as models of their own:
 ``single`` is trained with the reference run's config and ``data.n_backgrounds = 1`` (same iterations,
 seed and degradation) into ``<store dir>/anchors/single-<eval key>/`` (reused when finished).
 
-A failing anchor or probe is recorded in the summary (``anchor_failures``) and never stops the others.
+Anchors are entries of ``probe measure``'s plan (:func:`probe.measure.plan.anchor_entries`): a failing anchor
+or probe is stored as a failure and listed like any other, and never stops the others::
 
-    from probe.anchors import measure_anchors       # usually through probe.measure(..., anchors=[...])
+    probe.measure("trained_models/study", anchors=["identity", "oracle"])
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from torch import nn
 
-from probe.models.anchors import ANCHORS, make_anchor, parse_anchors
+from probe.models.anchors import ANCHORS, make_anchor
 
 #: Headline indicators of each probe: (metric, where) with where = {"window": ...} / "deepest" (the last
 #: probe point) / None (a per-split row). The anchor test checks that each separates identity from oracle.
@@ -64,13 +65,18 @@ def eval_key(info: dict[str, Any]) -> str:
     return entry_key({}, info)[:8]
 
 
-def single_background_run(record: dict[str, Any], out: str | Path, device: str = "cpu",
+def _raw(record: Any) -> dict[str, Any]:
+    return record.to_dict() if hasattr(record, "to_dict") else dict(record or {})
+
+
+def single_background_run(record: Any, out: str | Path, device: str = "cpu",
                           iterations: int | None = None) -> Path:
-    """Train (or reuse) the ``single`` anchor: ``record["config"]`` with ``data.n_backgrounds = 1`` (and
-    ``train.iterations = iterations`` when given) into ``out``; returns the run directory."""
+    """Train (or reuse) the ``single`` anchor: ``record``'s config (a :class:`probe.records.RunRecord` or a
+    ``run.json`` dict) with ``data.n_backgrounds = 1`` (and ``train.iterations = iterations`` when given) into
+    ``out``; returns the run directory."""
     from probe.train.trainer import train
 
-    config = copy.deepcopy(record.get("config") or {})
+    config = copy.deepcopy(_raw(record).get("config") or {})
     config.setdefault("data", {})["n_backgrounds"] = 1
     config["name"] = f"anchor-single-{config.get('name', 'run')}"
     config["axes"] = {"anchor": "single"}
@@ -81,75 +87,38 @@ def single_background_run(record: dict[str, Any], out: str | Path, device: str =
     return Path(out)
 
 
-def build_anchor(name: str, record: dict[str, Any], store_dir: Path, key: str, device: str = "cpu",
+def build_anchor(name: str, record: Any, store_dir: Path, key: str, device: str = "cpu",
                  single_iterations: int | None = None) -> nn.Module:
     """The anchor model ``name`` for the study run ``record`` (see the module docstring)."""
-    model_cfg = (record.get("config") or {}).get("model") or record.get("model") or {}
+    raw = _raw(record)
+    model_cfg = (raw.get("config") or {}).get("model") or raw.get("model") or {}
     if name == "single":
         from probe.models.checkpoint import load_model
 
-        run = single_background_run(record, store_dir / "anchors" / f"single-{key}", device, single_iterations)
+        run = single_background_run(raw, store_dir / "anchors" / f"single-{key}", device, single_iterations)
         model = load_model(run, device=device)
         model.role, model.anchor = "single", "single"  # type: ignore[attr-defined]
         return model
     model = make_anchor(name, family=model_cfg.get("family"), size=model_cfg.get("size") or "tiny",
-                        seed=int((record.get("config") or {}).get("seed", 0) or 0))
+                        seed=int((raw.get("config") or {}).get("seed", 0) or 0))
     return model.to(device)
 
 
-def measure_anchors(names: Any, runs: list[Any], store: Any, probes: list[Any], *, root: Path,
-                    splits: list[str] | None = None, device: str = "cpu", force: bool = False,
-                    single_iterations: int | None = None, provenance: dict[str, Any] | None = None
-                    ) -> dict[str, Any]:
-    """Run every probe on every anchor in ``names`` for each distinct evaluation set of ``runs`` (finished
-    :class:`~probe.train.rundir.RunDir` objects) and write the results into ``store``. Returns
-    ``{"computed", "skipped", "anchor_models": [ids], "anchor_failures": [text]}``."""
-    from probe.probes.evaldata import eval_data_for_run
-    from probe.train.catalog import catalog_row
+def anchor_info(name: str, record: Any, eval_info: dict[str, Any], key: str, reference_run: str) -> dict[str, Any]:
+    """The model info of anchor ``name`` measured on ``eval_info`` beside ``reference_run`` (module docstring)."""
+    from probe.records import ModelInfo
+    from probe.tasks import task_of_degradation
 
-    names = parse_anchors(names)
-    summary: dict[str, Any] = {"computed": 0, "skipped": 0, "anchor_models": [], "anchor_failures": []}
-    seen: set[str] = set()
-    store_dir = Path(store.path).parent if hasattr(store, "path") else Path(".")
-    for run in runs:
-        record = run.read()
-        data = eval_data_for_run(record).select(splits)
-        key = eval_key(data.info)
-        if key in seen:
-            continue
-        seen.add(key)
-        reference = catalog_row(run, root)
-        for name in names:
-            model_id = f"anchor-{name}-{key}"
-            model_cfg = (record.get("config") or {}).get("model") or {}
-            info = {"role": name, "anchor": name, "eval_key": key,
-                    "background": (data.info or {}).get("background"), "reference_run": reference["run_id"],
-                    "family": model_cfg.get("family") if name in ("untrained", "single") else f"anchor:{name}",
-                    "size": model_cfg.get("size") if name in ("untrained", "single") else "",
-                    "n_backgrounds": 1 if name == "single" else None}
-            todo = [p for p in probes if force or not store.has(model_id, p.name, p.params, data.info)]
-            summary["skipped"] += len(probes) - len(todo)
-            if not todo:
-                summary["anchor_models"].append(model_id)
-                continue
-            try:
-                model = build_anchor(name, record, store_dir, key, device, single_iterations)
-            except Exception as exc:  # one failing anchor never stops the others
-                summary["anchor_failures"].append(f"{model_id}: {type(exc).__name__}: {exc}")
-                continue
-            summary["anchor_models"].append(model_id)
-            for probe in todo:
-                try:
-                    result = probe.run(model, data)
-                except Exception as exc:
-                    summary["anchor_failures"].append(f"{model_id} {probe.name}: {type(exc).__name__}: {exc}")
-                    continue
-                with store.transaction():
-                    store.write(model_id, info, probe.name, probe.params, result, eval_info=data.info,
-                                sha256="", provenance=provenance or {})
-                summary["computed"] += 1
-    return summary
+    raw = _raw(record)
+    model_cfg = (raw.get("config") or {}).get("model") or {}
+    trained = name in ("untrained", "single")
+    fields = {"role": name, "anchor": name, "eval_key": key, "background": (eval_info or {}).get("background"),
+              "reference_run": reference_run,
+              "family": model_cfg.get("family") if trained else f"anchor:{name}",
+              "size": model_cfg.get("size") if trained else "", "n_backgrounds": 1 if name == "single" else None}
+    task = raw.get("task") or task_of_degradation((raw.get("config") or {}).get("degradation"))
+    return ModelInfo(kind="anchor", task=task, fields=fields).to_info()
 
 
-__all__ = ["ANCHORS", "HEADLINE", "SEPARATION_RTOL", "build_anchor", "eval_key", "measure_anchors", "separates",
+__all__ = ["ANCHORS", "HEADLINE", "SEPARATION_RTOL", "anchor_info", "build_anchor", "eval_key", "separates",
            "single_background_run"]

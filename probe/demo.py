@@ -14,18 +14,11 @@ import time
 from pathlib import Path
 
 from probe.errors import ConfigError
+from probe.study import DEFAULT_SPEC, bundled_spec
 
-DEFAULT_SPEC = "derain_complexity.toml"
 #: calibration anchors measured beside the demo's models (cheap ones: no training), see probe/anchors.py
 DEMO_ANCHORS = ["identity", "oracle"]
-
-
-def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
-    """The study spec shipped with the package (``analyses/`` of the source tree)."""
-    for candidate in (Path("analyses") / name, Path(__file__).resolve().parent / "analyses" / name):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"bundled study spec {name!r} not found")
+__all__ = ["DEFAULT_SPEC", "DEMO_ANCHORS", "bundled_spec", "cpu_seconds", "run_cli", "run_demo"]
 
 
 def resolve_spec(spec: str | Path | None) -> Path:

@@ -43,8 +43,13 @@ right way (−0.78 / −0.86 on own backgrounds, −0.85 / −0.87 on the common
 held-out check (``analyses/derain_complexity_holdout.toml``, 18 freshly trained models) gave ρ = −0.90 and
 −0.92. The report prints every indicator's own ρ so a reader sees the choice.
 
-Models whose info has a non-empty ``role`` (calibration anchors: identity, oracle, …) are scored with the
-trained models' medians and scales but never move them. DDR separation is *not* used: the ``ddr`` probe
+Models whose info has a non-empty ``role`` (calibration anchors: identity, oracle, …) and external networks
+(model info ``kind = "external"``) are scored with the grid's trained models' medians and scales but never move
+them. An external network (or an anchor) also gets a **reading** (:func:`reading`): its weighted indicator as a
+percentile of the grid's trained models (mid-rank, 0–100), a 95 % bootstrap CI over its images (the
+per-image shares of its probe-set attribution, 2000 resamples, seed 0), the anchors' percentiles beside it and
+a verdict in plain words; stored as metric rows ``percentile``, ``percentile_lo``, ``percentile_hi`` (with
+``verdict`` text) of probe ``shortcut``. DDR separation is *not* used: the ``ddr`` probe
 pools the OOD splits.
 
 ::
@@ -62,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import DataError
-from probe.probes.base import Probe
+from probe.probes.study import StudyContext, StudyEntry, StudyProbe
 
 PROBE_NAME = "shortcut"
 SPLIT = "id"
@@ -82,18 +87,43 @@ __all__ = ["MIN_INDICATORS", "PROBE_NAME", "PROBE_SET_SPLIT", "SIGNS", "WEIGHTS"
            "measure_shortcut", "probe_set_info", "probe_set_params", "probe_set_sources", "shortcut_scores"]
 
 
-class Shortcut(Probe):
-    """Registry entry of the study-level ``shortcut`` probe: ``probe measure`` scores every model of the
-    store after the per-model probes ran (:func:`measure_shortcut`); it cannot run on one model alone."""
+class Shortcut(StudyProbe):
+    """Registry entry of the study-level ``shortcut`` probe: ``probe measure`` runs the probe-set attribution
+    on every entry (:meth:`extra`) with the per-model probes, then scores every model of the store
+    (:func:`measure_shortcut`); it cannot run on one model alone."""
 
     name = PROBE_NAME
     description = "one shortcut score per model from in-distribution indicators (study-level)"
     defaults: dict[str, Any] = {}
-    study_level = True
+    inputs = ("attribution", "cka", "decomposition", "activations")
+    kinds = ("grid", "external", "anchor")
 
-    def run(self, model: Any, data: Any) -> Any:
-        raise DataError("the 'shortcut' probe is study-level: it standardises indicators across a study's "
-                        "models; run `probe measure` on the grid (or probe.shortcut.measure_shortcut(store))")
+    def extra(self, entry: StudyEntry, configs: list[dict[str, Any]], probe_params: dict[str, Any]) -> list:
+        """The attribution on the study's common probe set (training rain on every source) for a grid model
+        (its own config) or an external network (the study's first config); none for anchors."""
+        from probe.probes import PROBES
+        from probe.probes.evaldata import cached_eval_data
+
+        if entry.kind == "anchor" or not configs:
+            return []
+        config = entry.record.config if entry.record is not None else configs[0]
+        probe = PROBES.get("attribution")(**probe_set_params(probe_params.get("attribution")))
+        return [(probe, cached_eval_data(probe_set_info(config, probe_set_sources(configs))))]
+
+    def run(self, entries: Any, store: Any = None, context: StudyContext | None = None) -> Any:
+        """Score every model of ``store`` (see the module docstring); returns the number scored."""
+        if self.per_model_call(entries, store):
+            return super().run(entries)
+        if context is not None and not (context.computed or context.force) and _has_probe(store, PROBE_NAME):
+            return 0  # nothing new measured: the stored scores stand
+        return measure_shortcut(store, provenance=context.provenance if context else None,
+                                images={e.model_id: e.results.get("attribution") for e in entries
+                                        if getattr(e, "results", None)})
+
+
+def _has_probe(store: Any, probe: str) -> bool:
+    entries = store.entries()
+    return bool(len(entries)) and bool((entries["probe"] == probe).any())
 
 
 def _pick(metrics: Any, probe: str, split: str, metric: str) -> Any:
@@ -143,12 +173,14 @@ def indicators(metrics: Any) -> Any:
     return out.astype(float)
 
 
-def probe_set_sources(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Background source -> options of the study's runs (``run.json`` records), in first-seen order; a source
-    used with several option sets keeps the first (e.g. a ``complexity`` axis: the first value)."""
+def probe_set_sources(configs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Background source -> options of the study's runs (their training configs; ``run.json`` dicts with a
+    ``config`` key are accepted too), in first-seen order; a source used with several option sets keeps the
+    first (e.g. a ``complexity`` axis: the first value)."""
     sources: dict[str, dict[str, Any]] = {}
-    for record in records:
-        data = (record.get("config") or {}).get("data") or {}
+    for config in configs:
+        config = config.get("config", config) if isinstance(config, dict) else getattr(config, "config", {})
+        data = (config or {}).get("data") or {}
         if data.get("background"):
             sources.setdefault(str(data["background"]), dict(data.get("background_options") or {}))
     return sources
@@ -186,10 +218,11 @@ def probe_set_params(study_params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _anchor_ids(metrics: Any) -> set[str]:
-    if "role" not in metrics:
-        return set()
-    roles = metrics.drop_duplicates("model_id").set_index("model_id")["role"]
-    return {m for m, r in roles.items() if isinstance(r, str) and r not in ("", "model", "study")}
+    """Models that never move the standardisation: anchors and external networks (kind != grid)."""
+    from probe.records import kinds_of
+
+    firsts = metrics.drop_duplicates("model_id")
+    return set(firsts.loc[(kinds_of(firsts) != "grid").to_numpy(), "model_id"])
 
 
 def shortcut_scores(metrics: Any) -> Any:
@@ -224,7 +257,8 @@ def shortcut_scores(metrics: Any) -> Any:
     return out
 
 
-def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> int:
+def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None, images: dict[str, Any] | None = None
+                     ) -> int:
     """Compute :func:`shortcut_scores` from a store and write each model's result (probe ``shortcut``:
     metric rows ``score``, ``n_indicators``, ``indicator`` + ``z`` per indicator, split ``id``). The stored
     params list the rule and every scored model's checkpoint hash; older ``shortcut`` results are replaced.
@@ -232,10 +266,12 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> in
     a transaction (as ``probe measure`` does) it reads that transaction's uncommitted results and joins its
     commit.
 
-    ``store``: a :class:`probe.store.ResultStore` or the path of its file. Raises :class:`DataError` for a
-    missing store.
+    ``store``: a :class:`probe.store.ResultStore` or the path of its file. ``images``: model id → the
+    probe-set attribution result computed in this call (its per-image shares give the reading's CI; others
+    are read from the committed store). Raises :class:`DataError` for a missing store.
     """
     from probe.probes.base import ProbeResult
+    from probe.shortcut_reading import reading, write_reading
     from probe.store import ResultStore
 
     store = store if isinstance(store, ResultStore) else ResultStore(store)
@@ -244,14 +280,13 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> in
     if not len(metrics) and not path.is_file():
         raise DataError(f"{path}: no result store to score (run the per-model probes first)")
     if len(metrics):
-        metrics = metrics[~metrics["model_id"].astype(str).str.startswith("_")]
         metrics = metrics[metrics["probe"] != PROBE_NAME]
     scores = shortcut_scores(metrics)
     scored = scores[scores["score"].notna()]
     if int((~scored["anchor"]).sum()) < 3:
         return 0
     infos = {m: store.model_info(m) for m in scored.index}
-    params = {"rule": RULE, "signs": SIGNS, "min_indicators": MIN_INDICATORS,
+    params = {"rule": RULE, "signs": SIGNS, "weights": WEIGHTS, "min_indicators": MIN_INDICATORS,
               "models": {m: str(infos[m].get("sha256", "")) for m in sorted(scored.index)}}
     with store.transaction():
         for model_id, row in scored.iterrows():
@@ -262,6 +297,9 @@ def measure_shortcut(store: Any, provenance: dict[str, Any] | None = None) -> in
             for name in SIGNS:
                 result.add_metric(SPLIT, "indicator", row[name], indicator=name)
                 result.add_metric(SPLIT, "z", row[f"z_{name}"], indicator=name)
+            if row["anchor"]:  # external networks and anchors: placed on the grid's distribution
+                write_reading(result, reading(model_id, scores, store, (images or {}).get(model_id),
+                                                name=next(iter(WEIGHTS)), split=PROBE_SET_SPLIT))
             store.delete(model_id, PROBE_NAME)
             store.write(model_id, info, PROBE_NAME, params, result, sha256=str(infos[model_id].get("sha256", "")),
                         provenance=provenance, model_path=str(infos[model_id].get("path", "")) or None)

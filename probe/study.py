@@ -25,7 +25,18 @@ from typing import Any
 from probe.errors import ConfigError
 from probe.grid.spec import StudySpec
 
-__all__ = ["check_probes", "grid_run_cli", "load_study"]
+__all__ = ["DEFAULT_SPEC", "bundled_spec", "check_probes", "grid_run_cli", "load_study"]
+
+#: the default study shipped with the package (``probe demo``; the splits an external network sees alone)
+DEFAULT_SPEC = "derain_complexity.toml"
+
+
+def bundled_spec(name: str = DEFAULT_SPEC) -> Path:
+    """The study spec shipped with the package (``analyses/`` of the source tree)."""
+    for candidate in (Path("analyses") / name, Path(__file__).resolve().parent / "analyses" / name):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"bundled study spec {name!r} not found")
 
 
 def load_study(spec: str | Path | Mapping[str, Any] | StudySpec, source: str | None = None,

@@ -119,4 +119,29 @@ def task_of(metrics: Any) -> Task:
     return TASKS[str((own if len(own) else rows)["decomposition"].astype(str).mode().iloc[0])]
 
 
-__all__ = ["TASKS", "Task", "get_task", "task_of"]
+
+
+def task_of_degradation(spec: Any) -> str:
+    """The decomposition (rain | noise | blur) of a degradation spec (``{"type": ...}``); rain when unknown."""
+    try:
+        from probe.data.degradations import DEGRADATIONS
+
+        return str(getattr(DEGRADATIONS.get(str((spec or {}).get("type", "rain"))), "decomposition", DEFAULT))
+    except Exception:  # noqa: BLE001 - an unknown type is refused where the degradation is built, not here
+        return DEFAULT
+
+
+def study_task(metrics: Any, stored: Any = None) -> Task:
+    """The study's task: ``stored`` (the study record's) if given, else the most frequent ``task`` of the
+    models' stored infos, else — for stores written before infos had a task — :func:`task_of` the rows."""
+    if stored:
+        return get_task(stored)
+    if metrics is not None and len(metrics) and "task" in metrics:
+        tasks = metrics.drop_duplicates("model_id")["task"].dropna().astype(str)
+        tasks = tasks[tasks.isin(TASKS)]
+        if len(tasks):
+            return TASKS[tasks.mode().iloc[0]]
+    return task_of(metrics)
+
+
+__all__ = ["TASKS", "Task", "get_task", "study_task", "task_of", "task_of_degradation"]

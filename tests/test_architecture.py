@@ -26,6 +26,10 @@ FORBIDDEN = {
     "probes": {"train", "grid", "measure", "report"},
     "store": {"data", "models", "train", "grid", "methods", "probes", "measure", "report"},
     "report": {"data", "models", "train", "grid", "methods", "probes", "measure"},
+    # the ground floor: records import only errors and fsutil; analysis reads records and stores, never models
+    "records": {"data", "models", "train", "grid", "methods", "probes", "measure", "store", "report", "analysis",
+                "study", "demo", "shortcut", "anchors", "cross_models", "cli"},
+    "analysis": {"data", "models", "train", "grid", "methods", "probes", "measure", "report", "demo", "cli"},
 }
 
 
@@ -89,3 +93,14 @@ def test_the_import_graph_follows_the_layers():
 ])
 def test_the_graph_reader_sees_every_import_form(source, expected):
     assert set(_imports(source, ("probe", "grid", "spec"))) == expected
+
+
+def test_no_package_level_import_cycle():
+    """No two first-level parts of probe import each other (e.g. measure <-> demo), lazily or not."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        package = _package(path)
+        graph.setdefault(package, set()).update(t for t in _imported_packages(path) if t != package)
+    cycles = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets
+                     if a in graph.get(b, ()) and a != "cli" and b != "cli"})
+    assert not cycles, f"package-level import cycles: {cycles}"

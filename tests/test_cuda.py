@@ -36,7 +36,7 @@ def test_grid_measure_report_on_cuda(tmp_path):
     assert record["device"].startswith("cuda") and record["step"]["precision"] == "bf16"
     measured = measure(tmp_path / "local", out=tmp_path / "rep" / "results.h5", device="cuda", show_progress=False)
     # every probe on both models, plus the shortcut score's probe-set attribution per model
-    assert measured["computed"] == 2 * len(SMALL_PARAMS) + 2 and "cross_model_cka" in measured
+    assert measured["computed"] == 2 * len(SMALL_PARAMS) + 2 and "cka_models" in measured
     assert set(read_metrics(tmp_path / "rep" / "results.h5")["probe"]) >= set(SMALL_PARAMS)
     assert build_report(tmp_path / "rep").is_file()
 

@@ -92,7 +92,7 @@ def test_grid_and_measure_on_an_accelerator(tmp_path):
         measured = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5", device=str(dev),
                            show_progress=False)
     # every probe on both models, plus the shortcut score's probe-set attribution per model
-    assert measured["computed"] == 2 * len(SMALL_PARAMS) + 2 and "cross_model_cka" in measured
+    assert measured["computed"] == 2 * len(SMALL_PARAMS) + 2 and "cka_models" in measured
     assert "shortcut" in measured  # the study-level probe, scored from the store
     frame = read_metrics(tmp_path / "rep" / "results.h5")
     assert set(frame["probe"]) >= set(SMALL_PARAMS)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import tiny_study
 
-from probe.cross_models import PROBE_NAME, STUDY_MODEL_ID, measure_cross_model_cka
+from probe.cross_models import PROBE_NAME, measure_cross_model_cka
 from probe.errors import ConfigError
 from probe.measure import measure
 from probe.probes.base import ProbeResult
+from probe.records import study_store_path
 from probe.report.build import build_report
 from probe.report.context import ReportContext
 from probe.report.sections import SECTIONS
@@ -51,12 +52,14 @@ def study(tmp_path_factory, trained_grid) -> dict:
 @pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_writes_the_study_level_cross_model_cka(study):
     summary, store = study["summary"], study["store"]
-    assert summary["computed"] == 2 * 5 and summary["cross_model_cka"] is True
-    arrays = {name for names in list_entries(store).query("model_id == @STUDY_MODEL_ID")["arrays"] for name in names}
+    assert summary["computed"] == 2 * 5 and summary["cka_models"]["computed"] is True
+    study_store = study_store_path(store)
+    assert set(list_entries(store)["probe"]) == {"generalization", "decomposition", "activations", "cka", "ddr"}
+    arrays = {name for names in list_entries(study_store).query("model_id == 'reprgrid'")["arrays"] for name in names}
     assert arrays == {"cka_id", "cka_ood"}
     layer_names = list(read_array(store, RUN_IDS[0], "cka", "layer_cka").coords["layer_a"].values)
     for split in ("id", "ood"):
-        cka = read_array(store, STUDY_MODEL_ID, PROBE_NAME, f"cka_{split}")
+        cka = read_array(study_store, "reprgrid", PROBE_NAME, f"cka_{split}")
         assert cka.dims == ("model_a", "model_b", "layer")
         assert list(cka.coords["model_a"].values) == RUN_IDS == list(cka.coords["model_b"].values)
         assert list(cka.coords["layer"].values) == layer_names and cka.attrs["match"] == "name"
@@ -66,22 +69,22 @@ def test_measure_writes_the_study_level_cross_model_cka(study):
         np.testing.assert_allclose(values[1, 1], 1.0, atol=1e-6)
         np.testing.assert_allclose(values, values.transpose(1, 0, 2), atol=1e-9)
         assert (values <= 1 + 1e-6).all() and (values >= -1).all()
-    # the pseudo model has no metric rows: invisible to read_metrics and to every section
-    assert STUDY_MODEL_ID not in set(ReportContext.load(store.parent).metrics["model_id"])
+    # the study's results are not a model: invisible to read_metrics and to every section
+    assert "reprgrid" not in set(ReportContext.load(store.parent).metrics["model_id"])
 
 
 @pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
 def test_measure_again_skips_and_force_recomputes(study):
     again = measure(study["root"] / "models", out=study["store"])
-    assert again["computed"] == 0 and again["cross_model_cka"] is False
+    assert again["computed"] == 0 and again["cka_models"]["computed"] is False
     runs = {rid: study["root"] / "models" / rid for rid in RUN_IDS}
     params = {"n_images": 4, "batch_size": 4}
     store = ResultStore(study["store"])
-    assert measure_cross_model_cka(runs, store, params=params) is False
-    assert measure_cross_model_cka(runs, store, params=params, splits=["ood"], force=True) is True
-    entries = list_entries(study["store"]).query("model_id == @STUDY_MODEL_ID")
+    assert measure_cross_model_cka(runs, store, params=params, study="reprgrid") is False
+    assert measure_cross_model_cka(runs, store, params=params, splits=["ood"], force=True, study="reprgrid") is True
+    entries = list_entries(study_store_path(study["store"])).query("model_id == 'reprgrid'")
     assert len(entries) == 1 and entries.iloc[0]["arrays"] == ["cka_ood"]  # the older comparison is replaced
-    measure_cross_model_cka(runs, store, params=params)  # back to the fixture's state (id and ood)
+    measure_cross_model_cka(runs, store, params=params, study="reprgrid")  # back to the fixture's state (id and ood)
     with pytest.raises(ConfigError, match="at least 2"):
         measure_cross_model_cka({RUN_IDS[0]: runs[RUN_IDS[0]]}, store)
 
@@ -115,12 +118,21 @@ def test_other_sections_still_render(study):
 
 
 @pytest.mark.slow  # the module's grid: 2 models × 5 probes, measured and reported (~15 s)
-def test_study_rows_with_metrics_are_filtered_out(study, tmp_path):
+def test_an_old_stores_pseudo_model_is_read_and_filtered_out(study, tmp_path):
+    """Stores written before the study store kept the model x model CKA under the pseudo model "_study":
+    the report still draws it, and its rows are never a model."""
+    legacy = "_study"
     shutil.copyfile(study["store"], tmp_path / "results.h5")
+    entry = list_entries(study_store_path(study["store"])).iloc[-1]
+    arrays = {n: read_array(study_store_path(study["store"]), "reprgrid", PROBE_NAME, n) for n in entry["arrays"]}
+    ResultStore(tmp_path / "results.h5").write(legacy, {"kind": "study"}, PROBE_NAME, entry["params"],
+                                               ProbeResult(arrays=arrays), eval_info=json.loads(entry["eval"]))
     result = ProbeResult(metrics=[{"split": "ood", "metric": "removal_ratio", "value": 9.0}])
-    ResultStore(tmp_path / "results.h5").write(STUDY_MODEL_ID, {"kind": "study"}, "decomposition", {}, result)
+    ResultStore(tmp_path / "results.h5").write(legacy, {"kind": "study"}, "decomposition", {}, result)
     ctx = ReportContext.load(tmp_path)
-    assert STUDY_MODEL_ID not in set(ctx.metrics["model_id"]) and set(ctx.metrics["model_id"]) == set(RUN_IDS)
+    section = SECTIONS.get("representation")(ctx)
+    assert any(f.name == "representation_model_cka" for f in section.figures)
+    assert legacy not in set(ctx.metrics["model_id"]) and set(ctx.metrics["model_id"]) == set(RUN_IDS)
     headline = SECTIONS.get("headline")(ctx)
     assert headline is not None
     every_number = next(t for t in headline.tables if t.name == "headline")
@@ -150,7 +162,7 @@ def test_measure_cross_model_cka_mixed_families_matches_by_depth(study, tmp_path
     (other / "run.json").write_text(json.dumps(record))
     runs = {RUN_IDS[0]: src, "unet": other}
     assert measure_cross_model_cka(runs, tmp_path / "results.h5", params={"n_images": 4, "batch_size": 4},
-                                   splits=["ood"]) is True
-    cka = read_array(tmp_path / "results.h5", STUDY_MODEL_ID, PROBE_NAME, "cka_ood")
+                                   splits=["ood"], study="mixed") is True
+    cka = read_array(study_store_path(tmp_path / "results.h5"), "mixed", PROBE_NAME, "cka_ood")
     assert cka.attrs["match"] == "depth" and str(cka.coords["layer"].values[0]) == "depth0"
     np.testing.assert_allclose(np.diagonal(cka.values, axis1=0, axis2=1), 1.0, atol=1e-6)

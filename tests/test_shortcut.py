@@ -169,7 +169,7 @@ def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_
 
     monkeypatch.setattr(probe.shortcut, "probe_set_info", broken)
     summary = measure(grid, out=tmp_path / "rep" / "results.h5")
-    failed = [f for f in summary["failed"] if f["probe"] == "attribution (probe set)"]
+    failed = [f for f in summary["failed"] if f["probe"] == "shortcut (extra runs)"]
     assert len(failed) == 3 and "/data/gone" in failed[0]["cause"]
     df = read_metrics(tmp_path / "rep" / "results.h5")
     assert df.loc[df["probe"] == "decomposition", "model_id"].nunique() == 3  # the rest was measured

@@ -173,19 +173,9 @@ def evaluation_info(config: Mapping[str, Any]) -> dict[str, Any]:
 
         data = evaluation_set(**evaluation_info(config))
     """
-    data = config.get("data") or {}
-    ev = config.get("eval") or {}
-    options = ev.get("background_options")
-    if options is None:
-        options = data.get("background_options", {}) if ev.get("background") is None else {}
-    return {
-        "background": ev.get("background") or data.get("background"),
-        "background_options": options or {},
-        "n_images": int(ev.get("n_images") or 16),
-        "patch": int(ev.get("patch") or data.get("patch") or 48),
-        "seed": int(ev.get("seed", 12345)),
-        "splits": ev.get("splits") or {"id": config.get("degradation") or {"type": "rain", "preset": "small"}},
-    }
+    from probe.records import EvalSpec  # the one copy of the defaults
+
+    return EvalSpec.from_config(config).to_dict()
 
 
 def evaluation_set(background: str, splits: Mapping[str, Any], n_images: int, patch: int, seed: int,

@@ -13,13 +13,12 @@ the cell list so ``probe grid status`` can tell pending cells from finished ones
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ConfigError, DataError
-from probe.fsutil import require_utf8, write_json_atomic
+from probe.fsutil import require_utf8
 from probe.grid.executors import default_workers, run_dask, run_local  # noqa: F401 (default_workers: public)
 from probe.grid.spec import StudySpec
 from probe.progress import progress
@@ -211,20 +210,19 @@ def check_gpus(gpus: list[int] | None) -> list[int] | None:
 
 def _write_study(out: Path, spec: StudySpec, items) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STUDY_FILE, {
-        "name": spec.name, "source": spec.source, "spec": spec.to_dict(),
-        "cells": [{"id": cell_id, "axes": config["axes"]} for cell_id, config, _ in items],
-    })
+    from probe.records import StudyRecord  # the one writer of study.json (with its schema version)
+
+    StudyRecord(name=spec.name, source=str(spec.source), spec=spec.to_dict(),
+                cells=[{"id": cell_id, "axes": config["axes"]} for cell_id, config, _ in items]).dump(out / STUDY_FILE)
 
 
 def read_study(out: str | Path) -> dict[str, Any]:
+    from probe.records import StudyRecord  # the one reader of study.json
+
     path = Path(out) / STUDY_FILE
     if not path.is_file():
         raise DataError(f"{out}: no {STUDY_FILE} (not a grid output directory; run `probe grid run` first)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: corrupt ({exc})") from exc
+    return StudyRecord.load(path).to_dict()
 
 
 def grid_status(out: str | Path):

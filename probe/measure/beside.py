@@ -2,9 +2,8 @@
 
 The grid (``reference`` = the shipped reference grid ``trained_models/reference/derain_ntrend``, or any grid
 directory) is measured into the store first — results already there are kept — and its ``study.json`` is
-copied next to the store, so the network is then measured on the evaluation splits of the grid's *first cell*
-(:func:`probe.measure.external.default_eval_data`; for the reference grid: held-out **smooth** backgrounds, so
-compare it with the grid's smooth models — the dead-leaves models were evaluated on dead leaves).
+copied next to the store, so the network is then measured like for like on every evaluation set of the grid
+(one per background source: :func:`probe.measure.plan.study_eval_sets`); the report compares it per source.
 :func:`evaluation_note` says which. ``probe report`` on the store's folder shows the network beside the grid::
 
     from probe.measure.beside import measure_beside
@@ -41,16 +40,16 @@ def resolve_grid(beside: str | Path) -> Path:
 
 
 def evaluation_note(grid: Path) -> str:
-    """Which cell's evaluation set an external network gets beside ``grid`` (its first cell), in words."""
-    import json
+    """Which evaluation sets an external network gets beside ``grid`` (every source's), in words."""
+    from probe.records import StudyRecord
 
-    cells = json.loads((grid / "study.json").read_text(encoding="utf-8")).get("cells") or []
-    if not cells:
-        return "evaluated on the study's splits"
-    first = cells[0]
-    axes = ", ".join(f"{k} = {v}" for k, v in (first.get("axes") or {}).items())
-    return (f"your network is evaluated on the splits of the grid's first cell {first.get('id')} ({axes}): "
-            "compare it with the grid models evaluated on the same background source")
+    cells = StudyRecord.load(grid).cells
+    sources = sorted({str((c.get("axes") or {}).get("background")) for c in cells
+                      if (c.get("axes") or {}).get("background")})
+    if not sources:
+        return "your network is evaluated on the study's splits, the same images as the grid's models"
+    return (f"your network is evaluated on every background source of the grid ({', '.join(sources)}), on the "
+            "same images, splits and rain as that source's grid models; the report compares it per source")
 
 
 def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None = None,

@@ -68,7 +68,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
         external["eval_layout"] = parse_layout_args(args.eval_layout, external.get("eval_folders") or {})
     if args.eval_patch is not None:
-        external["eval_patch"] = None if args.eval_patch == 0 else args.eval_patch
+        external["eval_patch"] = args.eval_patch  # 0: whole images
     if args.skip_broken:
         external["skip_broken"] = True
     if args.name:
@@ -94,8 +94,8 @@ def run_cli(args: argparse.Namespace) -> int:
           + f" -> {summary['store']}")
     if "anchors" in summary:
         a = summary["anchors"]
-        print(f"anchors: {len(a['anchor_models'])} anchor models, {a['computed']} results computed, "
-              f"{a['skipped']} already stored")
+        print(f"anchors: {len(a['anchor_models'])} anchor models, {a.get('computed', 0)} results computed, "
+              f"{a.get('skipped', 0)} already stored" + (f", {len(a['failed'])} FAILED" if a["failed"] else ""))
     for failure in summary["failed"]:
         print(f"probe: failed: {failure['model']}: {failure['probe']}: {failure['cause']}", file=sys.stderr)
     return EXIT_SOME_FAILED if summary["failed"] else 0

@@ -1,69 +1,38 @@
-"""``measure()``: run probes over run directories, grids, checkpoints or model cards into one result store.
+"""``measure()``: plan, then run — probes over run directories, grids, checkpoints or model cards into one
+result store.
 
-One call is one incremental store transaction: committed after every model and every few seconds (each commit
-writes only what it adds), Ctrl-C / SIGTERM commit what is finished, and results are keyed by content (weights,
-parameters, evaluation-set digest: :mod:`probe.store.identity`); see ``docs/store.md``. A probe that fails on a
-model, or a grid model that fails to load, is recorded in the store (:mod:`probe.measure.failures`) and the
-rest goes on; ``summary["failed"]`` lists them.
+:mod:`probe.measure.plan` computes the plan (entries × per-model and study probes); :mod:`probe.measure.runner`
+executes it inside one store transaction, with one failure policy: a probe that fails on a model, or a model
+that fails to load, is recorded in the store (:mod:`probe.measure.failures`) and the rest goes on;
+``summary["failed"]`` lists them.
 """
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ConfigError, DataError
-from probe.progress import progress
+from probe.measure.info import model_info, training_complexity
+from probe.measure.plan import DEFAULT_PROBES, Plan, grid_entries, make_probes, split_probes
+from probe.measure.runner import run_probes
 
-DEFAULT_PROBES = ["generalization", "decomposition"]
+__all__ = ["DEFAULT_PROBES", "find_study", "make_probes", "measure", "model_info", "plan_measure", "run_probes",
+           "training_complexity"]
+
+
 #: Seconds between store commits while measuring (also: one commit per model).
 COMMIT_EVERY_S = 5.0
 
 
 def find_study(path: Path) -> tuple[str, dict[str, Any] | None, Path | None]:
     """The study a run directory (or grid directory) belongs to: name, study.json content, its folder."""
-    for folder in [path, *path.resolve().parents][:4]:
-        candidate = folder / "study.json"
-        if candidate.is_file():
-            try:
-                study = json.loads(candidate.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{candidate}: corrupt ({exc})") from exc
-            return study.get("name", folder.name), study, folder
-    return path.resolve().name, None, None
+    from probe.records import find_study as find
 
-
-@lru_cache(maxsize=64)
-def training_complexity(background: str, options_json: str, n: int, patch: int, seed: int) -> dict[str, float]:
-    """Measured complexity of a run's training backgrounds (means over its ``n_backgrounds`` images)."""
-    from probe.data.backgrounds import make_background
-    from probe.data.complexity import score_set
-
-    source = make_background(background, patch, seed=seed, **json.loads(options_json))
-    images = source.images(min(n, 64))
-    return {**{f"complexity_{k}": float(v) for k, v in score_set(images).items()},
-            "n_distinct_contents": source.distinct_contents(n)}
-
-
-def model_info(row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    info = {k: (None if _isnan(v) else v) for k, v in row.items()
-            if k not in ("path", "error", "status") and not isinstance(v, (dict, list))}
-    config = record.get("config") or {}
-    data = config.get("data") or {}
-    try:
-        info.update(training_complexity(data.get("background"), json.dumps(data.get("background_options") or {},
-                                                                            sort_keys=True),
-                                        int(data.get("n_backgrounds", 1)), int(data.get("patch", 64)),
-                                        int(config.get("seed", 0))))
-    except Exception:  # complexity is a convenience column; never fail a measurement for it
-        pass
-    return info
-
-
-def _isnan(value: Any) -> bool:
-    return isinstance(value, float) and value != value
+    record = find(path)
+    if record is None:
+        return Path(path).resolve().name, None, None
+    return record.name, record.to_dict(), record.path.parent
 
 
 def _kind(path: Path) -> str:
@@ -74,29 +43,12 @@ def _kind(path: Path) -> str:
     return "card" if path.suffix.lower() == ".toml" else "checkpoint"
 
 
-def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
-            out: str | Path | None = None, force: bool = False, device: str | None = None,
-            show_progress: bool | None = None, anchors: Any = None, **external: Any) -> dict[str, Any]:
-    """Run ``probes`` on what ``path`` names and store the results in ``out`` (``results.h5``).
-
-    ``path``: a run directory, a grid directory (every finished run), a checkpoint file (with ``arch=`` /
-    ``family=``, or probe's own safetensors) or a model card (``.toml``). ``external`` options (checkpoints and
-    cards only; see :func:`probe.measure.external.resolve_external`): ``arch``, ``arch_kwargs``, ``family``,
-    ``size``, ``name``, ``strict``, ``allow_missing``, ``dtype``, the conventions (``output``, ``output_is``,
-    ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``) and the evaluation
-    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``, ``eval_layout`` = ``{split:
-    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md). Without ``eval_folders`` an
-    external model sees the synthetic splits of the study already in ``out``'s folder (``study.json``), else
-    of the bundled default study — the same images as the grid's models.
-
-    ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
-
-    Returns ``{"store", "study", "computed", "skipped", "runs", "failed": [{"model", "probe", "cause"}], ...}``.
-    The study-level ``shortcut`` score (if asked for) reads the per-model results of the same transaction:
-    it is recomputed only when something new was measured (or ``force``).
-    Results already stored (same model, probe, parameters and evaluation set) are skipped unless ``force``.
-    """
-    from probe.store import ResultStore
+def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
+                 out: str | Path | None = None, device: str = "cpu", anchors: Any = None, **external: Any
+                 ) -> tuple[Plan, Path, dict[str, Any]]:
+    """(the plan, the store path, summary fields) of ``measure(path, ...)`` — nothing is measured. Raises
+    :class:`ConfigError` / :class:`DataError` for bad input (before any work)."""
+    from probe.records import find_study as find
 
     path = Path(path)
     kind = _kind(path)
@@ -108,33 +60,100 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
         from probe.models.anchors import parse_anchors
 
         anchors = parse_anchors(anchors)
-    study_name, study, study_dir = find_study(path) if kind == "grid" else (None, None, None)
-    if out is None:
-        out = Path("reports") / (study_name or path.stem) / "results.h5"
-    out = Path(out)
-    namespace = study_name if study_dir is not None else None  # a lone run (no study.json): no namespace
-    if study_dir is not None:
-        _copy_study_record(study_dir / "study.json", out)
-    elif (out.parent / "study.json").is_file():  # an external model beside a grid: in the grid's study
-        namespace = find_study(out.parent)[0]
+    study = find(path) if kind == "grid" else None
+    name = study.name if study is not None else (path.resolve().name if kind == "grid" else path.stem)
+    out = Path(out) if out is not None else Path("reports") / name / "results.h5"
+    fields: dict[str, Any] = {"study_dir": study.path.parent if study is not None else None}
+    if kind == "grid":
+        root = study.path.parent if study is not None else (path if not (path / "run.json").is_file() else path.parent)
+        entries = grid_entries(path, root, splits, device)
+        fields["unfinished"] = entries[0].info.pop("_unfinished", 0)
+        configs = [e.record.config for e in entries]
+        names = probes or (study.probes if study is not None else None) or DEFAULT_PROBES
+        params = study.probe_params if study is not None else {}
+        kinds = {"grid"} | ({"anchor"} if anchors else set())
+        if anchors:
+            from probe.measure.plan import anchor_entries
+
+            entries += anchor_entries(anchors, entries, out.parent, device)
+    else:
+        from probe.measure.external import external_entry
+
+        entry, configs, study_beside = external_entry(path, kind, out, splits, device, **external)
+        entries = [entry]
+        names = probes or (study_beside.probes if study_beside is not None else None) or DEFAULT_PROBES
+        params = study_beside.probe_params if study_beside is not None else {}
+        kinds = {"external"}
+        name = study_beside.name if study_beside is not None else name
+        fields.update(load=entry.info.get("load", ""), model_id=entry.model_id)
+        if external.get("eval_folders"):
+            from probe.probes.evalfolders import summary_lines
+
+            fields["eval_data"] = summary_lines(entry.evals[0])
+    per_model, study_probes = split_probes(list(names), params, kinds)
+    return Plan(study=name, entries=entries, probes=per_model, study_probes=study_probes, configs=configs,
+                probe_params=params), out, fields
+
+
+def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
+            out: str | Path | None = None, force: bool = False, device: str | None = None,
+            show_progress: bool | None = None, anchors: Any = None, **external: Any) -> dict[str, Any]:
+    """Run ``probes`` on what ``path`` names and store the results in ``out`` (``results.h5``).
+
+    ``path``: a run directory, a grid directory (every finished run), a checkpoint file (with ``arch=`` /
+    ``family=``, or probe's own safetensors) or a model card (``.toml``). ``external`` options (checkpoints and
+    cards only; see :func:`probe.measure.external.external_entry`): ``arch``, ``arch_kwargs``, ``family``,
+    ``size``, ``name``, ``strict``, ``allow_missing``, ``dtype``, the conventions (``output``, ``output_is``,
+    ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``) and the evaluation
+    (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``, ``eval_layout`` = ``{split:
+    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md). Without ``eval_folders`` an
+    external network is measured on every evaluation set of the study already in ``out``'s folder
+    (``study.json``; one per background source), else of the bundled default study — the same images as the
+    grid's models.
+
+    ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
+    Study probes (``shortcut``, ``cka_models`` brought along by ``cka``) run after the per-model probes.
+
+    Returns ``{"store", "study", "computed", "skipped", "runs", "unfinished", "failed": [{"model", "probe",
+    "cause"}], <study probe name>: its summary, ...}``. Results already stored (same model, probe, parameters
+    and evaluation set) are skipped unless ``force``.
+    """
+    from probe.store import ResultStore
+    from probe.train.trainer import resolve_device
+
+    dev = str(resolve_device(device or "cpu"))
+    plan, out, fields = plan_measure(path, probes, splits, out, dev, anchors, **external)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    namespace = None
+    if fields.get("study_dir") is not None:
+        _copy_study_record(fields["study_dir"] / "study.json", out)
+        namespace = plan.study
+    elif (out.parent / "study.json").is_file():  # an external network beside a grid: in the grid's study
+        namespace = plan.study
     store = ResultStore(out, study=_study_namespace(namespace))
-    summary: dict[str, Any] = {"store": str(out), "study": study_name or path.stem, "computed": 0, "skipped": 0,
-                               "runs": 0, "unfinished": 0, "failed": []}
+    summary: dict[str, Any] = {"store": str(out), "study": plan.study, "computed": 0, "skipped": 0,
+                               "runs": sum(e.kind != "anchor" for e in plan.entries),
+                               "unfinished": fields.get("unfinished", 0), "failed": []}
+    summary.update({k: v for k, v in fields.items() if k in ("load", "model_id", "eval_data")})
+    from probe.measure.runner import run_plan
     from probe.store.interrupt import interrupted, sigterm_raises
 
-    try:
-        with sigterm_raises():
-            _measure_into(store, path, kind, study, study_dir, summary, probes, splits, force, device,
-                          show_progress, anchors, external)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every finished result is committed (keep_on_error)
+    try:  # incremental: committed after every model and every few seconds; an exception commits what is done
+        with sigterm_raises(), store.transaction(keep_on_error=True, commit_every_s=COMMIT_EVERY_S):
+            run_plan(plan, store, summary, force=force, device=dev, show_progress=show_progress, splits=splits)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every finished result is committed
         raise interrupted(exc, store, summary) from None
-    if store.commits:  # one fold per measure call (not per commit): results.h5 alone is the whole store again
+    if store.commits:  # one fold per measure call: results.h5 alone is the whole store again
         from probe.errors import StoreError
 
         try:
             store.compact()
         except (OSError, StoreError) as exc:  # the results are safe in their segments; readers merge them
             summary["compact"] = str(exc)
+    anchor_ids = [e.model_id for e in plan.entries if e.kind == "anchor"]
+    if anchor_ids:
+        summary["anchors"] = {"anchor_models": anchor_ids, **summary["by_kind"].get("anchor", {}),
+                              "failed": [f for f in summary["failed"] if f["model"] in anchor_ids]}
     return summary
 
 
@@ -161,169 +180,3 @@ def _copy_study_record(source: Path, out: Path) -> None:
     except OSError as exc:
         raise StoreError(f"cannot write {target} (the folder {out.parent} is not writable: "
                          f"{exc.strerror or exc}); choose another --out") from None
-
-
-def _measure_into(store: Any, path: Path, kind: str, study: Any, study_dir: Path | None, summary: dict[str, Any],
-                  probes: list[str] | None, splits: list[str] | None, force: bool, device: str | None,
-                  show_progress: bool | None, anchors: Any, external: dict[str, Any]) -> None:
-    study_level: list[Any] = []
-    # incremental: committed after every model and every few seconds; an exception commits what is finished
-    with store.transaction(keep_on_error=True, commit_every_s=COMMIT_EVERY_S):
-        if kind == "grid":
-            study_level = _measure_grid(path, study, study_dir, store, summary, probes, splits, force, device,
-                                        show_progress, anchors)
-        else:
-            from probe.measure.external import measure_external
-
-            measure_external(path, kind, store, summary, probes, splits, force, device, show_progress, **external)
-        if any(p.name == "shortcut" for p in study_level) and (summary["computed"] or force
-                                                                 or not _has_probe(store, "shortcut")):
-            from probe.provenance import provenance
-            from probe.shortcut import measure_shortcut
-
-            try:  # reads this transaction; a failure here must not lose the per-model results
-                summary["shortcut"] = measure_shortcut(store, provenance=provenance())
-            except Exception as exc:  # noqa: BLE001 - one failing probe never stops the rest
-                from probe.measure.failures import cause_of
-
-                summary["failed"].append({"model": "_study", "probe": "shortcut", "cause": cause_of(exc)})
-
-
-def _has_probe(store: Any, probe: str) -> bool:
-    entries = store.entries()
-    return bool(len(entries)) and bool((entries["probe"] == probe).any())
-
-
-def make_probes(names: list[str], params: dict[str, Any]) -> list[Any]:
-    from probe.probes import PROBES
-
-    return [PROBES.get(name)(**params.get(name, {})) for name in names]
-
-
-def run_probes(store: Any, model_id: str, info: dict[str, Any], load: Any, data: Any, probe_objs: list[Any],
-               summary: dict[str, Any], bar: Any, force: bool, sha256: str = "",
-               on_load_error: str = "record") -> Any:
-    """Run every probe on one model; failures are recorded and counted, never raised (unless a load fails
-    with ``on_load_error="raise"``). Returns the model (or None if it was never loaded)."""
-    from probe.measure.failures import cause_of, clear_failure, record_failure
-    from probe.provenance import provenance
-    from probe.store.identity import eval_identity
-
-    model = None
-    eval_info = eval_identity(data)  # the evaluation set with its content digest: part of every result's key
-    for i, probe in enumerate(probe_objs):
-        if not force and store.has(store.key_for(model_id, probe.name, probe.params, eval_info, sha256=sha256)):
-            summary["skipped"] += 1
-            bar.update(1)
-            continue
-        if model is None:
-            try:
-                model = load()
-            except Exception as exc:
-                if on_load_error == "raise":
-                    raise
-                cause = cause_of(exc)
-                record_failure(store, model_id, info, "load", {}, eval_info, cause, sha256)
-                summary["failed"].append({"model": model_id, "probe": "load", "cause": cause})
-                bar.update(len(probe_objs) - i)
-                return None
-        try:
-            result = probe.run(model, data)
-            store.write(model_id, info, probe.name, probe.params, result, eval_info=eval_info, sha256=sha256,
-                        provenance=provenance())
-        except Exception as exc:  # one failing probe (or unstorable result) never stops the study
-            cause = cause_of(exc)
-            record_failure(store, model_id, info, probe.name, probe.params, eval_info, cause, sha256)
-            summary["failed"].append({"model": model_id, "probe": probe.name, "cause": cause})
-        else:
-            clear_failure(store, model_id, probe.name, probe.params, eval_info)
-            summary["computed"] += 1
-        bar.update(1)
-    if model is not None:
-        clear_failure(store, model_id, "load", {}, eval_info)
-    store.commit()  # this model's results are safe from here on, whatever happens next
-    return model
-
-
-def _measure_grid(path: Path, study: dict[str, Any] | None, study_dir: Path | None, store: Any,
-                  summary: dict[str, Any], probes: list[str] | None, splits: list[str] | None, force: bool,
-                  device: str | None, show_progress: bool | None, anchors: Any = None) -> list[Any]:
-    """Measure every finished run of a grid (inside the caller's transaction); returns the study-level
-    probes (scored after the transaction commits)."""
-    from probe.device import to_device
-    from probe.models.checkpoint import load_model
-    from probe.probes.evaldata import cached_eval_data, eval_data_for_run
-    from probe.provenance import provenance
-    from probe.store.identity import eval_identity
-    from probe.train.catalog import catalog_row, find_runs
-    from probe.train.rundir import RunDir
-    from probe.train.trainer import resolve_device
-
-    spec = (study or {}).get("spec") or {}
-    probe_names = probes or (spec.get("study") or {}).get("probes") or DEFAULT_PROBES
-    probe_params = (spec.get("study") or {}).get("probe_params") or {}
-    probe_objs = make_probes(probe_names, probe_params)
-    study_level = [p for p in probe_objs if getattr(p, "study_level", False)]  # scored after every model
-    probe_objs = [p for p in probe_objs if p not in study_level]
-    root = study_dir or (path if not (path / "run.json").is_file() else path.parent)
-    runs = [RunDir(p) for p in find_runs(path)]
-    finished = [r for r in runs if r.status() == "done"]
-    if not finished:
-        raise DataError(f"{path}: no finished runs to measure ({len(runs)} run directories found)")
-    summary.update(runs=len(finished), unfinished=len(runs) - len(finished))
-    dev = resolve_device(device or "cpu")
-    records = [run.read() for run in finished]
-    set_probe = None  # the shortcut score's attribution on the study's common probe set (probe/shortcut.py)
-    if any(p.name == "shortcut" for p in study_level):
-        from probe.shortcut import probe_set_info, probe_set_params, probe_set_sources
-
-        set_sources = probe_set_sources(records)
-        set_probe = make_probes(["attribution"], {"attribution": probe_set_params(probe_params.get("attribution"))})[0]
-    bar = progress(total=len(finished) * (len(probe_objs) + (set_probe is not None)), desc=f"measure "
-                   f"{summary['study']}", unit="probe", enabled=show_progress, leave=True)
-    measured: dict[str, Path] = {}
-    try:
-        for run, record in zip(finished, records):
-            row = catalog_row(run, root)
-            model_id, info, sha256 = row["run_id"], model_info(row, record), record.get("weights_sha256", "")
-            data = to_device(eval_data_for_run(record).select(splits), dev)  # moved once per run
-            model = run_probes(store, model_id, info, lambda r=run: load_model(r.path, device=str(dev)), data,
-                               probe_objs, summary, bar, force, sha256=sha256)
-            if probe_objs and (model is not None or store.has(model_id, probe_objs[0].name, probe_objs[0].params,
-                                                              eval_identity(data), sha256=sha256)):
-                measured[model_id] = run.path
-            if set_probe is None:
-                continue
-            try:
-                set_data = to_device(cached_eval_data(probe_set_info(record.get("config") or {}, set_sources)), dev)
-            except Exception as exc:  # noqa: BLE001 - the score falls back to the model's own id rows
-                from probe.measure.failures import cause_of
-
-                summary["failed"].append({"model": model_id, "probe": "attribution (probe set)",
-                                          "cause": cause_of(exc)})
-                bar.update(1)
-                continue
-            run_probes(store, model_id, info, lambda m=model, r=run: m if m is not None else load_model(
-                r.path, device=str(dev)), set_data, [set_probe], summary, bar, force, sha256=sha256)
-        if "cka" in probe_names and len(measured) >= 2:  # model x model CKA over the whole grid
-            from probe.cross_models import measure_cross_model_cka
-
-            first = eval_data_for_run(finished[0].read()).select(splits)
-            try:
-                summary["cross_model_cka"] = measure_cross_model_cka(
-                    measured, store, first, params=probe_params.get("cka", {}), force=force, device=str(dev),
-                    provenance=provenance())
-            except Exception as exc:
-                from probe.measure.failures import cause_of
-
-                summary["failed"].append({"model": "_study", "probe": "cross_model_cka", "cause": cause_of(exc)})
-        if anchors:  # --- calibration anchors (probe/anchors.py), stored as models with role "anchor" ---
-            from probe.anchors import measure_anchors
-
-            summary["anchors"] = measure_anchors(anchors, finished, store, probe_objs, root=root, splits=splits,
-                                                 device=str(dev), force=force, provenance=provenance())
-            summary["failed"] += [{"model": "anchor", "probe": "anchors", "cause": str(f)}
-                                  for f in summary["anchors"].get("anchor_failures", [])]
-    finally:
-        bar.close()
-    return study_level

@@ -15,5 +15,6 @@ PROBES = Registry(
         "attribution": "probe.probes.attribution:Attribution",
         "cem": "probe.probes.cem:CEM",
         "shortcut": "probe.shortcut:Shortcut",  # study-level: scored by `probe measure` after every model
+        "cka_models": "probe.cross_models:CrossModelCKA",  # study-level: model x model CKA, brought by cka
     },
 )

@@ -17,13 +17,11 @@ from probe.probes.base import EvalData
 
 
 def eval_info(config: dict[str, Any], n_images: int | None = None) -> dict[str, Any]:
-    """The JSON description that identifies an evaluation set (stored with every result)."""
-    from probe.data.paired import evaluation_info
+    """The JSON description that identifies an evaluation set (stored with every result):
+    :meth:`probe.records.EvalSpec.from_config` (the one copy of the defaults)."""
+    from probe.records import EvalSpec
 
-    info = evaluation_info(config)
-    if n_images:
-        info["n_images"] = int(n_images)
-    return info
+    return EvalSpec.from_config(config).with_images(n_images).to_dict()
 
 
 def eval_data_from_info(info: dict[str, Any]) -> EvalData:
@@ -49,8 +47,13 @@ def cached_eval_data(info: dict[str, Any]) -> EvalData:
     return _CACHE[key]
 
 
-def eval_data_for_run(run: str | Path | dict[str, Any], n_images: int | None = None) -> EvalData:
-    """The evaluation set of a run directory (or of a ``run.json`` record); cached per description."""
-    if not isinstance(run, dict):
-        run = json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
-    return cached_eval_data(eval_info(run.get("config") or {}, n_images))
+def eval_data_for_run(run: Any, n_images: int | None = None) -> EvalData:
+    """The evaluation set of a run: a run directory, a ``run.json`` dict or a :class:`probe.records.RunRecord`
+    (its stored, resolved ``eval``; else resolved from its config); cached per description."""
+    from probe.records import RunRecord
+
+    if isinstance(run, dict):
+        run = RunRecord.from_dict(run)
+    elif not isinstance(run, RunRecord):
+        run = RunRecord.load(Path(run))
+    return cached_eval_data(run.eval_spec.with_images(n_images).to_dict())

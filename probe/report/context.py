@@ -8,48 +8,24 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from probe.analysis.rows import (  # noqa: F401 - the row roles live in probe.analysis; re-exported for sections
+    ID_SPLIT,
+    NON_DEGRADED,
+    POOLED_SPLITS,
+    is_anchor,
+    ood_split_names,
+    with_axes,
+    without_axes,
+)
 from probe.errors import DataError
 
-ID_SPLIT = "id"
-NON_DEGRADED = {"clean"}
-#: Split labels of results that pool every split (e.g. the ddr probe's "all") or serve one probe (the shortcut
-#: score's common "probe_set": training rain on every source's backgrounds): not test splits.
-POOLED_SPLITS = {"all", "probe_set"}
-#: Study-level pseudo models (probe.cross_models.STUDY_MODEL_ID: model x model CKA), not models.
+#: The pseudo model under which stores written before the study store (probe.records.study_store_path) kept
+#: study-level results (model x model CKA): read for old stores, never a model.
 STUDY_MODEL_IDS = {"_study"}
 
 
 #: Pseudo probe holding stored failures (probe.measure.failures.FAILED_PROBE).
 FAILED_PROBE = "failed"
-
-
-def is_anchor(metrics: Any) -> Any:
-    """Boolean Series: rows of calibration anchors (model info ``role`` set, e.g. ``"anchor"``)."""
-    import pandas as pd
-
-    if "role" not in metrics:
-        return pd.Series(False, index=metrics.index)
-    role = metrics["role"]
-    return ~(role.isna() | role.astype(str).isin(["", "model", "nan", "None"]))
-
-
-def without_axes(metrics: Any) -> Any:
-    """Boolean Series: rows of external networks — models without grid axes (no ``n_backgrounds``) that are
-    not calibration anchors."""
-    import pandas as pd
-
-    if "n_backgrounds" not in metrics:
-        return ~is_anchor(metrics)
-    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").isna() & ~is_anchor(metrics)
-
-
-def with_axes(metrics: Any) -> Any:
-    """Boolean Series: rows of the grid's trained models (``n_backgrounds`` set, not anchors)."""
-    import pandas as pd
-
-    if "n_backgrounds" not in metrics:
-        return pd.Series(False, index=metrics.index)
-    return pd.to_numeric(metrics["n_backgrounds"], errors="coerce").notna() & ~is_anchor(metrics)
 
 
 def display_names(metrics: Any) -> Any:
@@ -72,11 +48,6 @@ def split_anchors(metrics: Any) -> tuple[Any, Any]:
     (``role = "anchor"``, see probe.anchors); every figure and table but the trust section uses the first."""
     anchor = is_anchor(metrics)
     return metrics[~anchor].reset_index(drop=True), metrics[anchor].reset_index(drop=True)
-
-
-def ood_split_names(splits: Any) -> list[str]:
-    """The out-of-distribution test splits among ``splits``: every degraded split except ``id``."""
-    return sorted(set(splits) - NON_DEGRADED - POOLED_SPLITS - {ID_SPLIT})
 
 
 @dataclass
@@ -113,6 +84,7 @@ class ReportContext:
     metrics: Any  # pandas.DataFrame from probe.store.read_metrics: the study's trained models only
     study: dict[str, Any] | None = None
     anchors: Any = None  # the calibration anchors' rows (info role = "anchor", probe.anchors), or None
+    study_record: Any = None  # the probe.records.StudyRecord beside the store, or None
 
     @classmethod
     def load(cls, directory: str | Path) -> ReportContext:
@@ -122,20 +94,19 @@ class ReportContext:
         store = directory / "results.h5" if directory.is_dir() else directory
         if not store.is_file():
             raise DataError(f"{store}: no result store (run `probe measure` first)")
+        from probe.records import STUDY_FILE, StudyRecord
+
         metrics = read_metrics(store)
-        study_file = store.parent / "study.json"
-        name = json.loads(study_file.read_text(encoding="utf-8")).get("name") if study_file.is_file() else None
+        record = StudyRecord.load(store.parent) if (store.parent / STUDY_FILE).is_file() else None
+        name = record.name if record is not None else None
         if "study" in metrics and metrics["study"].nunique() > 1 and name:  # several studies share the store:
             metrics = metrics[metrics["study"].isin([name, ""])].reset_index(drop=True)  # this folder's study
         anchors = None
         if len(metrics):
             metrics = metrics[~metrics["model_id"].isin(STUDY_MODEL_IDS)]
             metrics, anchors = split_anchors(metrics.reset_index(drop=True))
-        study = None
-        study_file = store.parent / "study.json"
-        if study_file.is_file():
-            study = json.loads(study_file.read_text(encoding="utf-8"))
-        return cls(directory=store.parent, store=store, metrics=metrics, study=study, anchors=anchors)
+        return cls(directory=store.parent, store=store, metrics=metrics,
+                   study=record.to_dict() if record is not None else None, anchors=anchors, study_record=record)
 
     @property
     def figures_dir(self) -> Path:
@@ -163,10 +134,11 @@ class ReportContext:
 
     @cached_property
     def task(self):
-        """The study's :class:`probe.tasks.Task` (its words and headline metrics), from the stored rows."""
-        from probe.tasks import task_of
+        """The study's :class:`probe.tasks.Task` (its words and headline metrics): the study record's task,
+        else the models' stored ``task`` (read from the rows only for stores written before it was stored)."""
+        from probe.tasks import study_task
 
-        return task_of(self.metrics)
+        return study_task(self.metrics, getattr(self.study_record, "task", None))
 
     def families(self) -> list[str]:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []

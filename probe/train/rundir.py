@@ -6,17 +6,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 from probe.errors import CheckpointError
-from probe.fsutil import atomic_path, write_json_atomic
+from probe.fsutil import atomic_path
+from probe.records import RUN_FILE, RunRecord
 
 WEIGHTS = "model.safetensors"
-RECORD = "run.json"
+RECORD = RUN_FILE
 LOG = "train.log"
 STATE = "state.pt"
 
@@ -46,16 +46,20 @@ class RunDir:
     def exists(self) -> bool:
         return self.record_path.is_file()
 
-    def read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise CheckpointError(f"{self.record_path}: no run.json (not a run directory)") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{self.record_path}: corrupt run.json ({exc})") from exc
+    def record(self) -> RunRecord:
+        """The typed record (:class:`probe.records.RunRecord`); ``RecordError`` (a ``CheckpointError``) for a
+        missing, corrupt or too-new ``run.json``."""
+        return RunRecord.load(self.record_path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        write_json_atomic(self.record_path, record)
+    def read(self) -> dict[str, Any]:
+        """The record as a plain dict (:meth:`RunRecord.to_dict`)."""
+        return self.record().to_dict()
+
+    def write(self, record: dict[str, Any] | RunRecord) -> None:
+        """Write the record atomically, with its schema version and the resolved evaluation set."""
+        if not isinstance(record, RunRecord):
+            record = RunRecord.from_dict(record, where=str(self.record_path))
+        record.dump(self.record_path)
 
     def update(self, **fields: Any) -> dict[str, Any]:
         record = self.read() if self.exists() else {}

@@ -149,6 +149,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
         "seed": config.seed, "device": str(dev), "step": setup.describe(), "owner": owner(), "history": history,
         "resumed_from": start,
         "provenance": provenance(), "error": None,
+        # written once, read through probe.records.RunRecord: the data stream and the task
+        "stream": stream.describe(), "task": getattr(stream.degradation, "decomposition", None),
     }
     run.path.mkdir(parents=True, exist_ok=True)
     run.write(record)

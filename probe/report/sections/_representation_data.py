@@ -15,7 +15,7 @@ PROBES = ("activations", "cka", "ddr")
 STUDY_PROBE = "cka_models"
 MAX_GROUPS = 4           # (family, background source) panels per figure
 OUTPUT_LAYERS = ("hook_output", "hook_layer")  # image-space probe points, not features
-_INFO = ("family", "background", "n_backgrounds", "seed")
+_INFO = ("family", "background", "n_backgrounds", "seed", "model_name")
 
 
 class RepresentationData:
@@ -26,7 +26,7 @@ class RepresentationData:
 
         self.ctx = ctx
         entries = list_entries(ctx.store)
-        self.study = entries[entries["model_id"].isin(STUDY_MODEL_IDS) & (entries["probe"] == STUDY_PROBE)]
+        self.study = _study_entries(ctx, entries)
         entries = entries[~entries["model_id"].isin(STUDY_MODEL_IDS)]
         self.chosen = {probe: _one_setting(entries[entries["probe"] == probe]) for probe in PROBES}
         ids = sorted({mid for frame in self.chosen.values() for mid in frame["model_id"]}
@@ -37,7 +37,12 @@ class RepresentationData:
         return any(not f.empty for f in self.chosen.values()) or not self.study.empty
 
     def metrics(self, probe: str) -> pd.DataFrame:
-        """The probe's metric rows of the chosen setting, with the model table's ``group`` column."""
+        """The probe's metric rows of the chosen setting, with the model table's ``group`` column, the
+        evaluation's ``source``, ``external`` (bool) and ``rel_depth`` (a probe point's depth over the model's
+        deepest, 0–1, so networks with different layers share an axis). An external network's rows take the
+        group of the grid's models measured on the same source (like for like)."""
+        from probe.analysis.sources import with_source
+
         chosen = self.chosen[probe]
         frame = self.ctx.probe_metrics(probe)
         if frame.empty or chosen.empty:
@@ -46,24 +51,41 @@ class RepresentationData:
         mask = [k in keys for k in zip(frame["model_id"], frame["params"], frame["eval"])]
         frame = frame[np.asarray(mask, dtype=bool)]
         frame = frame.drop(columns=[c for c in _INFO if c in frame])
-        return frame.merge(self.models, on="model_id", how="inner")
+        frame = with_source(frame.merge(self.models, on="model_id", how="inner"))
+        external = frame["n_backgrounds"].isna().to_numpy()
+        grid = self.models[self.models["n_backgrounds"].notna()]
+        group_of = dict(zip(grid["background"], grid["group"]))
+        frame = frame.assign(external=external, group=[group_of.get(src, src) if ext else g for ext, src, g in
+                                                       zip(external, frame["source"], frame["group"])])
+        if "depth" in frame:
+            deepest = frame.groupby(["model_id", "eval"])["depth"].transform("max").replace(0, np.nan)
+            frame["rel_depth"] = (pd.to_numeric(frame["depth"], errors="coerce") / deepest).fillna(0.0)
+        return frame
 
     def array(self, probe: str, model_id: str, name: str) -> Any:
         from probe.store import read_array
 
-        row = self.chosen[probe].set_index("model_id").loc[model_id]
+        row = self.chosen[probe][self.chosen[probe]["model_id"] == model_id].iloc[0]
         return read_array(self.ctx.store, model_id, probe, name, params=row["params"],
                           eval_info=json.loads(row["eval"]))
 
     def groups(self, probe: str | None = None, cap: int = MAX_GROUPS) -> list[str]:
-        models = self.models if probe is None else self.models[self.models["model_id"].isin(
-            self.chosen[probe]["model_id"])]
+        """The grid's groups (family · source) with results of ``probe``: the panels of a figure (an external
+        network is drawn in the panel of each source it was measured on, never in a panel of its own)."""
+        models = self.models[self.models["n_backgrounds"].notna()]
+        if probe is not None:
+            models = models[models["model_id"].isin(self.chosen[probe]["model_id"])]
+        if models.empty and probe is not None:  # only networks of your own: one panel per source they saw
+            from probe.analysis.sources import eval_source
+
+            return list(dict.fromkeys(eval_source(e) for e in self.chosen[probe]["eval"]))[:cap]
         return list(dict.fromkeys(models["group"]))[:cap]
 
     def picks(self, probe: str, cap: int = MAX_GROUPS) -> list[tuple[str, list[pd.Series]]]:
         """Per group (≤ cap): the model with the fewest and the one with the most training backgrounds
         (lowest seed each; one model when the group has a single ``n_backgrounds``)."""
-        models = self.models[self.models["model_id"].isin(self.chosen[probe]["model_id"])]
+        models = self.models[self.models["model_id"].isin(self.chosen[probe]["model_id"])
+                             & self.models["n_backgrounds"].notna()]
         out = []
         for group in self.groups(probe, cap):
             part = models[models["group"] == group].sort_values(["n_backgrounds", "seed", "model_id"])
@@ -86,12 +108,30 @@ class RepresentationData:
 
 
 def _one_setting(entries: pd.DataFrame) -> pd.DataFrame:
-    """One entry per model: the parameter setting most models have; the latest entry if several remain."""
+    """One entry per model and evaluation set (an external network has one per source): the parameter setting
+    most models have; the latest entry if several remain."""
     if entries.empty:
         return entries
     counts = entries.drop_duplicates(["model_id", "params"])["params"].value_counts()
     entries = entries[entries["params"] == counts.index[0]]
-    return entries.sort_values("time").drop_duplicates("model_id", keep="last").reset_index(drop=True)
+    return entries.sort_values("time").drop_duplicates(["model_id", "eval"], keep="last").reset_index(drop=True)
+
+
+def _study_entries(ctx: ReportContext, entries: pd.DataFrame) -> pd.DataFrame:
+    """The model × model CKA entries, with a ``store`` column: from the study store beside ``results.h5``
+    (:func:`probe.records.study_store_path`), else — stores written before it existed — the legacy
+    pseudo model of ``results.h5``."""
+    from probe.records import study_store_path
+    from probe.store import list_entries
+
+    path = study_store_path(ctx.store)
+    study = list_entries(path) if path.is_file() else entries.iloc[0:0]
+    if len(study):
+        study = study[study["probe"] == STUDY_PROBE].assign(store=str(path))
+    if not len(study):
+        study = entries[entries["model_id"].isin(STUDY_MODEL_IDS) & (entries["probe"] == STUDY_PROBE)]
+        study = study.assign(store=str(ctx.store))
+    return study
 
 
 def _study_models(row: pd.Series) -> list[str]:
@@ -125,10 +165,11 @@ def _model_table(ctx: ReportContext, ids: list[str]) -> pd.DataFrame:
     table["background"] = table["background"].fillna("").astype(str)
     table["n_backgrounds"] = pd.to_numeric(table["n_backgrounds"], errors="coerce")
     table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(0).astype(int)
-    several = table["family"].nunique() > 1
+    several = table.loc[table["n_backgrounds"].notna(), "family"].nunique() > 1  # the grid's families
     table["group"] = [(f"{f} · {b}" if several else b) or f for f, b in zip(table["family"], table["background"])]
-    table["label"] = [f"{g} n={'?' if np.isnan(n) else int(n)} s{s}"
-                      for g, n, s in zip(table["group"], table["n_backgrounds"], table["seed"])]
+    table["name"] = table["model_name"].where(table["model_name"].notna(), table["model_id"]).astype(str)
+    table["label"] = [f"yours: {name}" if np.isnan(n) else f"{g} n={int(n)} s{s}"
+                      for g, n, s, name in zip(table["group"], table["n_backgrounds"], table["seed"], table["name"])]
     return table.sort_values(["family", "background", "n_backgrounds", "seed", "model_id"]).reset_index(drop=True)
 
 
@@ -146,7 +187,7 @@ def feature_layer(layers: list[str]) -> str:
 def deep_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model, the rows of its deepest feature layer (rows need ``layer`` and ``depth``)."""
     parts = []
-    for _, part in frame.dropna(subset=["depth"]).groupby("model_id"):
+    for _, part in frame.dropna(subset=["depth"]).groupby(["model_id", "eval"] if "eval" in frame else "model_id"):
         layers = list(part.sort_values("depth").drop_duplicates("layer")["layer"])
         parts.append(part[part["layer"] == feature_layer(layers)])
     return pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]

@@ -49,9 +49,14 @@ def _n_label(n: Any) -> str:
     return "n=?" if n is None or (isinstance(n, float) and np.isnan(n)) else f"n={int(n)}"
 
 
-def _depth_ticks(ax: Any, part: pd.DataFrame) -> None:
-    layers = part.drop_duplicates("depth").sort_values("depth")
-    ax.set_xticks(layers["depth"].to_numpy())
+def _depth_ticks(ax: Any, part: pd.DataFrame, x: str = "depth") -> None:
+    grid = part[~part["external"]] if "external" in part else part
+    names = {tuple(g.sort_values(x)["layer"]) for _, g in grid.groupby("model_id")}
+    if x == "rel_depth" and (len(names) > 1 or len(grid) < len(part)):  # several layer sets: depth 0-1 only
+        ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        return
+    layers = grid.drop_duplicates(x).sort_values(x)
+    ax.set_xticks(layers[x].to_numpy())
     if len(layers) <= 14:
         ax.set_xticklabels([short_layer(v) for v in layers["layer"]], rotation=60, ha="right", fontsize=7)
 
@@ -64,13 +69,19 @@ def depth_grid(frame: pd.DataFrame, *, rows: Sequence[str], row_key: str, cols: 
     seeds, thin band = min–max over seeds) and per ``style_key`` value (line style).
 
     ``frame`` columns: ``group``, ``n_backgrounds``, ``depth``, ``layer``, ``value``, ``row_key`` and
-    ``style_key``.
+    ``style_key``; with ``rel_depth`` the x axis is relative depth (0 = first probe point, 1 = last), so
+    networks with different layers share a panel; rows with ``external`` true (your networks, no
+    ``n_backgrounds``) are drawn in black, one marker per network (``name``).
     """
     plt = _plt()
     from matplotlib.lines import Line2D
 
     hlines = hlines or {}
     ylim = ylim or {}
+    x = "rel_depth" if "rel_depth" in frame else "depth"
+    ext_names = sorted(frame.loc[frame["external"], "name"].astype(str).unique()) if "external" in frame \
+        and "name" in frame else []
+    ext_marker = {n: "*^sDvP"[k % 6] for k, n in enumerate(ext_names)}
     n_values = sorted(frame["n_backgrounds"].dropna().unique())
     colors = n_colors(n_values or [None])
     styles = list(frame[style_key].dropna().unique()) if style_key else [None]
@@ -94,12 +105,22 @@ def depth_grid(frame: pd.DataFrame, *, rows: Sequence[str], row_key: str, cols: 
                         line = line[line[style_key] == s]
                     if line.empty:
                         continue
-                    stats = line.groupby("depth")["value"].agg(["mean", "min", "max"]).reset_index()
-                    ax.plot(stats["depth"], stats["mean"], style_of[s], color=colors[n], marker="o",
+                    stats = line.groupby(x)["value"].agg(["mean", "min", "max"]).reset_index()
+                    ax.plot(stats[x], stats["mean"], style_of[s], color=colors[n], marker="o",
                             markersize=2.5, linewidth=1.4)
                     if line["model_id"].nunique() > 1:
-                        ax.fill_between(stats["depth"], stats["min"], stats["max"], color=colors[n],
+                        ax.fill_between(stats[x], stats["min"], stats["max"], color=colors[n],
                                         alpha=0.12, linewidth=0)
+            for name in ext_names:  # your networks, on this panel's source
+                for s in styles:
+                    line = part[part["external"] & (part["name"].astype(str) == name)]
+                    if style_key:
+                        line = line[line[style_key] == s]
+                    if line.empty:
+                        continue
+                    stats = line.groupby(x)["value"].mean().reset_index()
+                    ax.plot(stats[x], stats["value"], style_of[s], color="black", marker=ext_marker[name],
+                            markersize=5, linewidth=1.1)
             if row in hlines:
                 ax.axhline(hlines[row], color="grey", linewidth=0.8, linestyle=":")
             values = part["value"].to_numpy(dtype=float)
@@ -113,15 +134,18 @@ def depth_grid(frame: pd.DataFrame, *, rows: Sequence[str], row_key: str, cols: 
             if row in ylim:  # a floor / ceiling that never hides data
                 lo, hi = ylim[row]
                 ax.set_ylim(min(lo, float(part["value"].min()) - 0.03), max(hi, float(part["value"].max()) + 0.03))
-            _depth_ticks(ax, part)
+            _depth_ticks(ax, part, x)
             if i == 0:
                 ax.set_title(str(col), fontsize=10)
             if j == 0:
                 ax.set_ylabel(row_labels.get(row, row), fontsize=9)
             if i == len(rows) - 1:
-                ax.set_xlabel("probe point (input → output)", fontsize=8)
+                ax.set_xlabel("relative depth (input → output)" if x == "rel_depth" else
+                              "probe point (input → output)", fontsize=8)
             ax.grid(alpha=0.25)
     handles = [Line2D([], [], color=colors[n], marker="o", markersize=3, label=_n_label(n)) for n in n_values]
+    handles += [Line2D([], [], color="black", marker=ext_marker[n], markersize=5, label=f"yours: {n}")
+                for n in ext_names]
     if style_key and len(styles) > 1:
         handles += [Line2D([], [], color="black", linestyle=style_of[s],
                            label=(style_labels or {}).get(str(s), str(s))) for s in styles]
@@ -242,16 +266,21 @@ def versus_n(frame: pd.DataFrame, *, panels: Sequence[str], labels: dict[str, st
         ax = axes[0][j]
         part = frame[frame["panel"] == panel]
         for g, group in enumerate(groups):
-            line = part[part["group"] == group]
-            if line.empty:
-                continue
+            rows = part[part["group"] == group]
+            line = rows[rows["n_backgrounds"].notna()]
             color = cmap(g % 10)
-            ax.scatter(line["n_backgrounds"], line["value"], s=10, color=color, alpha=0.5)
-            mean = line.groupby("n_backgrounds")["value"].mean()
-            ax.plot(mean.index, mean.to_numpy(), "-o", color=color, markersize=3.5, label=str(group))
+            if not line.empty:
+                ax.scatter(line["n_backgrounds"], line["value"], s=10, color=color, alpha=0.5)
+                mean = line.groupby("n_backgrounds")["value"].mean()
+                ax.plot(mean.index, mean.to_numpy(), "-o", color=color, markersize=3.5, label=str(group))
+            ext = rows[rows["n_backgrounds"].isna()]  # your networks on this group's source: dashed levels
+            for k, (name, value) in enumerate(ext.groupby("name")["value"].mean().items()):
+                ax.axhline(value, color=color, linestyle=["--", ":", "-."][k % 3], linewidth=1.1,
+                           label=f"yours: {name} ({group})")
         if panel in hlines:
             ax.axhline(hlines[panel], color="grey", linewidth=0.8, linestyle=":")
-        if part["n_backgrounds"].nunique() > 1 and (part["n_backgrounds"] > 0).all():
+        known = part["n_backgrounds"].dropna()
+        if known.nunique() > 1 and (known > 0).all():
             ax.set_xscale("log", base=2)
         ax.set_xlabel("n_backgrounds (training)", fontsize=8)
         ax.set_ylabel(labels.get(panel, panel).split("\n")[0], fontsize=8)

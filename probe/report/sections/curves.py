@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, display_names, evaluation_kind, with_axes, without_axes
+from probe.analysis.external import external_rows
+from probe.analysis.sources import REAL
+from probe.report.context import ReportContext, Section, with_axes
 
 #: the rain study's quantities; a study's own come from its task (probe.tasks.Task.curves)
 QUANTITIES = [
@@ -40,6 +42,8 @@ def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool,
     fig, axes = plt.subplots(len(metrics), len(columns), figsize=(3.6 * len(columns), 2.8 * len(metrics)),
                              squeeze=False)
     seeds = frame.groupby(["metric", "split", x, "background"]).size().max() if len(frame) else 1
+    sources = sorted(frame["background"].dropna().astype(str).unique())
+    palette = {b: f"C{k % 10}" for k, b in enumerate(sources)}
     for i, metric in enumerate(metrics):
         for j, column in enumerate(columns):
             ax = axes[i][j]
@@ -47,12 +51,15 @@ def _plot(frame: pd.DataFrame, x: str, col: str | None, title: str, log_x: bool,
             if part.empty:
                 ax.set_visible(False)
                 continue
-            sns.lineplot(data=part, x=x, y="value", hue="background", style="split" if col else None,
+            sns.lineplot(data=part.assign(background=part["background"].astype(str)), x=x, y="value",
+                         hue="background", hue_order=sources, palette=palette, style="split" if col else None,
                          marker="o", errorbar=("ci", 95) if seeds > 1 else None, n_boot=1000, seed=0, ax=ax)
-            if refs is not None and col is None and not refs.empty:  # external networks: reference lines
+            if refs is not None and col is None and not refs.empty:  # external networks, per source
                 mine = refs[(refs["metric"] == metric) & (refs["split"] == column)]
-                for k, (name, value) in enumerate(mine.groupby("name")["value"].mean().items()):
-                    ax.axhline(value, color=f"C{(k + 5) % 10}", linestyle="--", linewidth=1, label=f"{name}")
+                styles = {n: s for n, s in zip(sorted(mine["name"].unique()), ["--", ":", "-.", (0, (5, 1))] * 8)}
+                for (name, source), value in mine.groupby(["name", "source"])["value"].mean().items():
+                    ax.axhline(value, color=palette.get(source, "0.3"), linestyle=styles[name], linewidth=1.2,
+                               label=f"{name} on {source}")
                 if not mine.empty:
                     ax.legend(fontsize=6)
             if log_x:
@@ -75,9 +82,8 @@ def curves(ctx: ReportContext) -> Section | None:
     frame = _frame(ctx)
     if frame.empty:
         return None
-    ext = without_axes(frame)
-    refs = frame[ext].assign(name=display_names(frame[ext]))
-    refs = refs[[evaluation_kind(e) == "synthetic" for e in refs["eval"]]]  # same images as the grid only
+    refs = external_rows(frame)
+    refs = refs[refs["source"] != REAL]  # the grid's images only: each source's line beside that source's curve
     frame = frame[with_axes(frame)]
     if frame.empty:
         return None
@@ -93,7 +99,8 @@ def curves(ctx: ReportContext) -> Section | None:
             f"curves_n_backgrounds{suffix}", f"Generalization vs n_backgrounds {family or ''}".strip(),
             f"Columns: test splits (id = training {task.noun}, others = {task.unseen}). Lines: background source. "
             "Bands: 95% bootstrap CI of the mean over seeds (one point per trained model); no band when a cell "
-            "has one seed. Dashed lines: your networks (no grid axes) on the same synthetic splits."))
+            "has one seed. Horizontal lines: your networks measured on each source's own images (colour = the source, "
+            "line style = the network), to compare with that source's curve."))
     complexity = "complexity_png_bpp"
     if complexity in frame and frame[complexity].notna().any():
         section.figures.append(ctx.save(

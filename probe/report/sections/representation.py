@@ -1,7 +1,7 @@
 """Representation figures: does the network represent the background content or the rain, layer by layer?
 
-From the ``activations``, ``cka`` and ``ddr`` probes and the study-level model × model CKA (pseudo model
-``"_study"``, probe ``"cka_models"``, written by :mod:`probe.cross_models`):
+From the ``activations``, ``cka`` and ``ddr`` probes and the study-level model × model CKA (probe
+``"cka_models"`` in the study store beside ``results.h5``, written by :mod:`probe.cross_models`):
 
 * layer × layer CKA heatmaps of the models with the fewest and the most training backgrounds per source;
 * alignment of each layer with the rain alone vs the clean background alone (CKA) over depth, per
@@ -190,7 +190,7 @@ def _versus_frame(d: _Data) -> tuple[pd.DataFrame, dict[str, str]]:
         labels["sensitivity_ratio"] = f"deep sensitivity ratio ('{split}')\nrain / background change"
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(frame):
-        frame = frame.dropna(subset=["n_backgrounds", "value"])
+        frame = frame.dropna(subset=["value"])
     return frame, labels
 
 
@@ -198,7 +198,7 @@ def _versus_n(d: _Data, frame: pd.DataFrame, labels: dict[str, str]) -> Figure |
     if frame.empty:
         return None
     panels = [p for p, _ in VERSUS if p in set(frame["panel"])]
-    several = d.models["family"].nunique() > 1
+    several = d.models.loc[d.models["n_backgrounds"].notna(), "family"].nunique() > 1
     fig = plots.versus_n(frame, panels=panels, labels=labels, hlines={"ddr_score": 0.0, "align_gap_deep": 0.0},
                          legend_title="family · background" if several else "background source",
                          title="Representation indicators vs number of training backgrounds")
@@ -210,7 +210,31 @@ def _versus_n(d: _Data, frame: pd.DataFrame, labels: dict[str, str]) -> Figure |
                       "feature probe point: feature change under a new rain draw over a new background.")
 
 
+def _external_table(frame: pd.DataFrame, labels: dict[str, str], group_name: str) -> Table | None:
+    """Your networks' deep representation indicators per source, beside that source's grid models (mean
+    over seeds per n_backgrounds): CKA alignment gap, activation sensitivity, DDR."""
+    if frame.empty or "external" not in frame or not frame["external"].any():
+        return None
+    ext = frame[frame["external"]]
+    mine = ext.pivot_table(index=["name", "group"], columns="panel", values="value", aggfunc="mean").reset_index()
+    mine.insert(0, "model", "yours: " + mine.pop("name"))
+    grid = frame[~frame["external"] & frame["group"].isin(set(ext["group"]))]
+    refs = grid.pivot_table(index=["group", "n_backgrounds"], columns="panel", values="value",
+                            aggfunc="mean").reset_index()
+    refs.insert(0, "model", [f"grid, n_backgrounds={int(n)}" for n in refs.pop("n_backgrounds")])
+    table = pd.concat([mine, refs], ignore_index=True).sort_values(["group", "model"], kind="stable")
+    table = table[["model", "group"] + [p for p, _ in VERSUS if p in table.columns]]
+    table.columns = [labels.get(c, c).replace("\n", " ") for c in table.columns]
+    return Table("representation_external", "Your networks' representations beside the grid, per source",
+                 table.rename(columns={"group": group_name}).round(3),
+                 "Deep-layer indicators of each of your networks on a source's images, beside that source's grid "
+                 "models (mean over seeds per number of training backgrounds): CKA alignment gap (rain − "
+                 "background), activation sensitivity ratio, DDR score and silhouette by degradation.")
+
+
 def _summary_table(frame: pd.DataFrame, labels: dict[str, str], group_name: str) -> Table | None:
+    if "external" in frame:
+        frame = frame[~frame["external"]]
     if frame.empty:
         return None
     keys = ["group", "n_backgrounds"]
@@ -235,7 +259,7 @@ def _model_cka(d: _Data) -> Figure | None:
     if not splits:
         return None
     split = d.main_split(splits)
-    arr = read_array(d.ctx.store, entry["model_id"], STUDY_PROBE, f"cka_{split}", params=entry["params"],
+    arr = read_array(entry["store"], entry["model_id"], STUDY_PROBE, f"cka_{split}", params=entry["params"],
                      eval_info=json.loads(entry["eval"]))
     present = set(str(v) for v in arr.coords["model_a"].values)
     table = d.models[d.models["model_id"].isin(present)]
@@ -305,8 +329,9 @@ def representation(ctx: ReportContext) -> Section | None:
             continue
         if figure is not None:
             section.figures.append(figure)
-    table = _summary_table(versus, labels, "family · background" if d.models["family"].nunique() > 1
-                           else "background source")
-    if table is not None:
-        section.tables.append(table)
+    several = d.models.loc[d.models["n_backgrounds"].notna(), "family"].nunique() > 1
+    group_name = "family · background" if several else "background source"
+    for table in (_summary_table(versus, labels, group_name), _external_table(versus, labels, group_name)):
+        if table is not None:
+            section.tables.append(table)
     return section if section.figures or section.tables else None

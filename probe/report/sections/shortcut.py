@@ -1,4 +1,5 @@
-"""Validity of the ``shortcut`` score: does a score computed without OOD data rank models by OOD failure?
+"""Shortcut section (renders :mod:`probe.analysis.validity`): does a score computed without OOD data rank
+models by OOD failure, and where do your networks sit?
 
 Spearman ρ between each trained model's ``shortcut`` score (ID-only indicators, :mod:`probe.shortcut`) and its
 OOD removal (of rain, noise or blur: the study's task), per OOD split, over all models and leaving one
@@ -13,83 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from probe.report.context import ReportContext, Section, Table, ood_split_names
-from probe.report.sections.headline import N_BOOT, N_PERM, SEED, _trained, cells
-
-TARGET = -0.8
-
-
-def score_frame(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained model × OOD split: score, OOD removal, background, n_backgrounds."""
-    if not len(metrics) or "shortcut" not in set(metrics["probe"]):
-        return pd.DataFrame()
-    trained = _trained(metrics)
-    score = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "score")]
-    score = score.groupby("model_id")["value"].mean().rename("score")
-    from probe.tasks import task_of
-
-    removal_metric = task_of(metrics).removal_metric
-    dec = trained[(trained["probe"] == "decomposition") & (trained["metric"] == removal_metric)]
-    dec = dec[dec["split"].isin(ood_split_names(dec["split"]))]
-    keep = {c: (c, "first") for c in ("background", "n_backgrounds") if c in dec}
-    per = dec.groupby(["model_id", "split"], as_index=False).agg(ood_removal=("value", "mean"), **keep)
-    out = per.merge(score, left_on="model_id", right_index=True).dropna(subset=["score", "ood_removal"])
-    if "background" not in out:
-        out["background"] = "all"
-    return out
-
-
-def score_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
-                   seed: int = SEED) -> pd.DataFrame:
-    """Rows: OOD split × scope (``all models`` / ``without <source>``) with ρ(score, OOD removal), CI, p."""
-    from probe.stats import spearman_test
-
-    frame = score_frame(metrics)
-    if frame.empty:
-        return pd.DataFrame()
-    rows = []
-    for split, part in frame.groupby("split"):
-        sources = sorted(part["background"].astype(str).unique())
-        scopes = [("all models", part)]
-        if len(sources) > 1:
-            scopes += [(f"without {s}", part[part["background"].astype(str) != s]) for s in sources]
-        for scope, sub in scopes:
-            est = spearman_test(sub["score"].to_numpy(), sub["ood_removal"].to_numpy(), strata=cells(sub),
-                                n_boot=n_boot, n_perm=n_perm, seed=seed)
-            rows.append({"ood_split": split, "scope": scope, "n_models": len(sub),
-                         **est.as_dict("spearman_score_vs_ood_removal"),
-                         "meets_target": bool(np.isfinite(est.value) and est.value <= TARGET), "note": est.note})
-    return pd.DataFrame(rows)
-
-
-def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
-                       seed: int = SEED) -> pd.DataFrame:
-    """Rows: OOD split × indicator (every stored ``z``, the score's and the weight-0 diagnostics) with ρ(z,
-    OOD removal) over all trained models, CI and p, and the indicator's weight in the score — so a reader sees
-    which indicators track OOD failure in this study, not only the one the score uses."""
-    from probe.shortcut import WEIGHTS
-    from probe.stats import spearman_test
-
-    frame = score_frame(metrics)
-    if frame.empty:
-        return pd.DataFrame()
-    trained = _trained(metrics)
-    z = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "z")]
-    if z.empty or "indicator" not in z:
-        return pd.DataFrame()
-    z = z.pivot_table(index="model_id", columns="indicator", values="value")
-    rows = []
-    for split, part in frame.groupby("split"):
-        part = part.set_index("model_id")
-        strata = cells(part)
-        for name in z.columns:
-            x = z[name].reindex(part.index)
-            ok = x.notna().to_numpy()
-            est = spearman_test(x.to_numpy()[ok], part["ood_removal"].to_numpy()[ok], strata=strata[ok],
-                                n_boot=n_boot, n_perm=n_perm, seed=seed)
-            rows.append({"ood_split": split, "indicator": name, "weight": WEIGHTS.get(name, 0.0),
-                         "n_models": int(ok.sum()), **est.as_dict("spearman_z_vs_ood_removal"), "note": est.note})
-    return pd.DataFrame(rows)
+from probe.analysis.validity import (  # noqa: F401 - re-exported: the section renders these numbers
+    TARGET,
+    indicator_validity,
+    readings,
+    score_frame,
+    score_rule,
+    score_validity,
+)
+from probe.report.context import ReportContext, Section, Table, display_names
 
 
 def validity_text(table: pd.DataFrame) -> str:
@@ -112,7 +45,24 @@ def validity_text(table: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def _plot(frame: pd.DataFrame, task):
+def _external_points(ctx: ReportContext) -> pd.DataFrame:
+    """External networks' (score, OOD removal) per OOD split and source: markers beside the grid's points."""
+    from probe.analysis.external import external_rows
+    from probe.analysis.rows import ood_split_names
+
+    ext = external_rows(ctx.metrics)
+    if ext.empty:
+        return ext
+    score = ext[(ext["probe"] == "shortcut") & (ext["metric"] == "score")].groupby("name")["value"].mean()
+    dec = ext[(ext["probe"] == "decomposition") & (ext["metric"] == ctx.task.removal_metric)]
+    dec = dec[dec["split"].isin(ood_split_names(dec["split"]))]
+    out = dec.groupby(["name", "split", "source"], as_index=False)["value"].mean().rename(
+        columns={"value": "ood_removal"})
+    out["score"] = out["name"].map(score)
+    return out.dropna(subset=["score"])
+
+
+def _plot(frame: pd.DataFrame, task, external: pd.DataFrame | None = None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,6 +75,11 @@ def _plot(frame: pd.DataFrame, task):
         part = frame[frame["split"] == split]
         sns.scatterplot(data=part, x="score", y="ood_removal", hue="background",
                         size="n_backgrounds" if "n_backgrounds" in part else None, ax=ax)
+        mine = external[external["split"] == split] if external is not None and len(external) else None
+        for _, row in (mine.iterrows() if mine is not None else []):  # your networks, one star per source
+            ax.scatter([row["score"]], [row["ood_removal"]], marker="*", s=140, color="k", zorder=5)
+            ax.annotate(f"{row['name']} ({row['source']})", (row["score"], row["ood_removal"]), fontsize=6,
+                        xytext=(4, 4), textcoords="offset points")
         ax.set_title(split)
         ax.set_xlabel("shortcut score (ID data only)")
         ax.set_ylabel(f"OOD {task.removed} (ratio)")
@@ -157,6 +112,22 @@ def shortcut(ctx: ReportContext) -> Section | None:
             index="model_id", columns="indicator", values="value")
         section.tables.append(Table("shortcut_scores", "Score and indicator z per model",
                                     wide.reset_index().round(3)))
-    section.figures.append(ctx.save(_plot(score_frame(ctx.metrics), task), "shortcut_validity",
-                                    "Shortcut score vs OOD removal", "One point per trained model."))
+    rule = score_rule(ctx.metrics)
+    if rule:
+        section.text += f" Rule (as stored with the scores): {rule.get('rule', '?')}."
+    read = readings(ctx.metrics)
+    if not read.empty:
+        names = display_names(ctx.metrics.drop_duplicates("model_id")).set_axis(
+            ctx.metrics.drop_duplicates("model_id")["model_id"].to_numpy())
+        read = read.assign(model=[names.get(m, m) for m in read["model_id"]])
+        section.tables.append(Table(
+            "shortcut_readings", "Your networks on the grid's distribution (shortcut reading)",
+            read[["model", "kind", "indicator", "value", "percentile", "percentile_lo", "percentile_hi", "ci",
+                  "verdict"]].round(3),
+            caption="percentile: where the network's weighted indicator sits among the grid's trained models "
+            "(0 = below every one: content-like; 100 = above every one: shortcut-like), with a 95% bootstrap CI "
+            "over its own images. The grid's scores are not moved by it; anchors are listed in the verdict."))
+    section.figures.append(ctx.save(_plot(score_frame(ctx.metrics), task, _external_points(ctx)),
+                                    "shortcut_validity", "Shortcut score vs OOD removal",
+                                    "One point per trained model; stars: your networks on each source's images."))
     return section
