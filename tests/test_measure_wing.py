@@ -171,12 +171,21 @@ def test_every_section_shows_the_external_network(wing):
 
     ctx = ReportContext.load(wing["store"].parent)
     found = {}
-    for name in ("headline", "shortcut", "families", "representation"):
+    for name in ("headline", "shortcut", "families", "representation", "attribution"):
         section = SECTIONS.get(name)(ctx)
         found[name] = {t.name for t in section.tables if t.frame.astype(str).apply(
             lambda c: c.str.contains("mynet")).any().any()}
-    assert found == {"headline": {"external_models"}, "shortcut": {"shortcut_scores", "shortcut_readings"},
-                     "families": {"family_overview"}, "representation": {"representation_external"}}
+    assert found == {"headline": {"external_models", "external_outputs"},
+                     "shortcut": {"shortcut_scores", "shortcut_readings"}, "families": {"family_overview"},
+                     "representation": {"representation_external"},
+                     "attribution": {"attribution_external", "attribution_faithfulness"}}
+    headline = {t.name: t.frame for t in SECTIONS.get("headline")(ctx).tables}
+    said = headline["external_outputs"].iloc[0]["measured output (and why)"]
+    assert "output" in said and len(headline["external_outputs"]) == 1  # which output, and why, in words
+    att = next(t for t in SECTIONS.get("attribution")(ctx).tables if t.name == "attribution_external").frame
+    mine = att[att["kind"] == "external"]
+    assert {"smooth", "dead_leaves"} <= set(mine["source"]) and mine["diffusion_index"].notna().all()
+    assert (att["kind"] != "external").any()  # the grid's references of each source beside it
     rep = next(t for t in SECTIONS.get("representation")(ctx).tables if t.name == "representation_external").frame
     assert set(rep.loc[rep["model"] == "yours: mynet", "background source"]) == {"smooth", "dead_leaves"}
     # figures: the network is drawn in each source's panel, on a relative-depth axis, with no panel of its own

@@ -29,12 +29,12 @@ def _names(frame: pd.DataFrame) -> pd.Series:
     return frame["model_name"].where(frame["model_name"].notna(), frame["model_id"]).astype(str)
 
 
-def _wide(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    wanted = frame[[(p, m) in METRICS for p, m in zip(frame["probe"], frame["metric"])]]
+def _wide(frame: pd.DataFrame, keys: list[str], metrics: list[tuple[str, str]]) -> pd.DataFrame:
+    wanted = frame[[(p, m) in metrics for p, m in zip(frame["probe"], frame["metric"])]]
     if wanted.empty:
         return pd.DataFrame()
     table = wanted.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").reset_index()
-    order = [m for _, m in METRICS if m in table]
+    order = [m for _, m in metrics if m in table]
     return table[keys + order]
 
 
@@ -46,18 +46,22 @@ def external_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return with_source(ext).assign(name=_names(ext))
 
 
-def external_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per model × source × evaluation × split: each external network on each source, then the grid's
-    references of that source (fewest / most ``n_backgrounds`` per family). Empty without external rows."""
+def external_table(metrics: pd.DataFrame, columns: list[tuple[str, str]] | None = None,
+                   by: list[str] | None = None) -> pd.DataFrame:
+    """One row per model × source × evaluation × split (× ``by``, e.g. ``["window"]``): each external network on
+    each source, then the grid's references of that source (fewest / most ``n_backgrounds`` per family).
+    ``columns``: the (probe, metric) pairs shown (default :data:`METRICS`). Empty without external rows."""
     if metrics is None or metrics.empty:
         return pd.DataFrame()
+    columns = METRICS if columns is None else columns
+    keys = KEYS + [k for k in by or [] if k in metrics]
     frame = with_source(metrics[metrics["split"] != "clean"])
     frame = frame.assign(evaluation=["real pairs" if s == REAL else "synthetic" for s in frame["source"]])
     kinds = _kinds(frame).to_numpy()
     ext = frame[(kinds == "external") & (frame["probe"] != "failed").to_numpy()]
     if ext.empty:
         return pd.DataFrame()
-    parts = [_wide(ext.assign(model=_names(ext), kind="external"), KEYS)]
+    parts = [_wide(ext.assign(model=_names(ext), kind="external"), keys, columns)]
     grid = frame[kinds == "grid"]
     if not grid.empty:
         grid = grid.assign(n=pd.to_numeric(grid["n_backgrounds"], errors="coerce"),
@@ -70,9 +74,31 @@ def external_table(metrics: pd.DataFrame) -> pd.DataFrame:
                 refs.append(part[part["n"] == n].assign(model=f"{fam} (grid, n_backgrounds={int(n)})",
                                                         kind=f"grid: {label} backgrounds"))
         if refs:
-            ref = pd.concat(refs, ignore_index=True).drop_duplicates(["model_id", "probe", "split", "metric", "kind"])
+            ref = pd.concat(refs, ignore_index=True).drop_duplicates(
+                ["model_id", "probe", "split", "metric", "kind", *keys[len(KEYS):]])
             ref = ref[ref["split"].isin(set(ext["split"]))]
             if not ref.empty:
-                parts.append(_wide(ref, KEYS))
-    table = pd.concat(parts, ignore_index=True)
-    return table.sort_values(["source", "split", "kind", "model"], kind="stable").reset_index(drop=True).round(4)
+                parts.append(_wide(ref, keys, columns))
+    table = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
+        else pd.DataFrame()
+    if table.empty:
+        return table
+    table = table.sort_values(["source", "split", *keys[len(KEYS):], "kind", "model"], kind="stable")
+    return table.reset_index(drop=True).round(4)
+
+
+#: Model-info columns that say what probe chose or saw when it loaded an external network.
+CHOICE_COLUMNS = [("output", "measured output (and why)"), ("deterministic", "deterministic"),
+                  ("inplace", "changes its input in place"), ("conventions", "conventions")]
+
+
+def external_choices(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per external network: which of its outputs is measured and why, whether two forwards agreed and
+    whether it changed its input in place (the loader's record, stored in the model's info). Empty when no
+    external network has such a record."""
+    rows = external_rows(metrics)
+    cols = [c for c, _ in CHOICE_COLUMNS if c in rows]
+    if rows.empty or not cols:
+        return pd.DataFrame()
+    table = rows.drop_duplicates("model_id")[["name", *cols]].rename(columns=dict(CHOICE_COLUMNS))
+    return table.dropna(how="all", subset=[dict(CHOICE_COLUMNS)[c] for c in cols]).reset_index(drop=True)

@@ -14,10 +14,6 @@ def run_cli(args: argparse.Namespace, spec: Any = None) -> int:
 
     spec = spec if spec is not None else StudySpec.from_toml(args.spec)
     gpus = parse_gpus(getattr(args, "gpus", None))
-    if not args.dry_run:
-        from probe.fsutil import require_writable
-
-        require_writable(args.out, "grid folder")
     summary = run_grid(spec, args.out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                        device=args.device, dry_run=args.dry_run, verbose=args.verbose,
                        retries=getattr(args, "retries", 2), connect_timeout=getattr(args, "connect_timeout", 10.0),

@@ -133,6 +133,10 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
         raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    if not dry_run:  # a read-only place fails here in one line, before any worker starts
+        from probe.fsutil import require_writable
+
+        require_writable(out, "grid folder")
     if dry_run:  # the plan was validated at load; listing it needs no configs (linear in cells)
         ids = [cell.id for cell in spec.cells()]
         return {"study": spec.name, "out": str(out), "cells": ids, "dry_run": True,

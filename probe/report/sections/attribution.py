@@ -263,8 +263,12 @@ def _describe(params_json: str) -> str:
 # --------------------------------------------------------------------------------------------- section
 def attribution(ctx: ReportContext) -> Section | None:
     frame = attribution_frame(ctx.metrics)
-    if frame.empty:
-        return _checks(ctx, Section("Attribution"), crop_note="")
+    if frame.empty:  # no grid model attributed: external networks' rows may still be there
+        from probe.report.sections._attribution_external import external_attribution
+
+        empty = Section("Attribution")
+        external_attribution(ctx, empty, None, [m for m, _ in TABLE_METRICS])
+        return _checks(ctx, empty, crop_note="")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,6 +327,9 @@ def attribution(ctx: ReportContext) -> Section | None:
         section.tables.append(Table(
             "attribution_summary", "Attribution by number of training backgrounds", table,
             "Means over attributed images and models (seeds); the values plotted above."))
+    from probe.report.sections._attribution_external import external_attribution
+
+    external_attribution(ctx, section, frame.attrs.get("params"), [m for m, _ in TABLE_METRICS])
     return _checks(ctx, section, crop_note=_crop_note(ctx.store, frame))
 
 

@@ -159,6 +159,14 @@ def headline(ctx: ReportContext) -> Section | None:
                             "removal_ratio: fraction of the degradation removed where it was (1 = all). "
                             "evaluation: synthetic = the study's splits (the grid's images); real pairs = "
                             "--eval-folder folders. Compare rows of the same source only."))
+    from probe.analysis.external import external_choices
+
+    choices = external_choices(ctx.metrics)
+    if not choices.empty:
+        tables.append(Table("external_outputs", "Your networks: what is measured", choices,
+                            "Which output of each network is measured and why (chosen on a synthetic probe batch "
+                            "by PSNR against the clean image and against the input, or given with --output), "
+                            "and how the network behaved on it."))
     from probe.report.sections.ntrend import ntrend_parts  # the headline figure when a study varies n
 
     figures, ntrend_tables, ntrend_text = ntrend_parts(ctx)
