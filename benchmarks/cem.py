@@ -21,6 +21,12 @@ median of the repetitions after a warm-up; the maps are compared (max |differenc
 Measured (``--quick``, 2026-12-03, 2 shared cores): 4.6× at load average 13 with both variants on torch's
 default 2 threads; 8.8× at load average 16 once the engine used :mod:`probe.methods.threads` (1 thread
 under contention, the loop keeps 2 and pays OpenMP's busy-waiting per call); maps equal to 1e-7 dB.
+**On a quiet machine (load 1.9) the target is missed: 0.61×** (171 vs 281 interventions/s). The premise above
+does not hold there: per-call cost is small, and a 64-row batch of 48 px feature maps (64 channels, ~37 MB of
+activations) falls out of the CPU caches — per row, a forward costs 3.6 ms alone, 4.5 ms in batches of 8 and
+6.4 ms in batches of 64 (same process). At ``internal_batch_size=2`` the engine runs 333 rows/s against the
+loop's 314, i.e. equal speed, while also running the rain interventions. So on a CPU batching buys speed only
+under contention; its case is the GPU (not measured here: no device was lent).
 
     python benchmarks/cem.py [--quick]
 """
