@@ -81,6 +81,7 @@ from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
 from probe.methods.windows import check_margin, check_windows, default_windows, full_window
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
+from probe.probes.bounds import image_choice
 
 METHODS = ("ig", "lam", "saliency", "input_x_gradient", "smoothgrad")
 BASELINES = ("zero", "blur", "mean", "clean")
@@ -275,7 +276,8 @@ class Attribution(Probe):
         attrs = {"objective": objective.to_json(), "method": p["method"],
                  "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
                  "steps": int(p["steps"]), "baseline": p["baseline"],
-                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full"}
+                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full",
+                 "images": image_choice(n, min(len(b) for b in data.splits.values()), "n_images", p["n_images"])}
         image_coord = np.arange(n)
         arrays = {
             "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),

@@ -47,6 +47,7 @@ from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
 from probe.methods.faithfulness import check_params as check_faithfulness
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
+from probe.probes.bounds import image_choice
 
 IMAGE_METRICS = ("roi_psnr", "effect_range", "positive_fraction", "negative_fraction", "zero_fraction",
                  "effect_reach", "background_dependence", "rain_dependence", "rain_share", "interventions",
@@ -105,6 +106,7 @@ class CEM(Probe):
         feed(model, data)
         splits = list(data.splits)
         n = min(p["n_images"], *(len(b) for b in data.splits.values()))
+        self._n_total = min(len(b) for b in data.splits.values())
         first = data.splits[splits[0]]
         if first.degraded.dim() != 4:
             raise DataError(f"cem: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
@@ -219,6 +221,7 @@ class CEM(Probe):
 
         p = self.params
         attrs = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in info.items()}
+        attrs["images"] = image_choice(n, self._n_total, "n_images", p["n_images"])
         img = np.arange(n)
         grid_dims = ("split", "window", "image", "by", "bx")
         coords = {"split": splits, "window": names, "image": img}
