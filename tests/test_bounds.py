@@ -18,6 +18,7 @@ from probe.probes.bounds import image_choice, images_per_forward
 from probe.probes.evalfolders import eval_data_from_folders
 from probe.store import read_array
 
+
 def _pairs(root: Path, n: int) -> Path:
     rng = np.random.default_rng(0)
     (root / "rain").mkdir(parents=True)
@@ -78,9 +79,13 @@ def net(tmp_path):
     return _arch(tmp_path)[1]
 
 
-@pytest.mark.parametrize("name,params", [("activations", {"n_images": 6, "batch_size": 6, "sensitivity": False, "layers": ["a", "b"]}),
-                                         ("cka", {"n_images": 8, "batch_size": 8, "convention": "pooled", "layers": ["a", "b"]}),
-                                         ("ddr", {"n_backgrounds": 4, "batch_size": 16, "layers": ["a", "b"]})])
+LAYERS = {"layers": ["a", "b"]}
+
+
+@pytest.mark.parametrize("name,params", [
+    ("activations", {"n_images": 6, "batch_size": 6, "sensitivity": False, **LAYERS}),
+    ("cka", {"n_images": 8, "batch_size": 8, "convention": "pooled", **LAYERS}),
+    ("ddr", {"n_backgrounds": 4, "batch_size": 16, **LAYERS})])
 def test_probe_bound_applied_recorded_and_same_numbers(tmp_path, monkeypatch, net, name, params):
     data = eval_data_from_folders({"test": _pairs(tmp_path / "pairs", 8)}, patch=None)
     free = PROBES.get(name)(**params).run(net, data)

@@ -73,8 +73,9 @@ def plan_lines(probes: Mapping[str, Any], n_images: int, hw: tuple[int, int]) ->
             value = params[key]
             used = n_images if value is None else min(int(value), n_images)
             lines.append(f"{name}: {image_choice(used, n_images, key, value)}")
-        if isinstance(params.get("batch_size"), int):
-            _, why = images_per_forward(params["batch_size"], hw, 4 if name == "cka" else 1)
-            if why:
-                lines.append(f"{name}: {why}")
+        for batch_key in ("batch_size", "internal_batch_size"):
+            if isinstance(params.get(batch_key), int) and not isinstance(params[batch_key], bool):
+                _, why = images_per_forward(params[batch_key], hw, 4 if name == "cka" else 1)
+                if why:
+                    lines.append(f"{name}: {why.replace('batch_size', batch_key, 1)}")
     return lines
