@@ -13,7 +13,10 @@ There is no side-by-side reference (``"reference": null``): this states a cost, 
 
     python benchmarks/external_battery.py [--quick] [--pairs N] [--width W]
 
-``--quick``: 4 pairs (CKA needs 4), width 16 (~0.5 M parameters) — a few minutes on 2 cores.
+``--unbounded`` runs the same battery without the pixels-per-forward bound (``PROBE_FORWARD_PIXELS=10**12``:
+the batches probe used before the bound) — run both to compare peak memory.
+
+``--quick``: 4 pairs (CKA needs 4), width 8 (~0.12 M parameters) — a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ def one_probe(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
     print(json.dumps({"probe": args.one, "wall_s": round(wall, 2), "rss_mib": round(rss),
-                      "computed": summary["computed"], "failed": [f["cause"][:200] for f in summary["failed"]]}))
+                      "computed": summary["computed"], "chosen": summary.get("eval_data", [])[1:],
+                      "failed": [f["cause"][:200] for f in summary["failed"]]}))
 
 
 def main() -> None:
@@ -128,12 +132,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--probes", default=",".join(PROBES))
+    parser.add_argument("--unbounded", action="store_true",
+                        help="PROBE_FORWARD_PIXELS=10**12: the batches as before the bound (the reference)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     for hidden in ("ckpt", "arch", "data", "out"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     pairs = args.pairs or (4 if args.quick else 10)
-    width = args.width or (16 if args.quick else 32)
+    width = args.width or (8 if args.quick else 32)
     if args.one:
         args.width = width
         return one_probe(args)
@@ -143,6 +149,8 @@ def main() -> None:
         make_pairs(tmp / "test", pairs)
         arch, ckpt, n_params = make_net(tmp, width)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if args.unbounded:
+            env["PROBE_FORWARD_PIXELS"] = str(10**12)
         for name in args.probes.split(","):
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, "--one", name, "--width", str(width),
@@ -158,20 +166,11 @@ def main() -> None:
             rows.append({"probe": name, "wall_s": round(wall, 1), "measure_s": child.get("wall_s"),
                          "peak_rss_mib": child.get("rss_mib"),
                          "ok": proc.returncode == 0 and not child.get("failed"),
-                         "failed": child.get("failed")})
+                         "failed": child.get("failed"), "chosen": child.get("chosen")})
+            for text in child.get("chosen") or []:
+                print(f"    {text}")
             print(f"{name:15} {wall:8.1f} s  peak RSS {rows[-1]['peak_rss_mib']} MiB  "
                   f"{'ok' if rows[-1]['ok'] else 'FAILED ' + str(child.get('failed'))}", flush=True)
-        from probe.store import ResultStore
-
-        images = {}
-        try:
-            store = ResultStore(tmp / "reports" / "results.h5")
-            for entry in store.entries():
-                attrs = getattr(entry, "attrs", {}) or {}
-                if "images_used" in attrs:
-                    images[entry.probe] = attrs["images_used"]
-        except Exception as exc:  # noqa: BLE001 - the store read is informative only
-            images = {"error": str(exc)[:200]}
     total = sum(r["wall_s"] for r in rows)
     peaks = [r["peak_rss_mib"] for r in rows if r["peak_rss_mib"]]
     print(f"{'total':15} {total:8.1f} s  ({pairs} pairs of {WIDTH}x{HEIGHT}, {n_params / 1e6:.2f} M parameters)")
@@ -179,8 +178,10 @@ def main() -> None:
                       "unit": "s (wall, whole battery)", "ratio": None, "target": None,
                       "meets": all(r["ok"] for r in rows), "peak_rss_mib": max(peaks) if peaks else None,
                       "per_probe": rows, "pairs": pairs, "image": [HEIGHT, WIDTH], "params": n_params,
-                      "threads": args.threads, "load_average": [round(x, 2) for x in os.getloadavg()],
-                      "images_used": images, "machine": f"{os.cpu_count()} cores, cpu"}))
+                      "threads": args.threads,
+                      "forward_pixels": os.environ.get("PROBE_FORWARD_PIXELS", "default")
+                      if not args.unbounded else "unbounded", "load_average": [round(x, 2) for x in os.getloadavg()],
+                      "machine": f"{os.cpu_count()} cores, cpu"}))
 
 
 if __name__ == "__main__":
