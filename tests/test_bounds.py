@@ -85,7 +85,9 @@ LAYERS = {"layers": ["a", "b"]}
 @pytest.mark.parametrize("name,params", [
     ("activations", {"n_images": 6, "batch_size": 6, "sensitivity": False, **LAYERS}),
     ("cka", {"n_images": 8, "batch_size": 8, "convention": "pooled", **LAYERS}),
-    ("ddr", {"n_backgrounds": 4, "batch_size": 16, **LAYERS})])
+    ("ddr", {"n_backgrounds": 4, "batch_size": 16, **LAYERS}),
+    ("attribution", {"n_images": 2, "steps": 4, "internal_batch_size": 8}),
+    ("cem", {"n_images": 2, "block": 8, "roi": 8, "internal_batch_size": 8})])
 def test_probe_bound_applied_recorded_and_same_numbers(tmp_path, monkeypatch, net, name, params):
     data = eval_data_from_folders({"test": _pairs(tmp_path / "pairs", 8)}, patch=None)
     free = PROBES.get(name)(**params).run(net, data)
