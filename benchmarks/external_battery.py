@@ -16,7 +16,7 @@ There is no side-by-side reference (``"reference": null``): this states a cost, 
 ``--unbounded`` runs the same battery without the pixels-per-forward bound (``PROBE_FORWARD_PIXELS=10**12``:
 the batches probe used before the bound) — run both to compare peak memory.
 
-``--quick``: 4 pairs (CKA needs 4), width 8 (~0.12 M parameters) — a few minutes on 2 cores.
+``--quick``: 8 pairs (ddr's default n_backgrounds), width 8 (~0.12 M parameters) — a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main() -> None:
     for hidden in ("ckpt", "arch", "data", "out"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    pairs = args.pairs or (4 if args.quick else 10)
+    pairs = args.pairs or (8 if args.quick else 10)
     width = args.width or (8 if args.quick else 32)
     if args.one:
         args.width = width
@@ -162,7 +162,9 @@ def main() -> None:
             try:
                 child = json.loads(line)
             except json.JSONDecodeError:
-                child = {"failed": [proc.stderr.strip().splitlines()[-1:] or ["no output"]]}
+                child = {}
+            if proc.returncode != 0 and not child.get("failed"):
+                child["failed"] = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-3:]
             rows.append({"probe": name, "wall_s": round(wall, 1), "measure_s": child.get("wall_s"),
                          "peak_rss_mib": child.get("rss_mib"),
                          "ok": proc.returncode == 0 and not child.get("failed"),

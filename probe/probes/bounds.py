@@ -6,8 +6,9 @@ Two rules, both recorded where they apply (never silently):
   of 16–32 images would hold 16–32 full feature maps per layer. :func:`images_per_forward` caps a batch at
   ``max(1, FORWARD_PIXELS // (H·W))`` images (``PROBE_FORWARD_PIXELS`` overrides the default of 2²⁰ pixels:
   64 images of 128², 6 of 481 × 321); the same cap applies to the rows (example × path step) per
-  forward/backward of ``attribution`` and the perturbed copies per forward of ``cem`` (``internal_batch_size``),
-  and to ``predict`` (generalization, decomposition). Default-size evaluation sets (128² patches, batches ≤ 32) are below the
+  forward/backward of ``attribution`` and the perturbed copies per forward of ``cem``
+  (``internal_batch_size``; cem also builds its copies one chunk at a time), and to ``predict``
+  (generalization, decomposition). Default-size evaluation sets (128² patches, batches ≤ 32) are below the
   bound, so their results are unchanged. Where the bound lowers a batch, the probe's arrays carry
   ``batch_bound`` (text) in their attrs. For CKA's ``"image"`` convention the batch is also the HSIC minibatch,
   so the bound changes the estimate (a minibatch estimate, ``n_batches`` in its attrs) — the text says so.
