@@ -211,6 +211,8 @@ def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_
 
 
 CEM_SPEC = tiny_study({"study.name": "cem_shortcut", "study.probes": ["decomposition", "shortcut", "cem"],
+                       "study.probe_params": {"attribution": {"n_images": 2, "steps": 4},
+                                              "cem": {"coarse": 1, "fine": 4}},
                        "base.eval.n_images": 2, "axes": {"n_backgrounds": [1, 4], "seed": [0, 1]}})
 
 
@@ -222,13 +224,22 @@ def test_cem_indicators_enter_the_validation_of_a_real_grid_without_moving_the_s
 
     grid = trained_grid(CEM_SPEC)
     store = tmp_path / "rep" / "results.h5"
-    summary = measure(grid, out=store, probes=["decomposition", "shortcut", "cem"])
-    assert summary["shortcut"] == 4 and not summary["failed"], summary["failed"]
+    summary = measure(grid, out=store, probes=["decomposition", "shortcut", "cem", "attribution"],
+                      anchors=["identity", "oracle"])
+    # 4 trained models + the oracle; the identity removes nothing, so it has no attribution share and no score
+    assert summary["shortcut"] == 5 and not summary["failed"], summary["failed"]
     df = read_metrics(store)
+    # the anchors' cem rows are measured and the oracle's enter its shortcut indicators (its removal is the rain)
+    cem = df[(df["probe"] == "cem") & (df["metric"] == "rain_share") & (df["split"] == "id")]
+    assert set(cem["role"].fillna("").astype(str)) == {"", "identity", "oracle"}
+    z = df[(df["probe"] == "shortcut") & (df["metric"] == "indicator") & (df["indicator"] == "cem_rain_share")]
+    oracle = z[z["role"].fillna("").astype(str) == "oracle"]["value"]
+    assert len(oracle) == 1 and oracle.iloc[0] == pytest.approx(1.0, abs=1e-3)
     score = df[(df["probe"] == "shortcut") & (df["metric"] == "score")].set_index("model_id")["value"]
     # the stored score is the rule on the indicators without any cem row: cem never moves it
     without = shortcut_scores(df[~df["probe"].isin(["shortcut", "cem"])])["score"]
-    assert np.allclose(score.sort_index(), without.reindex(score.index).sort_index())
+    assert len(score) == 5 and np.allclose(score.sort_index(), without.reindex(score.index).sort_index())
+    df = df[df["role"].fillna("").astype(str) == ""]  # the trained models (validation never reads anchors)
     table = indicator_validity(df).set_index("indicator")
     for name in CEM_METRICS:
         row = table.loc[name]
@@ -238,10 +249,10 @@ def test_cem_indicators_enter_the_validation_of_a_real_grid_without_moving_the_s
         assert np.isfinite(rho) and lo <= rho <= hi and 0 < row["spearman_z_vs_ood_removal_p"] <= 1
     # a model without its cem result: NaN indicator, the validation says 3 of 4 models, the score stands
     rs = ResultStore(store, study=str(df["study"].iloc[0]))
-    dropped = sorted(score.index)[0]
+    dropped = sorted(df["model_id"].unique())[0]  # a trained model
     with rs.transaction():
         rs.delete(dropped, "cem")
-    assert measure_shortcut(rs) == 4
+    assert measure_shortcut(rs) == 5
     again = read_metrics(store)
     z = again[(again["probe"] == "shortcut") & (again["metric"] == "z") & (again["indicator"] == "cem_rain_share")]
     assert np.isnan(z.set_index("model_id").loc[dropped, "value"])
