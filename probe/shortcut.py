@@ -92,8 +92,9 @@ WEIGHTS = {"attribution_on_rain": 1.0}
 RULE = "v2: weighted mean of sign * (x - median) / (1.4826 MAD) over the study's trained models; weights " \
        "attribution_on_rain 1 (probe set), others 0 (diagnostics)"
 
-__all__ = ["CEM_METRICS", "CEM_WINDOW", "MIN_INDICATORS", "PROBE_NAME", "PROBE_SET_SPLIT", "SIGNS", "WEIGHTS", "Shortcut", "indicators",
-           "measure_shortcut", "probe_set_info", "probe_set_params", "probe_set_sources", "shortcut_scores"]
+__all__ = ["CEM_METRICS", "CEM_WINDOW", "MIN_INDICATORS", "PROBE_NAME", "PROBE_SET_SPLIT", "SIGNS", "WEIGHTS",
+           "Shortcut", "indicators", "measure_shortcut", "probe_set_info", "probe_set_params", "probe_set_sources",
+           "shortcut_scores"]
 
 
 class Shortcut(StudyProbe):
