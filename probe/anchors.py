@@ -43,6 +43,8 @@ HEADLINE: dict[str, list[tuple[str, Any]]] = {
     "ddr": [("ddr_score", "deepest"), ("silhouette_background", "deepest")],
     "attribution": [("diffusion_index", {"window": "on"}), ("share_on_rain", {"window": "on"}),
                     ("share_in_mask", {"window": "on"})],
+    # the shortcut score's cem diagnostics (identity: removes nothing, NaN; oracle: the removal is the rain)
+    "cem": [("rain_share", {"window": "on"}), ("rain_dependence", {"window": "on"})],
 }
 SEPARATION_RTOL = 0.05
 

@@ -10,7 +10,7 @@ B and its removal depends on B (low share); one that learned the rain detects R 
 turned into a robust z-score over the study's trained models, z = (x − median) / (1.4826 · MAD) (the SD when
 the MAD is 0); ``score`` = the weighted mean z over :data:`WEIGHTS`.
 
-Four more indicators are computed, standardised and stored beside it (``z`` rows) as diagnostics, with
+More indicators are computed, standardised and stored beside it (``z`` rows) as diagnostics, with
 weight 0:
 
 =========================  ===========================================================  ========  =====
@@ -26,6 +26,12 @@ indicator                  stored row it reads (split)                          
 ``deep_rain_sensitivity``  ``activations`` ``sensitivity_ratio`` (id), mean over the      log10      +
                            deepest third of the layers
 =========================  ===========================================================  ========  =====
+
+Two more diagnostics (weight 0) come from causal effect maps (:mod:`probe.probes.cem`, split ``id``, window
+``on``): ``cem_rain_share`` = ``cem`` ``rain_share`` (sign +: the removal depends on the rain) and
+``cem_background_dependence`` = ``cem`` ``background_dependence`` (sign −: a content learner's removal depends
+on the background). They exist only where the store holds ``cem`` results; a model without one has NaN (the
+validation lists how many models each indicator covers). Adding or removing ``cem`` rows never moves the score.
 
 Why only the first counts: ``residual_rain_vs_bg`` and ``clean_change`` cannot tell the two strategies apart
 by construction — a perfect rain remover of either kind removes exactly βR (correlation 1 with R) and leaves
@@ -77,14 +83,18 @@ PROBE_SET_SPLIT = "probe_set"
 MIN_INDICATORS = 1
 #: indicator -> sign (+1: a larger raw value means more shortcut).
 SIGNS = {"cka_rain_alignment": 1, "attribution_on_rain": 1, "residual_rain_vs_bg": 1, "clean_change": -1,
-         "deep_rain_sensitivity": 1}
+         "deep_rain_sensitivity": 1, "cem_rain_share": 1, "cem_background_dependence": -1}
+#: CEM indicator -> the ``cem`` metric it reads (split ``id``, window :data:`CEM_WINDOW`)
+CEM_METRICS = {"cem_rain_share": "rain_share", "cem_background_dependence": "background_dependence"}
+CEM_WINDOW = "on"
 #: indicator -> weight in the score (rule version 2; the others are stored diagnostics)
 WEIGHTS = {"attribution_on_rain": 1.0}
 RULE = "v2: weighted mean of sign * (x - median) / (1.4826 MAD) over the study's trained models; weights " \
        "attribution_on_rain 1 (probe set), others 0 (diagnostics)"
 
-__all__ = ["MIN_INDICATORS", "PROBE_NAME", "PROBE_SET_SPLIT", "SIGNS", "WEIGHTS", "Shortcut", "indicators",
-           "measure_shortcut", "probe_set_info", "probe_set_params", "probe_set_sources", "shortcut_scores"]
+__all__ = ["CEM_METRICS", "CEM_WINDOW", "MIN_INDICATORS", "PROBE_NAME", "PROBE_SET_SPLIT", "SIGNS", "WEIGHTS",
+           "Shortcut", "indicators", "measure_shortcut", "probe_set_info", "probe_set_params", "probe_set_sources",
+           "shortcut_scores"]
 
 
 class Shortcut(StudyProbe):
@@ -95,7 +105,7 @@ class Shortcut(StudyProbe):
     name = PROBE_NAME
     description = "one shortcut score per model from in-distribution indicators (study-level)"
     defaults: dict[str, Any] = {}
-    inputs = ("attribution", "cka", "decomposition", "activations")
+    inputs = ("attribution", "cka", "decomposition", "activations", "cem")
     kinds = ("grid", "external", "anchor")
 
     def extra(self, entry: StudyEntry, configs: list[dict[str, Any]], probe_params: dict[str, Any]) -> list:
@@ -137,7 +147,8 @@ def _per_model(frame: Any) -> Any:
 
 def indicators(metrics: Any) -> Any:
     """Raw indicator values (model_id × indicator, NaN where not measured) from tidy metrics
-    (:func:`probe.store.read_metrics`). Only in-distribution (``id``) and ``clean`` rows are read."""
+    (:func:`probe.store.read_metrics`). Only in-distribution (``id``, ``probe_set``) and ``clean`` rows are
+    read."""
     import pandas as pd
 
     if metrics is None or len(metrics) == 0:
@@ -165,12 +176,24 @@ def indicators(metrics: Any) -> Any:
         sens = sens[np.isfinite(sens["value"]) & (sens["value"] > 0)]
         deep = sens.groupby("model_id")["depth"].transform(lambda d: d >= d.max() - (d.max() - d.min()) / 3)
         cols["deep_rain_sensitivity"] = np.log10(sens[deep.astype(bool)].groupby("model_id")["value"].mean())
+    cols.update(_cem_indicators(metrics))
     models = sorted(set(metrics["model_id"]))
     out = pd.DataFrame(index=pd.Index(models, name="model_id"))
     for name in SIGNS:
         series = cols.get(name)
         out[name] = series.reindex(models) if series is not None else np.nan
     return out.astype(float)
+
+
+def _cem_indicators(metrics: Any) -> dict[str, Any]:
+    """The ``cem`` indicators per model (:data:`CEM_METRICS`, split ``id``, window :data:`CEM_WINDOW`); none
+    for a store without ``cem`` rows. A NaN row (a network that removes nothing) stays NaN."""
+    cem = metrics[(metrics["probe"] == "cem") & (metrics["split"] == SPLIT)]
+    if cem.empty:
+        return {}
+    if "window" in cem:
+        cem = cem[cem["window"].astype(str) == CEM_WINDOW]
+    return {name: _per_model(cem[cem["metric"] == metric]) for name, metric in CEM_METRICS.items()}
 
 
 def probe_set_sources(configs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,8 @@ DEMO = {"background": "natural", "splits": {"id": {"type": "rain", "preset": "sm
         "n_images": 8, "patch": 32, "seed": 0, "background_options": {}}
 PARAMS = {"generalization": {}, "decomposition": {}, "activations": {"n_images": 8, "pixels_per_class": 8},
           "cka": {"n_images": 8, "batch_size": 8}, "ddr": {"n_backgrounds": 4, "samples_per_pair": 1},
-          "attribution": {"n_images": 2, "steps": 4, "window": 8, "splits": ["ood"]}}
+          "attribution": {"n_images": 2, "steps": 4, "window": 8, "splits": ["ood"]},
+          "cem": {"n_images": 2, "coarse": 1, "fine": 2, "splits": ["ood"]}}
 
 
 def test_oracle_returns_the_background_identity_the_input():
@@ -90,6 +91,10 @@ def test_every_headline_indicator_separates_identity_from_oracle(probe):
         assert _pick(runs["identity"], "removal_ratio", None, "ood")["value"] == pytest.approx(0.0)
     if probe == "attribution":  # the identity removes nothing: no attribution, NaN with the reason
         assert "zero attribution map" in _pick(runs["identity"], "diffusion_index", {"window": "on"}, "ood")["flag"]
+    if probe == "cem":  # the shortcut's cem indicators on the anchors: identity removes nothing, oracle the rain
+        assert "removes nothing" in _pick(runs["identity"], "rain_share", {"window": "on"}, "ood")["flag"]
+        oracle = _pick(runs["oracle"], "rain_dependence", {"window": "on"}, "ood")["value"]
+        assert oracle == pytest.approx(1.0, abs=1e-3)
 
 
 def test_separates_rule():

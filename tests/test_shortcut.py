@@ -11,6 +11,7 @@ from probe.cli import main
 from probe.errors import DataError
 from probe.measure import measure
 from probe.shortcut import (
+    CEM_METRICS,
     PROBE_SET_SPLIT,
     SIGNS,
     WEIGHTS,
@@ -59,7 +60,10 @@ def test_score_orders_models_by_every_indicator_and_uses_the_fixed_rule():
     # rule v2: the score is the weighted mean z; with the shipped weights, the attribution share's z
     weighted = sum(w * scores[f"z_{name}"] for name, w in WEIGHTS.items()) / sum(WEIGHTS.values())
     assert np.allclose(scores["score"], weighted)
-    assert all(scores[f"z_{name}"].notna().all() for name in SIGNS)  # diagnostics are still standardised
+    # diagnostics with data are still standardised; one without data (no `cem` rows here) is kept, all NaN
+    measured = [name for name in SIGNS if name not in CEM_METRICS]
+    assert all(scores[f"z_{name}"].notna().all() for name in measured)
+    assert all(f"z_{name}" in scores and scores[f"z_{name}"].isna().all() for name in CEM_METRICS)
     # every indicator is linear in k here except the log ones, so z of the middle model is 0
     assert scores.loc["c", "score"] == pytest.approx(0.0, abs=1e-9)
     # the rule by hand for one indicator: robust z over the five models
@@ -67,6 +71,36 @@ def test_score_orders_models_by_every_indicator_and_uses_the_fixed_rule():
     mad = 1.4826 * (raw - raw.median()).abs().median()
     assert scores.loc["e", "z_residual_rain_vs_bg"] == pytest.approx((raw["e"] - raw.median()) / mad)
     assert raw["a"] == pytest.approx(0.2) and indicators(_frame(ks))["attribution_on_rain"]["a"] == 0.5
+
+
+def _cem_rows(ks: dict[str, float]) -> pd.DataFrame:
+    """``cem`` rows (window ``on``, split ``id``) whose rain share grows and background dependence falls with k,
+    plus rows that must be ignored (window ``off``, an OOD split)."""
+    rows = []
+    for m, k in ks.items():
+        for split, window, share, bgd in (("id", "on", 0.2 + 0.1 * k, 1.0 - 0.2 * k), ("id", "off", 0.9, 0.0),
+                                         ("ood", "on", 0.0, 5.0)):
+            rows += [{"model_id": m, "role": "", "params": "{}", "probe": "cem", "split": split, "window": window,
+                      "method": "cem", "metric": metric, "value": v}
+                     for metric, v in (("rain_share", share), ("background_dependence", bgd),
+                                       ("effect_reach", 8.0))]
+    return pd.DataFrame(rows)
+
+
+def test_cem_indicators_are_diagnostics_that_never_move_the_score():
+    ks = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+    plain = shortcut_scores(_frame(ks))
+    cem = _cem_rows({m: k for m, k in ks.items() if m != "d"})  # "d" has no cem result
+    with_cem = shortcut_scores(pd.concat([_frame(ks), cem], ignore_index=True))
+    pd.testing.assert_series_equal(plain["score"], with_cem["score"])
+    pd.testing.assert_series_equal(plain["n_indicators"], with_cem["n_indicators"])
+    assert with_cem.loc["a", "cem_rain_share"] == pytest.approx(0.2)  # window on, split id only
+    assert with_cem.loc["c", "cem_background_dependence"] == pytest.approx(0.6)
+    assert np.isnan(with_cem.loc["d", "cem_rain_share"]) and np.isnan(with_cem.loc["d", "z_cem_rain_share"])
+    # signed so that higher z = more shortcut: both grow with k (more rain share, less background dependence)
+    for name in CEM_METRICS:
+        z = with_cem[f"z_{name}"].dropna()
+        assert list(z.sort_values().index) == ["a", "b", "c"]
 
 
 def test_score_never_reads_ood_rows():
@@ -174,3 +208,54 @@ def test_a_probe_set_that_cannot_be_built_is_a_recorded_failure_not_a_crash(tmp_
     df = read_metrics(tmp_path / "rep" / "results.h5")
     assert df.loc[df["probe"] == "decomposition", "model_id"].nunique() == 3  # the rest was measured
     assert PROBE_SET_SPLIT not in set(df["split"])
+
+
+CEM_SPEC = tiny_study({"study.name": "cem_shortcut", "study.probes": ["decomposition", "shortcut", "cem"],
+                       "study.probe_params": {"attribution": {"n_images": 2, "steps": 4},
+                                              "cem": {"coarse": 1, "fine": 4}},
+                       "base.eval.n_images": 2, "axes": {"n_backgrounds": [1, 4], "seed": [0, 1]}})
+
+
+@pytest.mark.slow
+def test_cem_indicators_enter_the_validation_of_a_real_grid_without_moving_the_score(tmp_path, trained_grid):
+    from probe.analysis.validity import indicator_validity
+    from probe.shortcut import measure_shortcut
+    from probe.store import ResultStore
+
+    grid = trained_grid(CEM_SPEC)
+    store = tmp_path / "rep" / "results.h5"
+    summary = measure(grid, out=store, probes=["decomposition", "shortcut", "cem", "attribution"],
+                      anchors=["identity", "oracle"])
+    # 4 trained models + the oracle; the identity removes nothing, so it has no attribution share and no score
+    assert summary["shortcut"] == 5 and not summary["failed"], summary["failed"]
+    df = read_metrics(store)
+    # the anchors' cem rows are measured and the oracle's enter its shortcut indicators (its removal is the rain)
+    cem = df[(df["probe"] == "cem") & (df["metric"] == "rain_share") & (df["split"] == "id")]
+    assert set(cem["role"].fillna("").astype(str)) == {"", "identity", "oracle"}
+    z = df[(df["probe"] == "shortcut") & (df["metric"] == "indicator") & (df["indicator"] == "cem_rain_share")]
+    oracle = z[z["role"].fillna("").astype(str) == "oracle"]["value"]
+    assert len(oracle) == 1 and oracle.iloc[0] == pytest.approx(1.0, abs=1e-3)
+    score = df[(df["probe"] == "shortcut") & (df["metric"] == "score")].set_index("model_id")["value"]
+    # the stored score is the rule on the indicators without any cem row: cem never moves it
+    without = shortcut_scores(df[~df["probe"].isin(["shortcut", "cem"])])["score"]
+    assert len(score) == 5 and np.allclose(score.sort_index(), without.reindex(score.index).sort_index())
+    df = df[df["role"].fillna("").astype(str) == ""]  # the trained models (validation never reads anchors)
+    table = indicator_validity(df).set_index("indicator")
+    for name in CEM_METRICS:
+        row = table.loc[name]
+        assert row["weight"] == 0 and row["n_models"] == 4 and row["coverage"] == "4 of 4 models"
+        rho, lo, hi = (row["spearman_z_vs_ood_removal"], row["spearman_z_vs_ood_removal_ci_low"],
+                       row["spearman_z_vs_ood_removal_ci_high"])
+        assert np.isfinite(rho) and lo <= rho <= hi and 0 < row["spearman_z_vs_ood_removal_p"] <= 1
+    # a model without its cem result: NaN indicator, the validation says 3 of 4 models, the score stands
+    rs = ResultStore(store, study=str(df["study"].iloc[0]))
+    dropped = sorted(df["model_id"].unique())[0]  # a trained model
+    with rs.transaction():
+        rs.delete(dropped, "cem")
+    assert measure_shortcut(rs) == 5
+    again = read_metrics(store)
+    z = again[(again["probe"] == "shortcut") & (again["metric"] == "z") & (again["indicator"] == "cem_rain_share")]
+    assert np.isnan(z.set_index("model_id").loc[dropped, "value"])
+    assert indicator_validity(again).set_index("indicator").loc["cem_rain_share", "coverage"] == "3 of 4 models"
+    rescored = again[(again["probe"] == "shortcut") & (again["metric"] == "score")].set_index("model_id")["value"]
+    assert np.allclose(rescored.sort_index(), score.sort_index())

@@ -65,9 +65,12 @@ def score_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_
 
 def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int = N_PERM,
                        seed: int = SEED) -> pd.DataFrame:
-    """Rows: OOD split × indicator (every stored ``z``, the score's and the weight-0 diagnostics) with ρ(z,
-    OOD removal) over all trained models, CI and p, and the indicator's weight in the score — so a reader sees
-    which indicators track OOD failure in this study, not only the one the score uses."""
+    """Rows: OOD split × indicator (every stored ``z``, the score's and the weight-0 diagnostics, and every
+    indicator of the stored rule's ``signs`` even where no model has it) with ρ(z, OOD removal) over the
+    trained models that have the indicator, CI and p, the indicator's weight in the score and its coverage
+    (``n_models`` with it of ``n_trained``; ``coverage`` in words) — so a reader sees which indicators track
+    OOD failure in this study, not only the one the score uses, and on how many models (a ``cem`` indicator
+    exists only where ``cem`` was measured)."""
     from probe.stats import spearman_test
 
     frame = score_frame(metrics)
@@ -77,8 +80,10 @@ def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
     z = trained[(trained["probe"] == "shortcut") & (trained["metric"] == "z")]
     if z.empty or "indicator" not in z:
         return pd.DataFrame()
-    z = z.pivot_table(index="model_id", columns="indicator", values="value")
-    weights = score_rule(metrics).get("weights") or _legacy_weights()
+    rule = score_rule(metrics)
+    names = list(dict.fromkeys([*(rule.get("signs") or {}), *z["indicator"].dropna().astype(str)]))
+    z = z.pivot_table(index="model_id", columns="indicator", values="value").reindex(columns=names)
+    weights = rule.get("weights") or _legacy_weights()
     rows = []
     for split, part in frame.groupby("split"):
         part = part.set_index("model_id")
@@ -88,8 +93,11 @@ def indicator_validity(metrics: pd.DataFrame, n_boot: int = N_BOOT, n_perm: int 
             ok = x.notna().to_numpy()
             est = spearman_test(x.to_numpy()[ok], part["ood_removal"].to_numpy()[ok], strata=strata[ok],
                                 n_boot=n_boot, n_perm=n_perm, seed=seed)
+            note = est.note if ok.any() else f"no trained model has {name} (its probe was not measured)"
             rows.append({"ood_split": split, "indicator": name, "weight": weights.get(name, 0.0),
-                         "n_models": int(ok.sum()), **est.as_dict("spearman_z_vs_ood_removal"), "note": est.note})
+                         "n_models": int(ok.sum()), "n_trained": len(part),
+                         "coverage": f"{int(ok.sum())} of {len(part)} models",
+                         **est.as_dict("spearman_z_vs_ood_removal"), "note": note})
     return pd.DataFrame(rows)
 
 

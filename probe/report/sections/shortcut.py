@@ -101,10 +101,12 @@ def shortcut(ctx: ReportContext) -> Section | None:
                                     table.round(4))])
     per_indicator = indicator_validity(ctx.metrics)
     if not per_indicator.empty:
+        caption = ("z is signed so that higher = more shortcut: an indicator that tracks OOD failure has ρ < 0. "
+                   "weight: its weight in the score (the others are stored diagnostics; docs/probes.md says why). "
+                   "coverage: trained models with the indicator (the cem_* ones need the `cem` probe measured); "
+                   "ρ over those.")
         section.tables.append(Table("shortcut_indicators", "Every indicator against OOD failure (ρ of its z)",
-                                    per_indicator.round(4), caption="z is signed so that higher = more shortcut: "
-                                    "an indicator that tracks OOD failure has ρ < 0. weight: its weight in the "
-                                    "score (the others are stored diagnostics; docs/probes.md says why)."))
+                                    per_indicator.round(4), caption=caption))
     scores = ctx.probe_metrics("shortcut")
     z = scores[scores["metric"].isin(["z", "score"])]
     if len(z) and "indicator" in z:
