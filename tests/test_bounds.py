@@ -118,7 +118,7 @@ def test_measure_prints_and_stores_the_choice(tmp_path, monkeypatch):
     assert not summary["failed"]
     text = "\n".join(summary["eval_data"])
     assert "cka: all 6 images per split (n_images=32)" in text
-    assert "cka: batch_size 32 lowered to 4 images of 24x32" in text
+    assert "cka: batch_size 32 lowered to 4 images of 24x32" in text and "minibatch estimate" in text
     assert "generalization: batch_size 16 lowered to 4" in text
     arr = read_array(out, summary["model_id"], "cka", "layer_cka")
     assert arr.attrs["images"].startswith("all 6") and "minibatch estimate" in arr.attrs["batch_bound"]

@@ -79,6 +79,8 @@ def plan_lines(probes: Mapping[str, Any], n_images: int, hw: tuple[int, int]) ->
         for batch_key in ("batch_size", "internal_batch_size"):
             if isinstance(params.get(batch_key), int) and not isinstance(params[batch_key], bool):
                 _, why = images_per_forward(params[batch_key], hw, 4 if name == "cka" else 1)
+                if why and name == "cka" and params.get("convention") == "image":
+                    why += "; the HSIC minibatch: a minibatch estimate"
                 if why:
                     lines.append(f"{name}: {why.replace('batch_size', batch_key, 1)}")
     return lines
