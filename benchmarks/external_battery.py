@@ -147,8 +147,9 @@ def main() -> None:
     probes = args.probes.split(",") if args.probes else [p for p in PROBES if p != "cem" or not args.quick]
     skipped = [p for p in PROBES if p not in probes]
     if skipped:
-        print(f"not run: {', '.join(skipped)} (cem at full size: ~10^4 forward passes per image, hours on CPU; "
-              "pass --probes to include it)")
+        why = ("cem at full size: ~10^4 forward passes per image, hours on CPU; pass --probes to include it"
+               if args.probes is None else "--probes")
+        print(f"not run: {', '.join(skipped)} ({why})")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
