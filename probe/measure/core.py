@@ -91,6 +91,13 @@ def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list
 
             fields["eval_data"] = summary_lines(entry.evals[0])
     per_model, study_probes = split_probes(list(names), params, kinds)
+    if fields.get("eval_data") is not None:  # which images the expensive probes use, the forward-pass bound
+        from probe.probes.bounds import plan_lines
+
+        first = entries[0].evals[0].splits
+        sizes = [len(b) for b in first.values()]
+        hw = tuple(next(iter(first.values())).degraded.shape[-2:])
+        fields["eval_data"] += plan_lines({p.name: p for p in per_model}, min(sizes), hw)
     return Plan(study=name, entries=entries, probes=per_model, study_probes=study_probes, configs=configs,
                 probe_params=params), out, fields
 

@@ -136,8 +136,9 @@ class _ImageRun:
     """The interventions on one image: its original output and the two kinds of intervened batches."""
 
     def __init__(self, forward, sampler, b: Tensor, d: Tensor, index: int, box: tuple[int, int, int, int],
-                 grid: tuple[int, int], block: int):
+                 grid: tuple[int, int], block: int, chunk: int = 64):
         self.forward, self.sampler, self.b, self.d, self.index, self.box = forward, sampler, b, d, index, box
+        self.chunk = max(1, int(chunk))  # rows built and run at a time: memory bounded by one chunk
         self.grid, self.block, self.hw = grid, block, (int(b.shape[-2]), int(b.shape[-1]))
         t, l, rh, rw = box
         x = (b + d).clamp(0, 1)
@@ -154,27 +155,35 @@ class _ImageRun:
         return change / self.scale if self.scale > 0 else torch.full_like(change, float("nan"))
 
     def background_rows(self, jobs: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
-        """ROI PSNR and removal change for do(block j := patch draw k), ``jobs`` = [(j, k), ...]."""
-        inputs, bgs = [], []
-        for j, k in jobs:
-            bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
-            b2 = self.b.clone()
-            b2[:, bt:bt + bh, bl:bl + bw] = self.sampler.patch(self.index, j, k, (bh, bw))
-            inputs.append((b2 + self.d).clamp(0, 1))
-            bgs.append(b2)
-        outs = self.forward(inputs, bgs)
-        return roi_psnr(outs, self.b, self.box), self.removal_change(outs, inputs)
+        """ROI PSNR and removal change for do(block j := patch draw k), ``jobs`` = [(j, k), ...]; the
+        intervened images are built ``chunk`` at a time (full-size images: thousands of rows)."""
+        psnr, change = [], []
+        for start in range(0, len(jobs), self.chunk):
+            inputs, bgs = [], []
+            for j, k in jobs[start:start + self.chunk]:
+                bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
+                b2 = self.b.clone()
+                b2[:, bt:bt + bh, bl:bl + bw] = self.sampler.patch(self.index, j, k, (bh, bw))
+                inputs.append((b2 + self.d).clamp(0, 1))
+                bgs.append(b2)
+            outs = self.forward(inputs, bgs)
+            psnr.append(roi_psnr(outs, self.b, self.box))
+            change.append(self.removal_change(outs, inputs))
+        return torch.cat(psnr), torch.cat(change)
 
     def rain_rows(self, nb: int) -> Tensor:
         """Removal change for do(rain in block j := 0), every block j."""
-        inputs = []
-        for j in range(nb):
-            bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
-            d2 = self.d.clone()
-            d2[:, bt:bt + bh, bl:bl + bw] = 0
-            inputs.append((self.b + d2).clamp(0, 1))
-        outs = self.forward(inputs, [self.b] * nb)
-        return self.removal_change(outs, inputs)
+        change = []
+        for start in range(0, nb, self.chunk):
+            inputs = []
+            for j in range(start, min(nb, start + self.chunk)):
+                bt, bl, bh, bw = _block_box(j, self.grid, self.block, self.hw)
+                d2 = self.d.clone()
+                d2[:, bt:bt + bh, bl:bl + bw] = 0
+                inputs.append((self.b + d2).clamp(0, 1))
+            outs = self.forward(inputs, [self.b] * len(inputs))
+            change.append(self.removal_change(outs, inputs))
+        return torch.cat(change)
 
 
 def causal_effect_maps(
@@ -241,7 +250,8 @@ def _maps(model, clean, layer, rois, block, sampler, coarse, fine, tol, internal
         return _run_rows(model, inputs, internal_batch_size, device).cpu()
 
     for i in range(n):
-        one = _ImageRun(forward, sampler, clean_c[i], layer_c[i], i, tuple(int(v) for v in rois[i]), grid, block)
+        one = _ImageRun(forward, sampler, clean_c[i], layer_c[i], i, tuple(int(v) for v in rois[i]), grid, block,
+                        internal_batch_size)
         psnr0[i] = one.psnr0
         for j in range(nb):
             bt, bl, bh, bw = _block_box(j, grid, block, (h, w))

@@ -201,6 +201,13 @@ class Activations(Probe):
         split_names = list(data.splits)
         per_split: list[dict[str, Any]] = []
         names: list[str] | None = None
+        from probe.probes.bounds import image_choice, images_per_forward
+
+        first = data.splits[split_names[0]]
+        self._batch, self._batch_why = images_per_forward(p["batch_size"], tuple(first.degraded.shape[-2:]))
+        sizes = [len(b) for b in data.splits.values()]
+        used = min(sizes) if p["n_images"] is None else min(p["n_images"], min(sizes))
+        self._images_text = image_choice(used, min(sizes), "n_images", p["n_images"])
         with evaluating(model):
             for s_index, split in enumerate(split_names):
                 out = self._split(model, data, split, s_index, layers)
@@ -228,8 +235,8 @@ class Activations(Probe):
             positions, image, label = torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(0)
         reducer = _StatsReducer(positions, image, float(p["zero_tol"]))
         stats: dict[str, _Stats] = {}
-        slices = even_batches(n, p["batch_size"])
-        for feats in iterate_features(model, images, layers, p["batch_size"], reducer=reducer, batches=slices):
+        slices = even_batches(n, self._batch)
+        for feats in iterate_features(model, images, layers, self._batch, reducer=reducer, batches=slices):
             for name, part in feats.items():
                 stats.setdefault(name, _Stats()).add(part)
         names = list(stats)
@@ -274,7 +281,7 @@ class Activations(Probe):
             return {"values": values, "inputs": inputs}
         change_sum = {c: dict.fromkeys(names, 0.0) for c in variants}
         base_sum = dict.fromkeys(names, 0.0)
-        for piece in even_batches(m, self.params["batch_size"]):
+        for piece in even_batches(m, self._batch):
             ref = next(iterate_features(model, ref_images[piece], layers, batch_size=m, reducer=_flat,
                                        to_cpu=False))  # stays on the model's device
             for name in names:
@@ -337,11 +344,12 @@ class Activations(Probe):
                     scalars["probe_accuracy"][si, li] = probe_accuracy(x, out["label"], out["image"])
         depth = ("layer", np.arange(n_l))
         base = {"split": split_names, "layer": names, "depth": depth}
-        attrs = {"zero_tol": float(p["zero_tol"]), "dead_tol": float(p["dead_tol"])}
+        bounds = {"images": self._images_text, **({"batch_bound": self._batch_why} if self._batch_why else {})}
+        attrs = {"zero_tol": float(p["zero_tol"]), "dead_tol": float(p["dead_tol"]), **bounds}
         for key, values in scalars.items():
             if key in ("fisher_ratio", "probe_accuracy") and not p["separability"]:
                 continue
-            extra = {"pixels_per_class": int(p["pixels_per_class"]), "seed": int(p["seed"])} \
+            extra = {"pixels_per_class": int(p["pixels_per_class"]), "seed": int(p["seed"]), **bounds} \
                 if key in ("fisher_ratio", "probe_accuracy") else attrs
             result.arrays[key] = xr.DataArray(values, dims=("split", "layer"), coords=base, attrs=extra, name=key)
         ccoords = {**base, "channel": np.arange(c_max), "n_channels": ("layer", np.array(n_channels))}

@@ -81,6 +81,7 @@ from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
 from probe.methods.windows import check_margin, check_windows, default_windows, full_window
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
+from probe.probes.bounds import image_choice, images_per_forward
 
 METHODS = ("ig", "lam", "saliency", "input_x_gradient", "smoothgrad")
 BASELINES = ("zero", "blur", "mean", "clean")
@@ -197,6 +198,11 @@ class Attribution(Probe):
         if first.degraded.dim() != 4:
             raise DataError(f"attribution: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
         c, h, w = first.degraded.shape[1:]
+        ibs = p["internal_batch_size"]
+        rows = ibs if ibs is not None else int(p["steps"]) * n
+        cap, batch_why = images_per_forward(rows, (int(h), int(w)))
+        self._ibs = ibs if batch_why is None else cap
+        self._faith_batch = images_per_forward(self._ibs or 64, (int(h), int(w)))[0]
         window_names = list(p["windows"]) if objective.uses_window else ["full"]
         with_components = p["components"] and p["method"] in COMPONENT_METHODS
 
@@ -263,7 +269,7 @@ class Attribution(Probe):
                     faith = objective_curves(model, objective, batch.degraded, ctx,
                                              torch.from_numpy(np.nan_to_num(amap)),
                                              points=fpoints, random_orders=p["faithfulness_random"],
-                                             seed=p["seed"], batch_size=p["internal_batch_size"] or 64,
+                                             seed=p["seed"], batch_size=self._faith_batch,
                                              crop=crop if result.info.get("crop_kind") == "receptive_field"
                                              else None)
                     curves[si, wi] = faith.curves
@@ -275,7 +281,10 @@ class Attribution(Probe):
         attrs = {"objective": objective.to_json(), "method": p["method"],
                  "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
                  "steps": int(p["steps"]), "baseline": p["baseline"],
-                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full"}
+                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full",
+                 "images": image_choice(n, min(len(b) for b in data.splits.values()), "n_images", p["n_images"]),
+                 **({"batch_bound": batch_why.replace("batch_size", "internal_batch_size (rows)")} if batch_why
+                    else {})}
         image_coord = np.arange(n)
         arrays = {
             "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),
@@ -384,12 +393,12 @@ class Attribution(Probe):
                 path, path_params = "blur", {"sigma": float(p["sigma"]), "kernel_size": p["kernel_size"]}
             res = path_integrated_gradients(fwd, inputs, baselines, path=path, path_params=path_params,
                                             steps=p["steps"], method=p["quadrature"],
-                                            internal_batch_size=p["internal_batch_size"], additional=extra,
+                                            internal_batch_size=self._ibs, additional=extra,
                                             crop=None if p["crop"] == "none" or not getattr(model, "croppable", True)
                                             else "auto")
         else:
             res = captum_attribute(method, fwd, inputs, additional=extra,
-                                   internal_batch_size=p["internal_batch_size"],
+                                   internal_batch_size=self._ibs,
                                    nt_samples=p["smoothgrad_samples"], stdev=float(p["smoothgrad_stdev"]),
                                    seed=p["seed"])
             res.info["path"] = None

@@ -162,10 +162,13 @@ class Probe:
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Run ``model`` over ``images`` ``(N, C, H, W)`` in batches without gradients, on the model's device;
-    the float32 output comes back on the device of ``images`` (so metrics run where the data lives)."""
+    the float32 output comes back on the device of ``images`` (so metrics run where the data lives).
+    ``batch_size`` is capped by the pixel bound of :func:`probe.probes.bounds.images_per_forward`."""
     from probe.device import model_device
+    from probe.probes.bounds import images_per_forward
 
     device = model_device(model)
+    batch_size = images_per_forward(batch_size, tuple(images.shape[-2:]))[0]
     outputs = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):

@@ -47,6 +47,7 @@ from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
 from probe.methods.faithfulness import check_params as check_faithfulness
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
+from probe.probes.bounds import image_choice, images_per_forward
 
 IMAGE_METRICS = ("roi_psnr", "effect_range", "positive_fraction", "negative_fraction", "zero_fraction",
                  "effect_reach", "background_dependence", "rain_dependence", "rain_share", "interventions",
@@ -105,10 +106,12 @@ class CEM(Probe):
         feed(model, data)
         splits = list(data.splits)
         n = min(p["n_images"], *(len(b) for b in data.splits.values()))
+        self._n_total = min(len(b) for b in data.splits.values())
         first = data.splits[splits[0]]
         if first.degraded.dim() != 4:
             raise DataError(f"cem: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
         h, w = first.degraded.shape[-2:]
+        self._ibs, self._batch_why = images_per_forward(p["internal_batch_size"], (int(h), int(w)))
         if p["roi"] > min(h, w) or p["block"] > min(h, w):
             raise ConfigError(f"cem: 'roi' ({p['roi']}) and 'block' ({p['block']}) must fit the {h}x{w} images")
         grid = block_grid((h, w), p["block"])
@@ -144,7 +147,7 @@ class CEM(Probe):
                     res = causal_effect_maps(
                         model, batch.clean, batch.layer, box, block=p["block"],
                         sampler=PatchSampler(sources, seed=p["seed"]), coarse=p["coarse"], fine=p["fine"],
-                        tol=float(p["tol"]), internal_batch_size=p["internal_batch_size"],
+                        tol=float(p["tol"]), internal_batch_size=self._ibs,
                         feed=lambda x, b: feed(model, x.to(device), b.to(device)))
                     info = {**res.info, "patch_source": source_name}
                     cem[si, wi], sd[si, wi] = res.effect.numpy(), res.effect_sd.numpy()
@@ -208,7 +211,7 @@ class CEM(Probe):
         faith = objective_curves(model, objective, batch.degraded.to(device),
                                  make_context(objective, window, (h, w), device=device), maps,
                                  points=p["faithfulness_points"], random_orders=p["faithfulness_random"],
-                                 seed=p["seed"], batch_size=p["internal_batch_size"])
+                                 seed=p["seed"], batch_size=self._ibs)
         curves[:] = faith.curves
         row[:, put["deletion_gain"]] = faith.deletion_gain
         row[:, put["insertion_gain"]] = faith.insertion_gain
@@ -219,6 +222,9 @@ class CEM(Probe):
 
         p = self.params
         attrs = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in info.items()}
+        attrs["images"] = image_choice(n, self._n_total, "n_images", p["n_images"])
+        if self._batch_why:
+            attrs["batch_bound"] = self._batch_why.replace("batch_size", "internal_batch_size")
         img = np.arange(n)
         grid_dims = ("split", "window", "image", "by", "bx")
         coords = {"split": splits, "window": names, "image": img}

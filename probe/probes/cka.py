@@ -167,7 +167,7 @@ class CKAProbe(Probe):
     def _extract(self, model: nn.Module, images: Tensor, layers: list[str]) -> Representations:
         p = self.params
         return extract_representations(model, images, layers, convention=p["convention"],
-                                       batch_size=p["batch_size"], pixels_per_image=p["pixels_per_image"],
+                                       batch_size=self._batch, pixels_per_image=p["pixels_per_image"],
                                        seed=p["seed"])
 
     def run(self, model: nn.Module, data: EvalData) -> ProbeResult:
@@ -179,6 +179,16 @@ class CKAProbe(Probe):
             feed(model, batch.layer, torch.zeros_like(batch.layer))
         result = ProbeResult()
         split_names = list(data.splits)
+        from probe.probes.bounds import image_choice, images_per_forward
+
+        hw = tuple(data.splits[split_names[0]].degraded.shape[-2:])
+        self._batch, why = images_per_forward(p["batch_size"], hw, MIN_SAMPLES)
+        if why and p["convention"] == "image":
+            why += "; for the 'image' convention this is the HSIC minibatch: a minibatch estimate (n_batches)"
+        sizes = [len(b) for b in data.splits.values()]
+        used = min(sizes) if p["n_images"] is None else min(p["n_images"], min(sizes))
+        bounds = {"images": image_choice(used, min(sizes), "n_images", p["n_images"]),
+                  **({"batch_bound": why} if why else {})}
         matrices, matrix_flags, align, align_flags, counts = [], [], [], [], []
         names: list[str] | None = None
         for split in split_names:
@@ -213,7 +223,7 @@ class CKAProbe(Probe):
         attrs = {"kernel": p["kernel"], "estimator": p["estimator"], "convention": p["convention"],
                  "threshold": float(p["threshold"]), "seed": int(p["seed"]),
                  "pixels_per_image": int(p["pixels_per_image"]), "batch_size": int(p["batch_size"]),
-                 "n_samples": [int(c[0]) for c in counts], "n_batches": [int(c[1]) for c in counts]}
+                 "n_samples": [int(c[0]) for c in counts], "n_batches": [int(c[1]) for c in counts], **bounds}
         depth = ("layer", np.arange(len(names)))
         coords = {"split": split_names, "layer_a": names, "layer_b": names}
         result.arrays["layer_cka"] = xr.DataArray(np.stack(matrices), dims=("split", "layer_a", "layer_b"),

@@ -210,8 +210,11 @@ class DDR(Probe):
         images, deg_labels, bg, draw = self.inputs(data)
         # an oracle anchor learns every background (indices on the backgrounds' own device)
         feed(model, images, data.clean[torch.as_tensor(bg, device=data.clean.device)])
+        from probe.probes.bounds import image_choice, images_per_forward
+
+        batch, why = images_per_forward(p["batch_size"], tuple(images.shape[-2:]))
         with evaluating(model):
-            feats = collect_features(model, images, layers, p["batch_size"], reducer=pool)
+            feats = collect_features(model, images, layers, batch, reducer=pool)
         names = list(feats)
         scores = np.full((len(names), len(LABELS), len(SCORES)), np.nan)
         embedding = np.zeros((len(names), len(deg_labels), 2))
@@ -235,7 +238,10 @@ class DDR(Probe):
                                       flag=None if finite else NONFINITE_FLAG)
         attrs = {"standardize": bool(p["standardize"]), "n_backgrounds": int(p["n_backgrounds"]),
                  "samples_per_pair": int(p["samples_per_pair"]), "seed": int(p["seed"]),
-                 "degradations": sorted(set(deg_labels), key=deg_labels.index)}
+                 "degradations": sorted(set(deg_labels), key=deg_labels.index),
+                 "images": image_choice(int(p["n_backgrounds"]), int(data.clean.shape[0]), "n_backgrounds",
+                                        p["n_backgrounds"]).replace(" per split", " (backgrounds)"),
+                 **({"batch_bound": why} if why else {})}
         depth = ("layer", np.arange(len(names)))
         result.arrays["cluster_scores"] = xr.DataArray(
             scores, dims=("layer", "label", "score"),

@@ -1,0 +1,86 @@
+"""Bounds that keep probes in bounded memory on full-size test images (481 × 321 Rain100L/H, 1024² …).
+
+Two rules, both recorded where they apply (never silently):
+
+* **Pixels per forward pass.** A probe's ``batch_size`` counts images, so on full-size images one forward pass
+  of 16–32 images would hold 16–32 full feature maps per layer. :func:`images_per_forward` caps a batch at
+  ``max(1, FORWARD_PIXELS // (H·W))`` images (``PROBE_FORWARD_PIXELS`` overrides the default of 2²⁰ pixels:
+  64 images of 128², 6 of 481 × 321); the same cap applies to the rows (example × path step) per
+  forward/backward of ``attribution`` and the perturbed copies per forward of ``cem``
+  (``internal_batch_size``; cem also builds its copies one chunk at a time), and to ``predict``
+  (generalization, decomposition). Default-size evaluation sets (128² patches, batches ≤ 32) are below the
+  bound, so their results are unchanged. Where the bound lowers a batch, the probe's arrays carry
+  ``batch_bound`` (text) in their attrs. For CKA's ``"image"`` convention the batch is also the HSIC minibatch,
+  so the bound changes the estimate (a minibatch estimate, ``n_batches`` in its attrs) — the text says so.
+* **Images per expensive probe.** ``attribution``, ``cem``, ``activations``, ``cka`` and ``ddr`` use the first
+  ``n_images`` (``n_backgrounds`` for ddr) images of each split, in the evaluation set's order (for folders:
+  natural sorted order of the pairs, listed in the eval info); :func:`image_choice` is the sentence stored as
+  ``images`` in their attrs and printed by ``probe measure`` in the load summary (:func:`plan_lines`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from probe.errors import ConfigError
+
+#: Default bound on the pixels of one forward pass (images × H × W).
+FORWARD_PIXELS = 1 << 20
+
+#: The image-count parameter of each expensive probe.
+IMAGE_PARAMS = {"attribution": "n_images", "cem": "n_images", "activations": "n_images", "cka": "n_images",
+                "ddr": "n_backgrounds"}
+
+
+def forward_pixels() -> int:
+    """The bound in pixels: ``PROBE_FORWARD_PIXELS`` if set (a positive integer), else :data:`FORWARD_PIXELS`.
+    Raises :class:`ConfigError` for a malformed value."""
+    text = os.environ.get("PROBE_FORWARD_PIXELS", "").strip()
+    if not text:
+        return FORWARD_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"PROBE_FORWARD_PIXELS={text!r}: expected a positive integer (pixels per forward pass)")
+    return int(text)
+
+
+def images_per_forward(batch_size: int, hw: tuple[int, int], minimum: int = 1) -> tuple[int, str | None]:
+    """(images per forward pass, the reason text or None when ``batch_size`` is kept) for images of ``hw``
+    = (H, W) pixels: ``min(batch_size, max(minimum, bound // (H·W)))``."""
+    bound = forward_pixels()
+    pixels = int(hw[0]) * int(hw[1])
+    allowed = max(int(minimum), bound // max(1, pixels))
+    if batch_size <= allowed:
+        return int(batch_size), None
+    return allowed, (f"batch_size {batch_size} lowered to {allowed} images of {hw[0]}x{hw[1]} per forward pass "
+                     f"(bound {bound} pixels, PROBE_FORWARD_PIXELS)")
+
+
+def image_choice(n_used: int, n_total: int, param: str, value: Any) -> str:
+    """The sentence saying which images a probe used: ``"first 4 of 10 images per split (n_images=4)"``."""
+    if n_used >= n_total:
+        return f"all {n_total} images per split ({param}={value})"
+    return f"first {n_used} of {n_total} images per split ({param}={value}; natural order of the eval set)"
+
+
+def plan_lines(probes: Mapping[str, Any], n_images: int, hw: tuple[int, int]) -> list[str]:
+    """Load-summary lines for ``probes`` (``{name: probe instance}``) on an evaluation set of ``n_images``
+    images per split (smallest split) of ``hw`` pixels: which images each expensive probe uses, and the
+    forward-pass bound where it lowers a batch."""
+    lines = []
+    for name, probe in probes.items():
+        params = getattr(probe, "params", {}) or {}
+        key = IMAGE_PARAMS.get(name)
+        if key is not None and key in params:
+            value = params[key]
+            used = n_images if value is None else min(int(value), n_images)
+            lines.append(f"{name}: {image_choice(used, n_images, key, value)}")
+        for batch_key in ("batch_size", "internal_batch_size"):
+            if isinstance(params.get(batch_key), int) and not isinstance(params[batch_key], bool):
+                _, why = images_per_forward(params[batch_key], hw, 4 if name == "cka" else 1)
+                if why and name == "cka" and params.get("convention") == "image":
+                    why += "; the HSIC minibatch: a minibatch estimate"
+                if why:
+                    lines.append(f"{name}: {why.replace('batch_size', batch_key, 1)}")
+    return lines
