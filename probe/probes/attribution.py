@@ -81,7 +81,7 @@ from probe.methods.paths import QUADRATURES, blur_rows, gaussian_kernel
 from probe.methods.windows import check_margin, check_windows, default_windows, full_window
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.bounds import image_choice, images_per_forward
+from probe.probes.bounds import attribution_batches, bound_attrs, image_choice
 
 METHODS = ("ig", "lam", "saliency", "input_x_gradient", "smoothgrad")
 BASELINES = ("zero", "blur", "mean", "clean")
@@ -190,19 +190,15 @@ class Attribution(Probe):
             raise DataError("attribution: the evaluation data has no splits")
         objective = make_objective(p["objective"], **p["objective_params"])
         feed(model, data)  # an oracle anchor needs the clean backgrounds
-        params = list(model.parameters())
-        device = params[0].device if params else torch.device("cpu")
+        device = next(iter(model.parameters()), torch.empty(0)).device
         splits = list(data.splits)
         n = min(p["n_images"], *(len(b) for b in data.splits.values()))
         first = data.splits[splits[0]]
         if first.degraded.dim() != 4:
             raise DataError(f"attribution: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
         c, h, w = first.degraded.shape[1:]
-        ibs = p["internal_batch_size"]
-        rows = ibs if ibs is not None else int(p["steps"]) * n
-        cap, batch_why = images_per_forward(rows, (int(h), int(w)))
-        self._ibs = ibs if batch_why is None else cap
-        self._faith_batch = images_per_forward(self._ibs or 64, (int(h), int(w)))[0]
+        self._ibs, self._faith_batch, batch_why = attribution_batches(p["internal_batch_size"], int(p["steps"]) * n,
+                                                                      (int(h), int(w)))
         window_names = list(p["windows"]) if objective.uses_window else ["full"]
         with_components = p["components"] and p["method"] in COMPONENT_METHODS
 
@@ -278,13 +274,10 @@ class Attribution(Probe):
         finally:
             model.train(was_training)
 
-        attrs = {"objective": objective.to_json(), "method": p["method"],
-                 "path": json.dumps(path_desc.get("path")), "quadrature": str(path_desc.get("quadrature")),
-                 "steps": int(p["steps"]), "baseline": p["baseline"],
-                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full",
-                 "images": image_choice(n, min(len(b) for b in data.splits.values()), "n_images", p["n_images"]),
-                 **({"batch_bound": batch_why.replace("batch_size", "internal_batch_size (rows)")} if batch_why
-                    else {})}
+        attrs = {"objective": objective.to_json(), "method": p["method"], "path": json.dumps(path_desc.get("path")),
+                 "quadrature": str(path_desc.get("quadrature")), "steps": int(p["steps"]), "baseline": p["baseline"],
+                 "crop": "; ".join(dict.fromkeys(crop_kinds)) or "full", **bound_attrs(
+                     image_choice(n, min(len(b) for b in data.splits.values()), "n_images", p["n_images"]), batch_why)}
         image_coord = np.arange(n)
         arrays = {
             "attribution": xr.DataArray(maps, dims=("split", "window", "image", "y", "x"),

@@ -57,6 +57,24 @@ def images_per_forward(batch_size: int, hw: tuple[int, int], minimum: int = 1) -
                      f"(bound {bound} pixels, PROBE_FORWARD_PIXELS)")
 
 
+def attribution_batches(internal_batch_size: int | None, rows: int, hw: tuple[int, int]
+                        ) -> tuple[int | None, int, str | None]:
+    """(rows per attribution forward — ``internal_batch_size`` kept, None kept as None, or lowered to the bound —,
+    images per faithfulness forward, the reason text or None) for ``rows`` path rows of ``hw`` images."""
+    cap, why = images_per_forward(internal_batch_size if internal_batch_size is not None else rows, hw)
+    ibs = internal_batch_size if why is None else cap
+    return ibs, images_per_forward(ibs or 64, hw)[0], why
+
+
+def bound_attrs(images: str, batch_why: str | None) -> dict[str, str]:
+    """The entry attrs of an attribution result: ``images`` (which were used) and, where the bound lowered the
+    rows per forward, ``batch_bound`` (why)."""
+    out = {"images": images}
+    if batch_why:
+        out["batch_bound"] = batch_why.replace("batch_size", "internal_batch_size (rows)")
+    return out
+
+
 def image_choice(n_used: int, n_total: int, param: str, value: Any) -> str:
     """The sentence saying which images a probe used: ``"first 4 of 10 images per split (n_images=4)"``."""
     if n_used >= n_total:
