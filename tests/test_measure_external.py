@@ -95,7 +95,8 @@ def test_cli_arch_checkpoint_and_pairs_to_a_report_beside_the_grid(study, capsys
     assert "loaded 10/10 tensors" in out and "(params_ema)" in out and "prefix 'module.' removed" in out
     assert main(["measure", str(study / "net_g_10.pth"), "--arch", ARCH, "--arch-kwargs", '{"width": 8}',
                  "--name", "MultiStage on real pairs", "--eval-folder", f"id={study / 'test_a'}",
-                 "--eval-folder", f"ood={study / 'test_b'}", "--eval-patch", "32", "--out", str(store), "-q"]) == 0
+                 "--eval-folder", f"ood={study / 'test_b'}", "--eval-patch", "32", "--out", str(store), "-q",
+                 "--codebase-metrics", "crop_border=2,test_y_channel=true"]) == 0
     frame = read_metrics(store)
     synthetic = frame[frame["model_id"] == "net_g_10"]
     grid = frame[frame["model_id"].str.startswith("n_backgrounds")]
@@ -104,10 +105,13 @@ def test_cli_arch_checkpoint_and_pairs_to_a_report_beside_the_grid(study, capsys
     assert set(synthetic["eval"]) == set(grid["eval"])
     real = frame[frame["model_id"] == "MultiStage_on_real_pairs"]
     assert json.loads(real["eval"].iloc[0])["splits"]["ood"]["n_images"] == 2
+    assert set(real[real["metric"] == "psnr_codebase"]["split"]) == {"id", "ood"}  # beside probe's own PSNR
+    assert "psnr_codebase" not in set(synthetic["metric"])  # only where the user's conventions were given
     assert main(["report", str(rep), "-q"]) == 0
     html = (rep / "report.html").read_text()
     assert "section failed" not in html
     assert "Your networks beside the grid" in html and "MultiStage on real pairs" in html
+    assert "psnr_codebase" in html
     table = (rep / "external_models.csv").read_text()
     assert "net_g_10" in table and "resnet (grid, n_backgrounds=1)" in table and "real pairs" in table
     overview = (rep / "family_overview.csv").read_text()
@@ -201,6 +205,15 @@ def test_single_checkpoint_errors_are_one_line_exit_2(study, capsys):
     assert main(["measure", str(study / "net_g_10.pth"), "--arch", ARCH, "--eval-folder",
                  f"id={study / 'nofolder'}", "--out", str(study / "x" / "r.h5")]) == 2
     assert "nofolder: no such folder" in capsys.readouterr().err
+    for bad, said in (("crop_border=-2", "crop_border = '-2' must be an integer"),
+                      ("test_y_channel=maybe", "test_y_channel = 'maybe' must be true or false"),
+                      ("border=2", "'border=2' is not crop_border=N")):
+        assert main(["measure", str(study / "net_g_10.pth"), "--arch", ARCH, "--eval-folder",
+                     f"id={study / 'test_a'}", "--codebase-metrics", bad, "--out", str(study / "x" / "r.h5")]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["measure", str(study / "net_g_10.pth"), "--arch", ARCH, "--codebase-metrics", "crop_border=1",
+                 "--out", str(study / "x" / "r.h5")]) == 2
+    assert "--codebase-metrics applies to --eval-folder splits" in capsys.readouterr().err
 
 
 def test_probe_layers_lists_modules_in_forward_order(study, capsys):

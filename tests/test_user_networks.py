@@ -277,6 +277,22 @@ def test_basicsr_options_read_without_basicsr_and_measured_from_the_cli(tmp_path
     assert set(df["split"]) >= {"Rain100L"} and df["model_name"].iloc[0] == "TinyDerain_Rain100L"
     assert json.loads(df["basicsr_metrics"].iloc[0])["psnr"]["crop_border"] == 4
     assert (out.parent / "basicsr_pairs/Rain100L.csv").read_text().count("\n") == 4
+    # the code base's own PSNR (crop 4, Y channel, 8-bit) beside probe's, the same as computing it directly
+    assert "scored with the code base's own metrics (psnr: crop_border=4, test_y_channel=True)" in text.out
+    from PIL import Image
+
+    from probe.codebase_metrics import codebase_scores
+
+    def load(sub):
+        return torch.stack([torch.from_numpy(np.array(Image.open(repo / f"datasets/test/Rain100L/{sub}/{i}.png")))
+                            .permute(2, 0, 1).float() / 255 for i in range(3)])
+
+    with torch.no_grad():
+        expected = codebase_scores(ref(load("input")).clamp(0, 1), load("target"), 4, True)[0].mean().item()
+    row = df[(df["metric"] == "psnr_codebase") & (df["split"] == "Rain100L")]
+    assert len(row) == 1 and row["value"].iloc[0] == pytest.approx(expected, abs=1e-6)
+    rgb = df[(df["metric"] == "psnr") & (df["split"] == "Rain100L")]["value"].iloc[0]
+    assert abs(rgb - expected) > 0.01  # a different measurement, not a copy
 
 
 def test_basicsr_options_errors_name_the_file_and_key(tmp_path):

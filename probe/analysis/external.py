@@ -13,7 +13,8 @@ import pandas as pd
 from probe.analysis.sources import REAL, with_source
 
 METRICS = [("decomposition", "removal_ratio"), ("decomposition", "mse_rain"), ("decomposition", "mse_bg"),
-           ("decomposition", "psnr_bg_region"), ("generalization", "psnr"), ("generalization", "psnr_gain")]
+           ("decomposition", "psnr_bg_region"), ("generalization", "psnr"), ("generalization", "psnr_gain"),
+           ("generalization", "psnr_codebase"), ("generalization", "ssim_codebase")]
 KEYS = ["model", "kind", "source", "evaluation", "split"]
 
 
@@ -89,7 +90,8 @@ def external_table(metrics: pd.DataFrame, columns: list[tuple[str, str]] | None 
 
 #: Model-info columns that say what probe chose or saw when it loaded an external network.
 CHOICE_COLUMNS = [("output", "measured output (and why)"), ("deterministic", "deterministic"),
-                  ("inplace", "changes its input in place"), ("conventions", "conventions")]
+                  ("inplace", "changes its input in place"), ("conventions", "conventions"),
+                  ("basicsr_metrics", "its code base's metrics (val.metrics)")]
 
 
 def external_choices(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -67,6 +67,11 @@ def run_cli(args: argparse.Namespace) -> int:
         from probe.probes.evalfolders import parse_layout_args
 
         external["eval_layout"] = parse_layout_args(args.eval_layout, external.get("eval_folders") or {})
+    if getattr(args, "codebase_metrics", None):
+        if not external.get("eval_folders"):
+            raise ConfigError("--codebase-metrics applies to --eval-folder splits (or --options test sets); "
+                              "none given")
+        external["metric_conventions"] = parse_codebase_metrics(args.codebase_metrics)
     if args.eval_patch is not None:
         external["eval_patch"] = args.eval_patch  # 0: whole images
     if args.skip_broken:
@@ -129,12 +134,46 @@ def basicsr_external(args: argparse.Namespace, external: dict[str, Any]) -> str:
         args.out = str(out)
     external["extra_info"] = {"basicsr_options": str(Path(args.options).resolve()),
                               "basicsr_metrics": json.dumps(opts.conventions(), sort_keys=True)}
-    if opts.metrics:
-        shown = ", ".join(f"{k}: crop_border={v['crop_border']}, test_y_channel={v['test_y_channel']}"
-                          for k, v in opts.metrics.items())
-        print(f"{args.options}: the code base's metric conventions ({shown}) are recorded with the model; "
-              "probe's own metrics are RGB, uncropped")
+    if opts.test_sets and args.eval_patch is None and not args.eval_folder:
+        external["eval_patch"] = 0
+        print(f"{args.options}: its test sets are measured on whole images, as BasicSR tests "
+              "(--eval-patch N for centre crops)")
+    if opts.metrics and opts.test_sets and not args.eval_folder:
+        from probe.codebase_metrics import metric_conventions
+
+        external["metric_conventions"] = opts.conventions()
+        shown = ", ".join(f"{k}: crop_border={c}, test_y_channel={y}"
+                          for k, (c, y) in metric_conventions(opts.conventions()).items())
+        print(f"{args.options}: its test sets are also scored with the code base's own metrics ({shown}) as "
+              "psnr_codebase / ssim_codebase, beside probe's RGB, uncropped PSNR / SSIM")
+    elif opts.metrics:
+        print(f"{args.options}: the code base's metric conventions are recorded with the model; they are "
+              "computed on its own test sets only (none used here)")
     return weights
+
+
+def parse_codebase_metrics(text: str) -> dict[str, Any]:
+    """``"crop_border=4,test_y_channel=true"`` → the ``val.metrics`` form for PSNR and SSIM; one
+    :class:`ConfigError` line for anything else."""
+    from probe.codebase_metrics import check_conventions
+
+    values: dict[str, Any] = {"crop_border": 0, "test_y_channel": False}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in values:
+            raise ConfigError(f"--codebase-metrics {text!r}: {part!r} is not crop_border=N or test_y_channel=BOOL")
+        value = value.strip().lower()
+        if key == "crop_border":
+            if not value.isdigit():
+                raise ConfigError(f"--codebase-metrics: crop_border = {value!r} must be an integer >= 0")
+            values[key] = int(value)
+        elif value in {"true", "1", "yes", "false", "0", "no"}:
+            values[key] = value in {"true", "1", "yes"}
+        else:
+            raise ConfigError(f"--codebase-metrics: test_y_channel = {value!r} must be true or false")
+    check_conventions(values["crop_border"], values["test_y_channel"])
+    return {m: {"type": f"calculate_{m}", **values} for m in ("psnr", "ssim")}
 
 
 def json_object(text: str | None) -> dict[str, Any] | None:

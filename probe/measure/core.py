@@ -113,10 +113,11 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     ``size``, ``name``, ``strict``, ``allow_missing``, ``dtype``, the conventions (``output``, ``output_is``,
     ``input_range``, ``pad_multiple``, ``pad_mode``, ``tile``, ``tile_overlap``, ``layers``) and the evaluation
     (``eval_folders`` = ``{split: folder}``, ``eval_patch``, ``skip_broken``, ``eval_layout`` = ``{split:
-    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md). Without ``eval_folders`` an
-    external network is measured on every evaluation set of the study already in ``out``'s folder
-    (``study.json``; one per background source), else of the bundled default study — the same images as the
-    grid's models.
+    layout}`` for folders whose layout names cannot reveal, docs/test-sets.md; ``metric_conventions``: a code
+    base's ``val.metrics``, scored beside probe's own on those folders, :mod:`probe.codebase_metrics`).
+    Without ``eval_folders`` an external network is measured on every evaluation set of the study already in
+    ``out``'s folder (``study.json``; one per background source), else of the bundled default study — the same
+    images as the grid's models.
 
     ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
     Study probes (``shortcut``, ``cka_models`` brought along by ``cka``) run after the per-model probes.

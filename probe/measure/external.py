@@ -69,6 +69,7 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
                    eval_folders: dict[str, str] | None = None, eval_patch: int | None = None,
                    skip_broken: bool = False, eval_layout: dict[str, str] | str | None = None,
                    weights_key: str | None = None, extra_info: dict[str, str] | None = None,
+                   metric_conventions: dict[str, Any] | None = None,
                    **conventions: Any) -> tuple[Any, list[dict[str, Any]], Any]:
     """(the entry, the study's run configs, the study record or None) for one checkpoint or card. A single
     network that does not load raises (one line, exit 2)."""
@@ -101,7 +102,9 @@ def external_entry(path: Path, kind: str, out: Path, splits: list[str] | None, d
 
         patch = DEFAULT_FOLDER_PATCH if eval_patch is None else (eval_patch or None)
         evals = [eval_data_from_folders(eval_folders, patch=patch, on_error="skip" if skip_broken else "raise",
-                                        layouts=eval_layout or getattr(card, "eval_layout", None)).select(splits)]
+                                        layouts=eval_layout or getattr(card, "eval_layout", None),
+                                        metric_conventions=metric_conventions,
+                                        conventions_from=(extra_info or {}).get("basicsr_options")).select(splits)]
     else:
         evals = study_eval_sets(configs, splits)
     report = getattr(model, "load_report", None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from probe.errors import ConfigError
 from probe.probes.base import EvalData
@@ -65,8 +66,14 @@ def parse_layout_args(values: list[str] | None, splits: Mapping[str, str] | None
 
 def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None = 128,
                            threshold: float | None = None, n_images: int | None = None,
-                           on_error: str = "raise", layouts: Mapping[str, str] | str | None = None) -> EvalData:
+                           on_error: str = "raise", layouts: Mapping[str, str] | str | None = None,
+                           metric_conventions: Mapping[str, Any] | None = None,
+                           conventions_from: str | None = None) -> EvalData:
     """An :class:`EvalData` with one split per folder of pairs (``{split name: folder}``).
+
+    ``metric_conventions``: a code base's ``val.metrics`` (BasicSR option file; ``conventions_from`` names it),
+    kept in the set's description so the ``generalization`` probe also scores it that way
+    (:mod:`probe.codebase_metrics`).
 
     ``layouts``: ``{split: layout}`` (or one layout for every split) for folders whose layout names cannot
     reveal (``side_by_side``, ``side_by_side:clean_left``, ``sorted``, …); other splits are detected.
@@ -96,6 +103,12 @@ def eval_data_from_folders(folders: Mapping[str, str | Path], patch: int | None 
         for n in infos:
             infos[n]["cropped_to"] = [h, w]
     info = {"source": "paired_folders", "patch": patch, "splits": infos}
+    if metric_conventions:
+        from probe.codebase_metrics import metric_conventions as check
+
+        check(dict(metric_conventions))  # bad values fail here, before any model is measured
+        info["metric_conventions"] = {str(k): dict(v) for k, v in metric_conventions.items()}
+        info["metric_conventions_from"] = str(conventions_from or "")
     return EvalData(splits=splits, degradations={n: None for n in splits}, alt_clean=None, info=info, seed=0)
 
 

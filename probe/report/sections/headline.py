@@ -158,7 +158,10 @@ def headline(ctx: ReportContext) -> Section | None:
                             "training backgrounds per family. "
                             "removal_ratio: fraction of the degradation removed where it was (1 = all). "
                             "evaluation: synthetic = the study's splits (the grid's images); real pairs = "
-                            "--eval-folder folders. Compare rows of the same source only."))
+                            "--eval-folder folders. Compare rows of the same source only. "
+                            "psnr_codebase / ssim_codebase (test sets of a BasicSR option file): PSNR / SSIM as "
+                            "that code base computes them (8-bit, crop_border, Y channel: its val.metrics) — the "
+                            "numbers to compare with its paper."))
     from probe.analysis.external import external_choices
 
     choices = external_choices(ctx.metrics)
