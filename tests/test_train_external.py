@@ -84,3 +84,24 @@ def test_a_grid_of_a_user_architecture_runs_measures_and_reports_as_its_own_fami
     assert set(frame["family"]) == {"KwargsOnly"} and set(frame["n_backgrounds"]) == {1, 2}
     assert "section failed" not in build_report(store.parent).read_text()
 
+
+
+def test_a_network_with_several_image_outputs_is_refused_until_output_names_one(tmp_path):
+    """An untrained multi-stage network cannot show which output is the image: training refuses in one line
+    instead of training whichever comes first; with `output` it trains that one."""
+    import pytest
+
+    from probe.errors import ConfigError
+    from probe.train.config import TrainConfig
+
+    spec = StudySpec.from_toml(_spec(tmp_path))
+    raw = spec.config_for(spec.cells()[0]).to_dict()
+    raw["model"]["kwargs"].update(arch=f"{ARCHS / 'nets.py'}:MultiStage", arch_kwargs={"width": 4})
+    with pytest.raises(ConfigError, match=r"MultiStage: its forward returns .*2 image-shaped outputs \(0, 1\).*"
+                                          r"set output = \"PATH\" in the spec's \[model\] table"):
+        train(TrainConfig.from_dict(raw), tmp_path / "refused")
+    assert not (tmp_path / "refused" / "model.safetensors").exists()
+    raw["model"]["kwargs"]["output"] = 0
+    record = train(TrainConfig.from_dict(raw), tmp_path / "run")
+    assert record["status"] == "done"
+    assert load_model(tmp_path / "run")._probe_conv.output == 0

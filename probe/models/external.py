@@ -307,3 +307,32 @@ def external_model_kwargs(model: dict[str, Any], kwargs: dict[str, Any], source:
     if kwargs:
         out["arch_kwargs"] = {**dict(out.get("arch_kwargs") or {}), **kwargs}
     return out
+
+
+def check_trainable_output(net: nn.Module, patch: int) -> None:
+    """Before a user architecture is trained (a grid cell of family ``external``): when no ``output`` is given
+    and its forward returns several image-shaped tensors (stages, a layer and an image, …), an untrained network
+    cannot show which one is the restored image, and the loss would train whichever comes first — so refuse in
+    one :class:`~probe.errors.ConfigError` line listing them. One forward on a 1 × 3 × ``patch`` × ``patch``
+    batch in eval mode, without gradients (batch-norm statistics and the global RNG are untouched)."""
+    from probe.models.output_paths import describe, image_candidates, path_text
+
+    conv = net.__dict__.get("_probe_conv")
+    if conv is None or conv.output is not None:
+        return
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    x = torch.rand(1, 3, patch, patch, generator=torch.Generator().manual_seed(0)).to(device)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            raw = net._probe_call(net._probe_prepare(x))
+    finally:
+        net.train(was_training)
+    found = image_candidates(raw, 1, patch, patch)
+    if len(found) > 1:
+        paths = ", ".join(path_text(p) for p, _ in found)
+        example = path_text(found[-1][0])
+        raise ConfigError(f"{type(net).__name__}: its forward returns {describe(raw)}, {len(found)} image-shaped "
+                          f"outputs ({paths}); an untrained network cannot show which is the restored image: set "
+                          f"output = \"PATH\" in the spec's [model] table (e.g. output = \"{example}\")")

@@ -114,6 +114,10 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, out: str | Path | N
 
     torch.manual_seed(config.seed)
     model = build(config.model.family, config.model.size, **config.model.kwargs).to(dev)
+    if config.model.family == "external":  # several image outputs and no `output`: refuse, never pick one
+        from probe.models.external import check_trainable_output
+
+        check_trainable_output(model, config.data.patch)
     ema = copy.deepcopy(model).eval() if config.train.ema > 0 else None
     for p in ema.parameters() if ema is not None else []:
         p.requires_grad_(False)
