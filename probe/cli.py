@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-layout", action="append", default=[], metavar="NAME=LAYOUT",
                    help="layout of --eval-folder NAME where names cannot reveal it: side_by_side (rainy left, "
                         "as Rain1200), side_by_side:clean_left (as Rain800), sorted; default: detected")
+    p.add_argument("--probe-params", default=None, metavar="JSON",
+                   help="probe parameters over the study's, e.g. '{\"cem\": {\"context\": null}}' (whole "
+                        "images), '{\"attribution\": {\"n_images\": 8}}' (docs/probes.md)")
     p.add_argument("--codebase-metrics", default=None, metavar="crop_border=N,test_y_channel=BOOL",
                    help="also score --eval-folder splits the way your code base does (8-bit, crop_border px "
                         "cut from each edge, Y channel): psnr_codebase / ssim_codebase beside probe's own")

@@ -122,3 +122,65 @@ def test_measure_prints_and_stores_the_choice(tmp_path, monkeypatch):
     assert "generalization: batch_size 16 lowered to 4" in text
     arr = read_array(out, summary["model_id"], "cka", "layer_cka")
     assert arr.attrs["images"].startswith("all 6") and "minibatch estimate" in arr.attrs["batch_bound"]
+
+
+def test_cem_maps_large_images_on_a_crop_around_the_roi(tmp_path, net):
+    """cem's context bound: images larger than `context` are mapped on a crop centred on the ROI, recorded;
+    for a local network the ROI's restoration is the same as on the whole image; small images are whole."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "big"
+    (root / "rain").mkdir(parents=True)
+    (root / "norain").mkdir(parents=True)
+    for i in range(2):
+        clean = (rng.random((64, 96, 3)) * 160).astype(np.uint8)
+        rain = clean.copy()
+        rain[:, 20 + 30 * i] = 250
+        Image.fromarray(rain).save(root / "rain" / f"rain-{i}.png")
+        Image.fromarray(clean).save(root / "norain" / f"norain-{i}.png")
+    data = eval_data_from_folders({"test": root}, patch=None)
+    params = {"n_images": 2, "block": 8, "roi": 8, "faithfulness": False}
+    whole = PROBES.get("cem")(**params, context=None).run(net, data)
+    crop = PROBES.get("cem")(**params, context=32).run(net, data)
+    assert whole.arrays["cem"].shape[-2:] == (8, 12) and crop.arrays["cem"].shape[-2:] == (4, 4)
+    assert "context" not in whole.arrays["cem"].attrs
+    assert crop.arrays["cem"].attrs["context"].startswith("32x32 crop centred on the ROI of each 64x96 image")
+    ctx = crop.arrays["context_box"].values.reshape(-1, 4)
+    win = crop.arrays["window_box"].values.reshape(-1, 4)
+    full = whole.arrays["window_box"].values.reshape(-1, 4)
+    assert (ctx[:, 2:] == 32).all() and (ctx[:, 0] >= 0).all() and (ctx[:, 0] + 32 <= 64).all()
+    assert (ctx[:, 1] + 32 <= 96).all()
+    np.testing.assert_array_equal(win[:, :2] + ctx[:, :2], full[:, :2])  # the same ROI, in crop coordinates
+    # three 3x3 convolutions see 3 px: the ROI (>= 3 px inside the crop) is restored exactly as on the whole image
+    get = {m: k for k, m in enumerate(whole.arrays["image_metrics"].coords["metric"].values)}
+    np.testing.assert_allclose(crop.arrays["image_metrics"].values[..., get["roi_psnr"]],
+                               whole.arrays["image_metrics"].values[..., get["roi_psnr"]], rtol=1e-5)
+    assert np.nanmax(crop.arrays["image_metrics"].values[..., get["effect_reach"]]) <= 32
+    small = eval_data_from_folders({"test": _pairs(tmp_path / "small", 2)}, patch=None)  # 24 x 32 <= 128
+    default = PROBES.get("cem")(**params).run(net, small)
+    np.testing.assert_array_equal(default.arrays["cem"].values,
+                                  PROBES.get("cem")(**params, context=None).run(net, small).arrays["cem"].values)
+    with pytest.raises(ConfigError, match="context"):
+        PROBES.get("cem")(context=0)
+
+
+def test_probe_params_from_the_cli_reach_the_probe_and_bad_ones_are_one_line(tmp_path, capsys):
+    from probe.cli import main
+
+    arch, tiny = _arch(tmp_path)
+    ckpt = tmp_path / "net_g.pth"
+    torch.save({"params": tiny.state_dict()}, ckpt)
+    pairs = _pairs(tmp_path / "pairs", 2)
+    out = tmp_path / "reports" / "results.h5"
+    base = ["measure", str(ckpt), "--arch", arch, "--arch-kwargs", '{"width": 4}', "--eval-folder",
+            f"test={pairs}", "--eval-patch", "0", "--out", str(out), "-q", "--probes", "cem"]
+    assert main([*base, "--probe-params", '{"cem": {"context": 16, "n_images": 1, "block": 4, "roi": 4, '
+                 '"faithfulness": false}}']) == 0
+    assert "cem: maps on a 16x16 crop centred on the ROI of each 24x32 image (context=16)" in capsys.readouterr().out
+    arr = read_array(out, "net_g", "cem", "cem")
+    assert arr.shape[-2:] == (4, 4) and arr.attrs["context"].startswith("16x16 crop")
+    for bad, said in (('{"cem": {"context": 0}}', "cem: 'context' must be an integer >= 1"),
+                      ('{"nope": {}}', "'nope': no such probe"),
+                      ('{"cem": 3}', "must be {probe: {parameter: value}}"),
+                      ("{cem", "--probe-params: not valid JSON")):
+        assert main([*base, "--probe-params", bad]) == 2
+        assert said in capsys.readouterr().err

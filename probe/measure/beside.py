@@ -61,6 +61,7 @@ def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None 
 
     grid = resolve_grid(beside)
     out = Path(out) if out is not None else Path("reports") / f"beside_{grid.name}" / "results.h5"
-    common = {"probes": probes, "out": out, "device": device, "splits": splits, "force": force}
+    common = {"probes": probes, "out": out, "device": device, "splits": splits, "force": force,
+              "probe_params": external.pop("probe_params", None)}  # the same parameters for both: like for like
     grid_summary = measure(grid, **common)
     return grid_summary, measure(path, **common, **external)

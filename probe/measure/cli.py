@@ -67,6 +67,12 @@ def run_cli(args: argparse.Namespace) -> int:
         from probe.probes.evalfolders import parse_layout_args
 
         external["eval_layout"] = parse_layout_args(args.eval_layout, external.get("eval_folders") or {})
+    if getattr(args, "probe_params", None):
+        try:
+            external["probe_params"] = json.loads(args.probe_params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--probe-params: not valid JSON ({exc.msg} at character {exc.pos}); "
+                              'expected e.g. \'{"cem": {"context": null}}\'') from None
     if getattr(args, "codebase_metrics", None):
         if not external.get("eval_folders"):
             raise ConfigError("--codebase-metrics applies to --eval-folder splits (or --options test sets); "

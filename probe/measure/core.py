@@ -44,7 +44,8 @@ def _kind(path: Path) -> str:
 
 
 def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
-                 out: str | Path | None = None, device: str = "cpu", anchors: Any = None, **external: Any
+                 out: str | Path | None = None, device: str = "cpu", anchors: Any = None,
+                 probe_params: dict[str, dict[str, Any]] | None = None, **external: Any
                  ) -> tuple[Plan, Path, dict[str, Any]]:
     """(the plan, the store path, summary fields) of ``measure(path, ...)`` — nothing is measured. Raises
     :class:`ConfigError` / :class:`DataError` for bad input (before any work)."""
@@ -90,6 +91,7 @@ def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list
             from probe.probes.evalfolders import summary_lines
 
             fields["eval_data"] = summary_lines(entry.evals[0])
+    params = with_overrides(params, probe_params)
     per_model, study_probes = split_probes(list(names), params, kinds)
     if fields.get("eval_data") is not None:  # which images the expensive probes use, the forward-pass bound
         from probe.probes.bounds import plan_lines
@@ -102,9 +104,30 @@ def plan_measure(path: str | Path, probes: list[str] | None = None, splits: list
                 probe_params=params), out, fields
 
 
+def with_overrides(params: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]] | None
+                   ) -> dict[str, dict[str, Any]]:
+    """The study's probe parameters with the caller's ``{probe: {parameter: value}}`` over them; one
+    :class:`ConfigError` for a malformed mapping or an unknown probe (parameter values are validated when the
+    probes are built, before any work)."""
+    if not overrides:
+        return params
+    from probe.probes import PROBES
+
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise ConfigError(f"probe parameters must be {{probe: {{parameter: value}}}}, got {overrides!r}")
+    unknown = sorted(set(overrides) - set(PROBES.names()))
+    if unknown:
+        raise ConfigError(f"probe parameters for {unknown[0]!r}: no such probe ({', '.join(PROBES.names())})")
+    out = {k: dict(v) for k, v in params.items()}
+    for name, values in overrides.items():
+        out[name] = {**out.get(name, {}), **values}
+    return out
+
+
 def measure(path: str | Path, probes: list[str] | None = None, splits: list[str] | None = None,
             out: str | Path | None = None, force: bool = False, device: str | None = None,
-            show_progress: bool | None = None, anchors: Any = None, **external: Any) -> dict[str, Any]:
+            show_progress: bool | None = None, anchors: Any = None,
+            probe_params: dict[str, dict[str, Any]] | None = None, **external: Any) -> dict[str, Any]:
     """Run ``probes`` on what ``path`` names and store the results in ``out`` (``results.h5``).
 
     ``path``: a run directory, a grid directory (every finished run), a checkpoint file (with ``arch=`` /
@@ -120,6 +143,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     images as the grid's models.
 
     ``anchors`` (grids only): calibration anchors measured beside the runs (:mod:`probe.anchors`).
+    ``probe_params``: ``{probe: {parameter: value}}`` over the study's (e.g. ``{"cem": {"context": None}}``).
     Study probes (``shortcut``, ``cka_models`` brought along by ``cka``) run after the per-model probes.
 
     Returns ``{"store", "study", "computed", "skipped", "runs", "unfinished", "failed": [{"model", "probe",
@@ -130,7 +154,7 @@ def measure(path: str | Path, probes: list[str] | None = None, splits: list[str]
     from probe.train.trainer import resolve_device
 
     dev = str(resolve_device(device or "cpu"))
-    plan, out, fields = plan_measure(path, probes, splits, out, dev, anchors, **external)
+    plan, out, fields = plan_measure(path, probes, splits, out, dev, anchors, probe_params, **external)
     out.parent.mkdir(parents=True, exist_ok=True)
     namespace = None
     if fields.get("study_dir") is not None:

@@ -16,6 +16,13 @@ Two rules, both recorded where they apply (never silently):
   ``n_images`` (``n_backgrounds`` for ddr) images of each split, in the evaluation set's order (for folders:
   natural sorted order of the pairs, listed in the eval info); :func:`image_choice` is the sentence stored as
   ``images`` in their attrs and printed by ``probe measure`` in the load summary (:func:`plan_lines`).
+* **Context of an intervention map.** ``cem`` intervenes on every block of the image: (H/b)·(W/b) blocks ×
+  ~20 draws, each a forward pass of the whole image, so its cost grows as (H·W)². On images larger than its
+  ``context`` (128 px by default; None: whole images) each map is computed on a ``context`` × ``context`` crop
+  centred on the ROI (:func:`crop_around`): ~(H·W / context²)² times fewer pixels through the network (≈ 90×
+  for 481 × 321). The network then sees the crop, not the whole image, and an effect farther than the crop's
+  edge cannot appear (``effect_reach`` ≤ context): the ``context`` attr says so, ``context_box`` where each
+  crop lies. Default-size evaluation sets (≤ 128 px) are whole.
 """
 
 from __future__ import annotations
@@ -101,4 +108,57 @@ def plan_lines(probes: Mapping[str, Any], n_images: int, hw: tuple[int, int]) ->
                     why += "; the HSIC minibatch: a minibatch estimate"
                 if why:
                     lines.append(f"{name}: {why.replace('batch_size', batch_key, 1)}")
+        if "context" in params:
+            why = context_text(hw, context_size(hw, params["context"]), params["context"])
+            if why:
+                lines.append(f"{name}: maps on a {why}")
     return lines
+
+
+def context_size(hw: tuple[int, int], context: int | None) -> tuple[int, int]:
+    """(h, w) of the crop an intervention map is computed on: ``min(context, H)`` × ``min(context, W)``;
+    the whole image for ``context=None``."""
+    if context is None:
+        return int(hw[0]), int(hw[1])
+    return min(int(context), int(hw[0])), min(int(context), int(hw[1]))
+
+
+def context_text(hw: tuple[int, int], crop: tuple[int, int], context: int | None) -> str | None:
+    """The sentence stored when maps are computed on crops (None when images are whole)."""
+    if tuple(crop) == tuple(hw):
+        return None
+    return (f"{crop[0]}x{crop[1]} crop centred on the ROI of each {hw[0]}x{hw[1]} image (context={context}): "
+            f"the network sees the crop; effects farther than its edge are not measured; context=None for "
+            "whole images")
+
+
+def crop_around(batch: Any, window: Any, crop: tuple[int, int]) -> tuple[Any, Any, Any]:
+    """(``batch`` cut to ``crop`` = (h, w) around each example's window, the window in crop coordinates,
+    ``(N, 4)`` int array of the crops' [top, left, height, width] in the image). Each crop is centred on its
+    window and shifted inside the image. Every 4-D tensor field of the batch (degraded, clean, layer, masks) is
+    cut; the batch is returned unchanged when the crop is the whole image."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from probe.methods.windows import Window
+
+    ch, cw = int(crop[0]), int(crop[1])
+    h, w = batch.degraded.shape[-2:]
+    n = len(window)
+    if (ch, cw) == (h, w):
+        return batch, window, np.stack([np.zeros(n), np.zeros(n), np.full(n, h), np.full(n, w)], 1).astype(np.int32)
+    tops = (window.top + window.height // 2 - ch // 2).clamp(0, h - ch)
+    lefts = (window.left + window.width // 2 - cw // 2).clamp(0, w - cw)
+
+    def cut(t: Any) -> Any:
+        if not (isinstance(t, torch.Tensor) and t.dim() == 4 and tuple(t.shape[-2:]) == (h, w)):
+            return t
+        return torch.stack([t[i, :, int(tops[i]):int(tops[i]) + ch, int(lefts[i]):int(lefts[i]) + cw]
+                            for i in range(n)]).contiguous()
+
+    fields = {f.name: cut(getattr(batch, f.name)) for f in dataclasses.fields(batch)}
+    boxes = np.stack([tops.numpy(), lefts.numpy(), np.full(n, ch), np.full(n, cw)], 1).astype(np.int32)
+    return (dataclasses.replace(batch, **fields),
+            Window(window.top - tops, window.left - lefts, window.height, window.width), boxes)

@@ -15,6 +15,12 @@ the ROI's PSNR against the clean image is compared with the original's: coarse `
     result.arrays["cem"].sel(split="ood", window="on")          # (image, by, bx) dB
     result.metrics                                               # tidy rows, see below
 
+Images larger than ``context`` px (default 128; None: whole images) are mapped on a ``context``² crop centred
+on the ROI (:func:`probe.probes.bounds.crop_around`: the cost grows as (H·W)², ≈ 90× less for 481 × 321; the
+network sees the crop, so effects beyond it are not measured — the ``context`` attr says so and
+``context_box`` (split, window, image, box) says where each crop lies; maps and ``window_box`` are in crop
+coordinates).
+
 Arrays (``attrs``: ``block``, ``grid``, ``coarse``, ``fine``, ``tol_db``, ``composition``, ``patch_source``):
 ``cem`` (split, window, image, by, bx) dB (|effect| < tol → 0); ``cem_sd`` the draws' standard deviation;
 ``cem_draws`` interventions per block; ``cem_background`` / ``cem_rain`` (removal dependence per block);
@@ -47,7 +53,7 @@ from probe.methods.faithfulness import PARAMS as FAITHFULNESS_PARAMS
 from probe.methods.faithfulness import check_params as check_faithfulness
 from probe.models.anchors import feed
 from probe.probes.base import EvalData, Probe, ProbeResult
-from probe.probes.bounds import image_choice, images_per_forward
+from probe.probes.bounds import context_size, context_text, crop_around, image_choice, images_per_forward
 
 IMAGE_METRICS = ("roi_psnr", "effect_range", "positive_fraction", "negative_fraction", "zero_fraction",
                  "effect_reach", "background_dependence", "rain_dependence", "rain_share", "interventions",
@@ -70,6 +76,7 @@ class CEM(Probe):
         "tol": 0.01,
         "internal_batch_size": 64,
         "n_images": 2,
+        "context": 128,
         **FAITHFULNESS_PARAMS,
         "splits": None,
         "seed": 0,
@@ -83,6 +90,8 @@ class CEM(Probe):
         for key, low in (("roi", 1), ("block", 1), ("coarse", 1), ("fine", 0), ("internal_batch_size", 1),
                          ("n_images", 1)):
             int_param("cem", key, p[key], low)
+        if p["context"] is not None:
+            int_param("cem", "context", p["context"], 1)
         number_param("cem", "tol", p["tol"], minimum=0)
         p["windows"] = check_windows("cem", p["windows"])
         check_margin("cem", p["border_margin"])
@@ -110,17 +119,20 @@ class CEM(Probe):
         first = data.splits[splits[0]]
         if first.degraded.dim() != 4:
             raise DataError(f"cem: images must be (N,C,H,W), got {tuple(first.degraded.shape)}")
-        h, w = first.degraded.shape[-2:]
+        full = tuple(int(v) for v in first.degraded.shape[-2:])
+        h, w = context_size(full, p["context"])
+        self._context_why = context_text(full, (h, w), p["context"])
         self._ibs, self._batch_why = images_per_forward(p["internal_batch_size"], (int(h), int(w)))
         if p["roi"] > min(h, w) or p["block"] > min(h, w):
-            raise ConfigError(f"cem: 'roi' ({p['roi']}) and 'block' ({p['block']}) must fit the {h}x{w} images")
+            raise ConfigError(f"cem: 'roi' ({p['roi']}) and 'block' ({p['block']}) must fit the {h}x{w} "
+                              f"{'context crops' if self._context_why else 'images'}")
         grid = block_grid((h, w), p["block"])
         names = p["windows"]
         s_, w_ = len(splits), len(names)
         shape = (s_, w_, n, *grid)
         cem, sd, draws, bgd, rnd = (np.zeros(shape, np.float32) for _ in range(5))
         roi_blocks = np.zeros(shape, bool)
-        boxes = np.zeros((s_, w_, n, 4), np.int32)
+        boxes, contexts = np.zeros((s_, w_, n, 4), np.int32), np.zeros((s_, w_, n, 4), np.int32)
         values = np.full((s_, w_, n, len(IMAGE_METRICS)), np.nan)
         points = p["faithfulness_points"]
         curves = np.full((s_, w_, n, 4, points + 1), np.nan, np.float32)
@@ -137,11 +149,12 @@ class CEM(Probe):
             with contention_aware_threads(device):
                 for si, wi in progress([(a, b) for a in range(s_) for b in range(w_)], desc="cem"):
                     batch = data.splits[splits[si]][:n]
-                    if tuple(batch.degraded.shape[-2:]) != (h, w):
+                    if tuple(batch.degraded.shape[-2:]) != full:
                         raise DataError(f"cem: split {splits[si]!r} has images of size "
-                                        f"{tuple(batch.degraded.shape[-2:])}, expected {(h, w)}")
-                    sources, source_name = self._sources(data, batch)
+                                        f"{tuple(batch.degraded.shape[-2:])}, expected {full}")
+                    sources, source_name = self._sources(data, batch)  # content drawn from whole images
                     window = default_windows(batch.mask, p["roi"], p["border_margin"])[names[wi]]
+                    batch, window, contexts[si, wi] = crop_around(batch, window, (h, w))
                     box = torch.as_tensor(window.boxes()).long()
                     boxes[si, wi] = box.numpy()
                     res = causal_effect_maps(
@@ -161,7 +174,7 @@ class CEM(Probe):
         finally:
             model.train(was_training)
         return self._result(xr, splits, names, n, cem, sd, draws, bgd, rnd, roi_blocks, boxes, values, curves,
-                            fractions, info)
+                            fractions, info, contexts)
 
     # ------------------------------------------------------------------------------------- internals
     @staticmethod
@@ -217,7 +230,7 @@ class CEM(Probe):
         row[:, put["insertion_gain"]] = faith.insertion_gain
 
     def _result(self, xr, splits, names, n, cem, sd, draws, bgd, rnd, roi_blocks, boxes, values, curves,
-                fractions, info) -> ProbeResult:
+                fractions, info, contexts) -> ProbeResult:
         from probe.methods.faithfulness import FaithfulnessCurves, summarise_gain
 
         p = self.params
@@ -225,6 +238,8 @@ class CEM(Probe):
         attrs["images"] = image_choice(n, self._n_total, "n_images", p["n_images"])
         if self._batch_why:
             attrs["batch_bound"] = self._batch_why.replace("batch_size", "internal_batch_size")
+        if self._context_why:
+            attrs["context"] = self._context_why
         img = np.arange(n)
         grid_dims = ("split", "window", "image", "by", "bx")
         coords = {"split": splits, "window": names, "image": img}
@@ -239,6 +254,9 @@ class CEM(Probe):
             "window_box": xr.DataArray(boxes, dims=("split", "window", "image", "box"),
                                        coords={**coords, "box": ["top", "left", "height", "width"]},
                                        attrs=dict(attrs)),
+            "context_box": xr.DataArray(contexts, dims=("split", "window", "image", "box"),
+                                        coords={**coords, "box": ["top", "left", "height", "width"]},
+                                        attrs={**attrs, "description": "where each map's crop lies in the image"}),
             "image_metrics": xr.DataArray(values, dims=("split", "window", "image", "metric"),
                                           coords={**coords, "metric": list(IMAGE_METRICS)}, attrs=dict(attrs)),
         }
