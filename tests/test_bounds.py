@@ -163,8 +163,10 @@ def test_cem_maps_large_images_on_a_crop_around_the_roi(tmp_path, net):
         PROBES.get("cem")(context=0)
 
 
-def test_probe_params_from_the_cli_reach_the_probe_and_bad_ones_are_one_line(tmp_path, capsys):
+def test_probe_params_from_the_cli_reach_the_probe_and_bad_ones_are_one_line(tmp_path, capsys, monkeypatch):
     from probe.cli import main
+
+    monkeypatch.setenv("PROBE_FORWARD_PIXELS", str(64 * 16 * 16))  # 64 crops of 16 x 16, not 64 whole images
 
     arch, tiny = _arch(tmp_path)
     ckpt = tmp_path / "net_g.pth"
@@ -175,7 +177,9 @@ def test_probe_params_from_the_cli_reach_the_probe_and_bad_ones_are_one_line(tmp
             f"test={pairs}", "--eval-patch", "0", "--out", str(out), "-q", "--probes", "cem"]
     assert main([*base, "--probe-params", '{"cem": {"context": 16, "n_images": 1, "block": 4, "roi": 4, '
                  '"faithfulness": false}}']) == 0
-    assert "cem: maps on a 16x16 crop centred on the ROI of each 24x32 image (context=16)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "cem: maps on a 16x16 crop centred on the ROI of each 24x32 image (context=16)" in printed
+    assert "cem: internal_batch_size" not in printed  # 64 crops of 16x16 per forward: under the bound
     arr = read_array(out, "net_g", "cem", "cem")
     assert arr.shape[-2:] == (4, 4) and arr.attrs["context"].startswith("16x16 crop")
     for bad, said in (('{"cem": {"context": 0}}', "cem: 'context' must be an integer >= 1"),

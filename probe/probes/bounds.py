@@ -101,9 +101,10 @@ def plan_lines(probes: Mapping[str, Any], n_images: int, hw: tuple[int, int]) ->
             value = params[key]
             used = n_images if value is None else min(int(value), n_images)
             lines.append(f"{name}: {image_choice(used, n_images, key, value)}")
+        per_forward = context_size(hw, params["context"]) if "context" in params else hw  # cem: its crops
         for batch_key in ("batch_size", "internal_batch_size"):
             if isinstance(params.get(batch_key), int) and not isinstance(params[batch_key], bool):
-                _, why = images_per_forward(params[batch_key], hw, 4 if name == "cka" else 1)
+                _, why = images_per_forward(params[batch_key], per_forward, 4 if name == "cka" else 1)
                 if why and name == "cka" and params.get("convention") == "image":
                     why += "; the HSIC minibatch: a minibatch estimate"
                 if why:
