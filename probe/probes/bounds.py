@@ -1,6 +1,6 @@
 """Bounds that keep probes in bounded memory on full-size test images (481 × 321 Rain100L/H, 1024² …).
 
-Two rules, both recorded where they apply (never silently):
+Three rules, each recorded where it applies (never silently):
 
 * **Pixels per forward pass.** A probe's ``batch_size`` counts images, so on full-size images one forward pass
   of 16–32 images would hold 16–32 full feature maps per layer. :func:`images_per_forward` caps a batch at
