@@ -35,6 +35,7 @@ def _wide(frame: pd.DataFrame, keys: list[str], metrics: list[tuple[str, str]]) 
     if wanted.empty:
         return pd.DataFrame()
     table = wanted.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").reset_index()
+    table.columns.name = None  # else the HTML table gets a stray "metric" header cell
     order = [m for _, m in metrics if m in table]
     return table[keys + order]
 

@@ -26,7 +26,24 @@ pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}.note{color:#
 """
 
 
-NA_MARK = "n/a†"  # how a report table shows NaN (see the metric rows' flag column)
+NA_MARK = "n/a†"  # how a report table shows NaN (explained under each table that has one: na_footnote)
+#: columns of a table that say, per row, why a number is missing
+REASON_COLUMNS = ("flag", "note")
+
+
+def na_footnote(table: Any) -> str:
+    """The footnote under a report table with blank cells (``""`` when it has none): the section's own
+    ``na_note`` when given, else the table's reason column (``flag`` / ``note``) when it has one, else only
+    what holds for every blank — never a pointer to a column the reader cannot see."""
+    if not table.frame.isna().to_numpy().any():
+        return ""
+    if table.na_note:
+        return f"{NA_MARK}: {html.escape(table.na_note)}"
+    reasons = [c for c in REASON_COLUMNS if c in table.frame]
+    if reasons:
+        return (f"{NA_MARK}: no number — undefined or computed from non-finite values; this table's "
+                f"<code>{reasons[0]}</code> column says why.")
+    return f"{NA_MARK}: no number — undefined, not applicable to that row, or computed from non-finite values."
 
 
 def build_sections(ctx: ReportContext, names: list[str] | None = None) -> list[Section]:
@@ -83,9 +100,9 @@ def render(ctx: ReportContext, sections: list[Section]) -> str:
             parts.append(table.frame.to_html(index=False, na_rep=NA_MARK, float_format=lambda v: f"{v:.4g}"))
             if table.caption:
                 parts.append(f"<p class='note'>{html.escape(table.caption)}</p>")
-            if table.frame.isna().to_numpy().any():  # issue 12/13: a missing number is marked, never shown as 0
-                parts.append(f"<p class='note'>{NA_MARK}: no number — undefined or computed from non-finite "
-                             "values; the metric rows' <code>flag</code> column says why.</p>")
+            note = na_footnote(table)  # issue 12/13: a missing number is marked, never shown as 0
+            if note:
+                parts.append(f"<p class='note'>{note}</p>")
         for figure in section.figures:
             parts.append(f"<figure><img src='{html.escape(figure.png)}' alt='{html.escape(figure.title)}'>"
                          f"<figcaption><b>{html.escape(figure.title)}.</b> {html.escape(figure.caption)} "

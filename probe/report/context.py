@@ -65,6 +65,9 @@ class Table:
     title: str
     frame: Any  # pandas.DataFrame
     caption: str = ""
+    #: what this table's blank cells (shown as n/a†) mean, when the section knows; else the report says only
+    #: what is true of every blank (build.na_footnote)
+    na_note: str = ""
 
 
 @dataclass
@@ -144,7 +147,15 @@ class ReportContext:
         return sorted(self.metrics["family"].dropna().unique()) if "family" in self.metrics else []
 
     def ood_splits(self) -> list[str]:
-        return ood_split_names(self.metrics.get("split", []))
+        """The study's OOD test splits: of the synthetic evaluations only (folders of real pairs name their
+        own splits, e.g. an option file's ``ValSet``; those are no unseen degradation of the study)."""
+        if not len(self.metrics) or "split" not in self.metrics:
+            return []
+        if "eval" not in self.metrics:
+            return ood_split_names(self.metrics["split"])
+        kinds = {e: evaluation_kind(e) for e in self.metrics["eval"].dropna().unique()}
+        real = self.metrics["eval"].map(kinds).eq("real pairs")
+        return ood_split_names(self.metrics.loc[~real, "split"])
 
     def save(self, fig: Any, name: str, title: str, caption: str = "") -> Figure:
         """Save a matplotlib figure as PNG and PDF under ``figures/`` and close it."""

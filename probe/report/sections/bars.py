@@ -1,11 +1,16 @@
 """ID vs OOD decomposition bars per split and training set size, in the study's task's quantities
 (rain: rain-removal and background errors; noise: noise removed in flat / textured regions and detail kept;
-blur: blur removed at edges and detail restored per frequency band — :class:`probe.tasks.Task`)."""
+blur: blur removed at edges and detail restored per frequency band — :class:`probe.tasks.Task`).
+
+One facet row per evaluation source: the grid's models of that background source and, beside them, the external
+networks' results on that source's images (never pooled over sources); results on real pairs get their own
+row."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from probe.analysis.sources import with_source
 from probe.report.context import ReportContext, Section, display_names, with_axes, without_axes
 
 
@@ -26,8 +31,9 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
     dec = dec.assign(model_x=[name if e else str(int(v)) for name, e, v in
                               zip(display_names(dec), ext, n if n is not None else [0] * len(dec))])
     order = sorted(set(dec.loc[~ext, "model_x"]), key=int) + sorted(set(dec.loc[ext, "model_x"]))
-    if "background" in dec:
-        dec = dec.assign(background=dec["background"].where(dec["background"].notna(), "external"))
+    dec = with_source(dec)  # a grid model's rows: its own background; an external network's: the source of
+    # each result (it is measured on every source), so each facet holds one source's grid and external bars
+    sources = list(dict.fromkeys([*sorted(set(dec.loc[~ext, "source"])), *sorted(set(dec.loc[ext, "source"]))]))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +41,7 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
 
     grid = sns.catplot(data=dec, kind="bar", x="model_x", order=order, y="value", hue="split", col="metric",
                        col_order=[m for m in metrics if m in set(dec["metric"])],
-                       row="background" if "background" in dec else None, sharey=False, height=2.8,
+                       row="source", row_order=sources, sharey=False, height=2.8,
                        aspect=1.3, errorbar=None)
     if log:
         grid.set(yscale="log")
@@ -47,4 +53,6 @@ def decomposition_bars(ctx: ReportContext) -> Section | None:
         f"{task.task}: " + ", ".join(labels[m] for m in metrics)
     grid.figure.suptitle(f"{title}, ID vs OOD", y=1.02)
     return Section("ID vs OOD decomposition", figures=[ctx.save(
-        grid.figure, "decomposition_bars", "ID vs OOD decomposition", task.bars_caption)])
+        grid.figure, "decomposition_bars", "ID vs OOD decomposition", task.bars_caption + (
+            " One row per evaluation source: your networks' bars (their results on that source's images) beside "
+            "that source's grid bars; compare bars of the same row only." if ext.any() else ""))])

@@ -28,4 +28,7 @@ def effects(ctx: ReportContext) -> Section | None:
     for col in ("partial_eta_sq", "ci_low", "ci_high"):
         shown[col] = shown[col].map(lambda v: round(float(v), 3) if np.isfinite(v) else v)
     return Section("Effect sizes: background complexity vs degradation", text=text,
-                   tables=[Table("effect_sizes", "Partial η² with 95% CI", shown)])
+                   tables=[Table("effect_sizes", "Partial η² with 95% CI", shown, na_note=(
+                       "p_perm is computed only for the main effect of a factor set per model (background source, "
+                       "n_backgrounds, training range): the test split and interactions get the F test alone; "
+                       "a blank CI: no bootstrap CI (e.g. one model per cell: no seeds to resample)."))])

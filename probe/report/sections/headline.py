@@ -103,6 +103,26 @@ def readable(table: pd.DataFrame, task=None) -> pd.DataFrame:
     return out
 
 
+def external_only_text(external: pd.DataFrame, task=None) -> str:
+    """The headline's one line for a store of external networks alone (no trained grid: no statistic over
+    models to compute): what the section shows instead, and each network's PSNR (and its code base's
+    ``psnr_codebase`` when measured) per source and split. ``external``: :func:`external_table`."""
+    from probe.tasks import get_task
+
+    task = task or get_task(None)
+    ext = external[external["kind"] == "external"]
+    where = "real pairs alone" if set(ext["source"]) == {"real pairs"} else "without a trained grid"
+    parts = []
+    for _, row in ext.iterrows():
+        numbers = [f"{label} {row[col]:.2f} dB" for col, label in (("psnr", "PSNR"), ("psnr_codebase",
+                   "psnr_codebase")) if col in row and pd.notna(row[col])]
+        place = row["split"] if row["source"] == "real pairs" else f"{row['source']} / {row['split']}"
+        parts.append(f"{row['model']} on {place}: " + (", ".join(numbers) or "no PSNR stored"))
+    return (f"Your network(s) measured on {where}: no grid models, so no statistic of background complexity or "
+            f"n_backgrounds vs removal of {task.unseen} — the table below gives each network's decoupled metrics "
+            "per split (probe's PSNR; psnr_codebase: as its code base computes it). " + "; ".join(parts) + ".")
+
+
 def headline(ctx: ReportContext) -> Section | None:
     from probe.report.sections.external import external_table
 
@@ -174,6 +194,8 @@ def headline(ctx: ReportContext) -> Section | None:
 
     figures, ntrend_tables, ntrend_text = ntrend_parts(ctx)
     tables, text = ntrend_tables + tables, ntrend_text + text
+    if not text.strip() and not external.empty:  # external networks alone: say what the section shows
+        text = external_only_text(external, task)
     if not tables:
         return None
     return Section("Headline", figures=figures, tables=tables, text=text)
