@@ -46,6 +46,8 @@ def test_a_network_is_measured_beside_a_grid(tmp_path, capsys):
                  "--beside", str(grid), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "measured 2 model(s) of toy beside it" in printed
+    assert "measured mine (your network) beside toy: " in printed  # not "1 model(s) of toy", a grid's wording
+    assert "measured 1 model(s)" not in printed
     assert "the same images as the grid's models" in printed  # the choice is said
     metrics = read_metrics(out)
     dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")]
