@@ -36,6 +36,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, metavar="FILE.py:Class",
                    help="your network class (FILE.py:Class or package.module:Class); importing it runs its code")
     p.add_argument("--arch-kwargs", default=None, metavar="JSON", help="constructor keyword arguments (JSON)")
+    p.add_argument("--code-root", default=None, metavar="REPO",
+                   help="a folder put first on sys.path while --arch is imported, for package-style imports "
+                        "(from model import common); with --options: the repository whose *_arch.py files "
+                        "define network_g's type (default: found above the option file)")
     p.add_argument("--arch-args", choices=["kwargs", "namespace", "dict"], default=None,
                    help="constructor style: Class(**JSON) (default), Class(argparse.Namespace(**JSON)), Class(JSON)")
     p.add_argument("--family", default=None, help="one of probe's families, for a foreign checkpoint of it")
@@ -151,9 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", default=None, metavar="YAML",
                    help="a BasicSR option file (options/test_X.yml): network, weights, test sets and metric "
                         "conventions from it (PATH is then optional)")
-    p.add_argument("--code-root", default=None, metavar="REPO",
-                   help="the repository whose *_arch.py files define --options' network_g type (default: "
-                        "found above the option file)")
     p.add_argument("--beside", default=None, metavar="GRID",
                    help="measure a trained grid first into the same store, then your network on its splits: "
                         "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")

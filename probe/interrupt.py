@@ -51,16 +51,42 @@ def _raise(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
+def _redeliver(hook: Any) -> Any:
+    """An ``sys.unraisablehook`` that gives a swallowed interruption back: Python *ignores* an exception raised
+    where it cannot propagate (a weakref callback, ``__del__``: "Exception ignored in …"), so a signal that
+    arrived there would leave the command running. The hook re-sends the signal to the process 50 ms later,
+    from a thread (sent at once, its handler would run inside the hook and be swallowed again), until it lands
+    in ordinary code and the command stops; every other unraisable exception goes to ``hook``."""
+
+    def unraisable(args: Any) -> None:
+        exc = getattr(args, "exc_value", None)
+        if isinstance(exc, KeyboardInterrupt):
+            signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
+        hook(args)
+
+    unraisable.probe_redeliver = True
+    return unraisable
+
+
 def install() -> bool:
-    """Handle :data:`SIGNALS` by raising :class:`Terminated` (main thread only; False elsewhere).
+    """Handle :data:`SIGNALS` by raising :class:`Terminated` (main thread only; False elsewhere), and give back
+    an interruption Python would swallow (:func:`_redeliver`).
 
     A signal that was ignored when the process started (``nohup`` ignores SIGHUP) stays ignored."""
+    import sys
+
     if threading.current_thread() is not threading.main_thread():
         return False
     for signum in SIGNALS:
         if signal.getsignal(signum) is signal.SIG_IGN:
             continue
         signal.signal(signum, _raise)
+    if not getattr(sys.unraisablehook, "probe_redeliver", False):
+        sys.unraisablehook = _redeliver(sys.unraisablehook)
     return True
 
 

@@ -37,7 +37,7 @@ def test_a_network_is_measured_beside_a_grid(tmp_path, capsys):
                  "train": {"iterations": 5, "batch": 2, "lr": 1e-3, "checkpoint_every": 0},
                  "eval": {"n_images": 2, "splits": {"id": {"type": "rain", "preset": "small"},
                                                     "ood": {"type": "rain", "preset": "large"}}}},
-        "axes": {"n_backgrounds": [1, 4]}})
+        "axes": {"n_backgrounds": [1, 2, 4]}})  # 3 trained models: the fewest a shortcut score is made from
     grid = tmp_path / "grid"
     assert run_grid(spec, grid, workers=1)["failed"] == 0
     weights = grid / spec.cells()[0].id / "model.safetensors"
@@ -45,15 +45,22 @@ def test_a_network_is_measured_beside_a_grid(tmp_path, capsys):
     assert main(["measure", str(weights), "--family", "resnet", "--size", "tiny", "--name", "mine",
                  "--beside", str(grid), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "measured 2 model(s) of toy beside it" in printed
+    assert "measured 3 model(s) of toy beside it" in printed
+    assert "measured mine (your network) beside toy: " in printed  # not "1 model(s) of toy", a grid's wording
+    assert "measured 1 model(s)" not in printed
     assert "the same images as the grid's models" in printed  # the choice is said
+    assert "probes: generalization, decomposition, shortcut (the grid study's, and shortcut" in printed
     metrics = read_metrics(out)
     dec = metrics[(metrics["probe"] == "decomposition") & (metrics["metric"] == "removal_ratio")]
     models = set(dec["model_id"])
-    assert len(models) == 3 and set(dec["split"]) >= {"id", "ood"}
+    assert len(models) == 4 and set(dec["split"]) >= {"id", "ood"}
     # the network saw the first cell's images (every cell here is smooth): the same weights give the same numbers
     mine = dec[~dec["model_id"].isin([c.id for c in spec.cells()]) & dec["model_id"].str.contains("mine")]
     same = dec[dec["model_id"].str.endswith(spec.cells()[0].id)]
     assert len(mine) and len(same)
     pd.testing.assert_frame_equal(mine.groupby("split")["value"].mean().to_frame(),
                                   same.groupby("split")["value"].mean().to_frame(), check_exact=False, rtol=1e-4)
+    # the shortcut reading, by default: the network placed among the grid's models with a CI over its images
+    reading = metrics[(metrics["probe"] == "shortcut") & (metrics["metric"] == "percentile")
+                      & metrics["model_id"].str.contains("mine")]
+    assert len(reading) == 1 and 0 <= reading["value"].iloc[0] <= 100

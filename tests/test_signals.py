@@ -174,3 +174,49 @@ def test_closed_stdout_ends_quietly(tmp_path):
     proc.wait(timeout=120)
     assert first.startswith(b"study sigs: 3000 cells")
     assert err == "" and proc.returncode == 141
+
+
+SWALLOWED = """
+import sys, time, weakref
+from probe.interrupt import Terminated, exit_code, install
+
+install()
+
+
+class Thing:
+    pass
+
+
+def slow_callback(ref):  # Python ignores an exception raised in here ("Exception ignored in ...")
+    print("in-callback", flush=True)
+    time.sleep(1)
+
+
+try:
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        thing = Thing()
+        keep = weakref.ref(thing, slow_callback)
+        del thing
+        time.sleep(0.5)  # ordinary work
+    print("still running", flush=True)
+except KeyboardInterrupt as exc:
+    print("stopped", type(exc).__name__, flush=True)
+    sys.exit(exit_code(exc))
+"""
+
+
+def test_a_signal_arriving_where_python_swallows_exceptions_still_stops_the_command(tmp_path):
+    """SIGTERM delivered inside a weakref callback (where the raised Terminated is only printed as ignored)
+    still ends the command at once, with 143 — not after the second signal."""
+    script = tmp_path / "swallow.py"
+    script.write_text(SWALLOWED)
+    proc = subprocess.Popen([sys.executable, str(script)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "in-callback"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 143, (out, err)
+    assert "stopped Terminated" in out and "still running" not in out
+    assert time.monotonic() - start < 5

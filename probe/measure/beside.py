@@ -52,14 +52,34 @@ def evaluation_note(grid: Path) -> str:
             "same images, splits and rain as that source's grid models; the report compares it per source")
 
 
+def default_probes(grid: Path) -> list[str]:
+    """The probes a network gets beside ``grid`` when none are named: the study's own probes (default
+    generalization and decomposition) and, for a deraining grid, ``shortcut`` — the reading that places the
+    network among the grid's trained models (it runs a probe-set attribution on every model once). The score is
+    validated on deraining only (docs/results/README.md), so other tasks' grids do not get it unasked."""
+    from probe.measure.plan import DEFAULT_PROBES
+    from probe.records import StudyRecord
+    from probe.tasks import task_of_degradation
+
+    study = StudyRecord.load(grid)
+    names = list(study.probes or DEFAULT_PROBES)
+    base = ((study.spec or {}).get("base") or {}).get("degradation")
+    derain = (study.task or task_of_degradation(base)) == "rain"
+    return names + ([] if "shortcut" in names or not derain else ["shortcut"])
+
+
 def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None = None,
                    probes: list[str] | None = None, device: str | None = None, splits: list[str] | None = None,
                    force: bool = False, **external: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure the grid ``beside`` and then the network ``path`` into one store (default
-    ``reports/beside_<study>/results.h5``). Returns the two summaries of :func:`probe.measure.core.measure`."""
+    ``reports/beside_<study>/results.h5``). Returns the two summaries of :func:`probe.measure.core.measure`.
+
+    ``probes``: default the grid study's probes plus ``shortcut`` (:func:`default_probes`), so the network gets
+    its shortcut reading; results already in the store are reused (the grid's are measured once)."""
     from probe.measure.core import measure
 
     grid = resolve_grid(beside)
+    probes = list(probes) if probes else default_probes(grid)
     out = Path(out) if out is not None else Path("reports") / f"beside_{grid.name}" / "results.h5"
     common = {"probes": probes, "out": out, "device": device, "splits": splits, "force": force,
               "probe_params": external.pop("probe_params", None)}  # the same parameters for both: like for like

@@ -42,7 +42,7 @@ def external_options(args: argparse.Namespace) -> dict[str, Any]:
             "output": _output(args.output), "output_is": args.output_is, "input_range": args.input_range,
             "pad_multiple": args.pad_multiple, "pad_mode": args.pad_mode, "tile": args.tile,
             "tile_overlap": args.tile_overlap, "dtype": args.dtype,
-            "layers": _names(args.layers, "--layers")}
+            "layers": _names(args.layers, "--layers"), "code_root": getattr(args, "code_root", None)}
     if args.allow_missing:
         opts["allow_missing"] = list(args.allow_missing)
         opts["strict"] = False
@@ -85,9 +85,14 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.name:
         external["name"] = args.name
     if getattr(args, "beside", None):  # the grid first, then the network, into one store
-        from probe.measure.beside import evaluation_note, measure_beside, resolve_grid
+        from probe.measure.beside import default_probes, evaluation_note, measure_beside, resolve_grid
 
         print(evaluation_note(resolve_grid(args.beside)))
+        if probes is None:
+            probes = default_probes(resolve_grid(args.beside))
+            print(f"probes: {', '.join(probes)} (the grid study's"
+                  + (", and shortcut: your network's shortcut reading among the grid's models" if "shortcut" in
+                     probes else "") + "; --probes to choose)")
         grid, summary = measure_beside(args.path, args.beside, out=args.out, probes=probes, device=args.device,
                                        splits=splits, force=args.force, **external)
         print(f"measured {grid['runs']} model(s) of {grid['study']} beside it: {grid['computed']} probe results "
@@ -99,7 +104,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(summary["load"])
     for line in summary.get("eval_data") or []:
         print(line)
-    print(f"measured {summary['runs']} model(s) of {summary['study']}: {summary['computed']} probe results "
+    print(f"measured {_measured_what(summary, getattr(args, 'beside', None))}: {summary['computed']} probe results "
           f"computed, {summary['skipped']} already stored"
           + (f", {len(summary['failed'])} FAILED (stored, see the report)" if summary["failed"] else "")
           + f" -> {summary['store']}")
@@ -110,6 +115,14 @@ def run_cli(args: argparse.Namespace) -> int:
     for failure in summary["failed"]:
         print(f"probe: failed: {failure['model']}: {failure['probe']}: {failure['cause']}", file=sys.stderr)
     return EXIT_SOME_FAILED if summary["failed"] else 0
+
+
+def _measured_what(summary: dict[str, Any], beside: str | None) -> str:
+    """What the summary line says was measured: ``"30 model(s) of derain_ntrend"`` for a grid or run,
+    ``"NAME (your network) beside derain_ntrend"`` / ``"NAME (your network)"`` for one external network."""
+    if not summary.get("model_id"):
+        return f"{summary['runs']} model(s) of {summary['study']}"
+    return f"{summary['model_id']} (your network)" + (f" beside {summary['study']}" if beside else "")
 
 
 def basicsr_external(args: argparse.Namespace, external: dict[str, Any]) -> str:
@@ -221,7 +234,7 @@ def load_for_cli(args: argparse.Namespace) -> Any:
         card = read_card(path)
         conventions = {k: v for k, v in opts.items() if k in ("output", "output_is", "input_range", "pad_multiple",
                                                               "pad_mode", "tile", "tile_overlap", "layers",
-                                                              "arch_args")}
+                                                              "arch_args", "code_root")}
         return card.load(device=args.device or "cpu", **conventions)
     from probe.models.checkpoint import load_model
 

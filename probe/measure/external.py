@@ -21,7 +21,7 @@ from typing import Any
 from probe.errors import ConfigError
 
 _CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap", "layers",
-                "arch_args")
+                "arch_args", "code_root")
 
 
 def _safe_id(name: str) -> str:

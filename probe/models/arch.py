@@ -26,8 +26,11 @@ exception (the original is chained: ``probe --debug`` shows its traceback). **Im
 (as ``python FILE.py`` would): only pass files you trust. Weights are never unpickled (see
 :mod:`probe.models.containers`). While a file is imported, its folder is first on ``sys.path``, so sibling
 imports (``from .common import ...`` is not possible in a loose file, but ``from common import ...`` is)
-work; the module is registered under a name derived from the file's absolute path, so two different files
-named ``arch.py`` never collide.
+work; ``code_root`` (``--code-root REPO``) puts a repository folder before it, for package-style imports
+(RCDNet's ``src/model/rcdnet.py`` does ``from model import common``: ``code_root = src``). A
+``ModuleNotFoundError`` names a matching folder above the file (pass it as ``--code-root``) or, for a
+module that is not local, the ``pip install`` of the network's own requirement. The module is registered
+under a name derived from the file's absolute path, so two different files named ``arch.py`` never collide.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import importlib.util
 import inspect
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +61,7 @@ def split_arch(arch: Any) -> tuple[str, str]:
     return where, name
 
 
-def _import_file(path: Path) -> Any:
+def _import_file(path: Path, code_root: Path | None = None) -> Any:
     path = path.expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"arch file {path}: no such file")
@@ -69,38 +73,94 @@ def _import_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise ConfigError(f"arch file {path}: not importable as Python")
     module = importlib.util.module_from_spec(spec)
-    folder = str(path.parent)
-    sys.path.insert(0, folder)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _on_path([str(path.parent)] + ([str(code_root)] if code_root is not None else [])):
+            spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:  # user code: e.g. an argparse parse_args() at import exits
         sys.modules.pop(module_name, None)
         raise ConfigError(f"arch file {path}: importing it failed: {type(exc).__name__}: "
-                          f"{one_line(exc) or '(no message)'} (probe --debug shows the traceback)") from exc
-    finally:
-        try:
-            sys.path.remove(folder)
-        except ValueError:  # pragma: no cover - the file removed it itself
-            pass
+                          f"{one_line(exc) or '(no message)'}{missing_module_hint(exc, path)} "
+                          "(probe --debug shows the traceback)") from exc
     return module
 
 
-def import_arch(arch: str, base: str | Path | None = None) -> Any:
+@contextmanager
+def _on_path(folders: list[str]) -> Iterator[None]:
+    """``folders`` first on ``sys.path`` (the last given first of all) while the block runs, then removed."""
+    for folder in folders:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        for folder in folders:
+            try:
+                sys.path.remove(folder)
+            except ValueError:  # pragma: no cover - the user's file removed it itself
+                pass
+
+
+#: import name → pip distribution, where they differ (the hint names what to install).
+_PIP_NAMES = {"cv2": "opencv-python", "skimage": "scikit-image", "PIL": "Pillow", "yaml": "PyYAML",
+              "sklearn": "scikit-learn", "timm": "timm", "mmcv": "mmcv", "kornia": "kornia"}
+
+
+def _local_module(name: str, path: Path, levels: int = 3) -> Path | None:
+    """The folder above ``path``'s own (up to ``levels`` up) that holds a folder or file ``name``, else None."""
+    for folder in list(path.parents)[1:levels + 1]:
+        if (folder / name).is_dir() or (folder / f"{name}.py").is_file():
+            return folder
+    return None
+
+
+def missing_module_hint(exc: BaseException, path: Path | None = None) -> str:
+    """The hint after a ``ModuleNotFoundError`` raised while importing the arch file ``path`` ("" otherwise):
+    a local package above the file (pass ``--code-root`` that folder), else a dependency to install."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
+    top = exc.name.split(".")[0]
+    folder = _local_module(top, path) if path is not None else None
+    if folder is not None:
+        kind = f"a folder {top!r}" if (folder / top).is_dir() else f"a file '{top}.py'"
+        return f" — {kind} is in {folder}: pass --code-root {folder} (code_root in a model card)"
+    try:
+        installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:  # the package is there, a part of it is not: no install advice
+        return ""
+    return f" (install the network's own requirements: pip install {_PIP_NAMES.get(top, top)})"
+
+
+def code_root_path(code_root: str | Path | None) -> Path | None:
+    """``code_root`` as an absolute folder (None stays None); ConfigError if it is not a folder."""
+    if code_root is None:
+        return None
+    root = Path(code_root).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--code-root {root}: no such folder")
+    return root
+
+
+def import_arch(arch: str, base: str | Path | None = None, code_root: str | Path | None = None) -> Any:
     """The class (or factory function) named by ``arch``; a relative ``FILE.py`` is taken relative to ``base``
-    (default: cwd). ConfigError if it is neither an ``nn.Module`` subclass nor a function."""
+    (default: cwd). ``code_root`` (a repository folder) is first on ``sys.path`` while it is imported, for
+    package-style imports (``from model import common``). ConfigError if it is neither an ``nn.Module``
+    subclass nor a function, or if importing it fails (a missing module is named with a hint)."""
     where, name = split_arch(arch)
+    root = code_root_path(code_root)
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = Path(where).expanduser()
         if not path.is_absolute() and base is not None:
             path = Path(base) / path
-        module = _import_file(path)
+        module = _import_file(path, root)
     else:
         try:
-            module = importlib.import_module(where)
+            with _on_path([str(root)] if root is not None else []):
+                module = importlib.import_module(where)
         except Exception as exc:
             raise ConfigError(f"arch {arch!r}: cannot import module {where!r}: "
-                              f"{type(exc).__name__}: {one_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}{missing_module_hint(exc)}") from exc
     cls = getattr(module, name, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, nn.Module)
@@ -144,13 +204,13 @@ def constructor_args(kwargs: Mapping[str, Any] | None, style: str = "kwargs") ->
 
 
 def build_arch(arch: str, kwargs: Mapping[str, Any] | None = None, base: str | Path | None = None,
-               style: str = "kwargs") -> nn.Module:
+               style: str = "kwargs", code_root: str | Path | None = None) -> nn.Module:
     """Build ``arch`` for real on the CPU with ``kwargs`` in constructor ``style``.
 
     Raises :class:`ConfigError` in one line naming the class and the exception for any error raised by the
     constructor (or a factory returning something that is not an ``nn.Module``).
     """
-    cls = import_arch(arch, base)
+    cls = import_arch(arch, base, code_root)
     args, kw = constructor_args(kwargs, style)
     shown = {"kwargs": f"**{dict(kwargs or {})}", "namespace": f"Namespace(**{dict(kwargs or {})})",
              "dict": f"{dict(kwargs or {})}"}[style]

@@ -7,6 +7,7 @@ works with no other option.
     arch = "restormer_arch.py:Restormer"       # FILE.py:Class (relative to the card) or package.module:Class
     weights = "deraining.pth"                  # relative to the card
     arch_args = "kwargs"                       # or "namespace" (Class(Namespace(**kwargs))), "dict" (Class(kwargs))
+    code_root = "src"                          # first on sys.path while arch is imported (from model import ...)
     output = "1.-1"                            # dotted path of the restored image (default: checked, reported)
     output_is = "image"                        # or "layer" (default: checked, reported)
     input_range = 1                            # or 255
@@ -41,11 +42,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "output": (int, str), "output_is": (str,), "input_range": (int, float), "pad_multiple": (int,),
     "pad_mode": (str,), "tile": (int,), "tile_overlap": (int,), "dtype": (str,), "strict": (bool,),
     "allow_missing": (list,), "layers": (list,), "max_layers": (int,), "eval_layout": (str, dict),
-    "arch_args": (str,), "weights_key": (str,),
+    "arch_args": (str,), "weights_key": (str,), "code_root": (str,),
 }
 #: Card keys that are the external family's calling conventions.
 CONVENTIONS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap",
-               "layers", "max_layers", "arch_args")
+               "layers", "max_layers", "arch_args", "code_root")
 
 
 @dataclass
@@ -110,6 +111,9 @@ def read_card(path: str | Path) -> ModelCard:
         if where.endswith(".py") and not Path(where).expanduser().is_absolute():
             arch = f"{(base / where).resolve()}:{cls}"
     conventions = {k: raw[k] for k in CONVENTIONS if k in raw}
+    if "code_root" in conventions:  # relative to the card, like arch and weights
+        root = Path(conventions["code_root"]).expanduser()
+        conventions["code_root"] = str((root if root.is_absolute() else base / root).resolve())
     if arch is None and conventions:
         raise ConfigError(f"{path}: {', '.join(conventions)} only apply with 'arch' (probe families follow "
                           "the probe convention already)")

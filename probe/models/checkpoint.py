@@ -151,7 +151,7 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
         net.load_report.summary()     # 'loaded 212/212 tensors from net_g_latest.pth (params_ema)'
     """
     from probe.models.containers import float_dtype, read_state, strip_prefixes, to_float32
-    from probe.models.loadcheck import check_state
+    from probe.models.loadcheck import check_state, clone_overlapping, load_error
 
     src = Path(path)
     try:
@@ -209,10 +209,11 @@ def load_model(path: str | Path, family: str | None = None, size: str | None = N
         model, state, prefix = _build_fitting(weights, fam, sz, kw, state, strict, allow_missing,
                                               strip=strip_prefixes if foreign else None)
     report = check_state(model.state_dict(), state, str(weights), strict, allow_missing, container, prefix)
+    report.cloned = clone_overlapping(model)  # expand()ed parameters cannot be written into
     try:
         model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # pragma: no cover - shapes and keys were checked above
-        raise CheckpointError(f"{weights}: {one_line(exc)}") from exc
+    except RuntimeError as exc:  # shapes and keys were checked above: what is left is torch's own refusal
+        raise load_error(str(weights), model, exc) from exc
     if report.allowed_missing:
         warnings.warn(report.summary(), stacklevel=2)
     if keep_dtype:

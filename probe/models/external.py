@@ -16,6 +16,8 @@ so that its module names, ``state_dict`` keys and hooks stay exactly those of th
     image is then input − D); default: detected by the same check;
   - ``arch_args``: the constructor style, ``"kwargs"`` (default), ``"namespace"`` or ``"dict"`` (see
     :mod:`probe.models.arch`);
+  - ``code_root``: a repository folder put first on ``sys.path`` while the arch file is imported (its
+    package-style imports, ``from model import common``);
   - ``input_range``: 1 (default, images in [0, 1]) or 255 (the network expects 0–255; output scaled back);
   - ``pad_multiple`` (default 1): H and W are padded at the bottom/right to a multiple (``pad_mode``
     ``"reflect"``, the default, or ``"zero"``) and the output cropped back;
@@ -63,6 +65,7 @@ class Conventions:
     tile_overlap: int = 16
     layers: list[str] | None = None
     max_layers: int = 8
+    code_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, (int, str))):
@@ -71,6 +74,8 @@ class Conventions:
             from probe.models.output_paths import parse_selector
 
             parse_selector(self.output)
+        if self.code_root is not None and not isinstance(self.code_root, str):
+            raise ConfigError(f"code_root: must be a folder path, got {self.code_root!r}")
         if self.arch_args not in ("kwargs", "namespace", "dict"):
             raise ConfigError(f"arch_args: must be kwargs, namespace or dict, got {self.arch_args!r}")
         if self.output_is is not None and self.output_is not in OUTPUT_IS:
@@ -257,7 +262,7 @@ def adapt(net: nn.Module, conventions: Conventions, spec_kwargs: dict[str, Any])
 
 
 _CONVENTION_KEYS = ("output", "output_is", "input_range", "pad_multiple", "pad_mode", "tile", "tile_overlap",
-                    "layers", "max_layers", "arch_args")
+                    "layers", "max_layers", "arch_args", "code_root")
 
 
 def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
@@ -265,9 +270,9 @@ def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[s
     """The ``external`` family: build ``arch`` (``FILE.py:Class`` / ``pkg.mod:Class``) with ``arch_kwargs``.
 
     ``options`` are the :class:`Conventions` (output, output_is, input_range, pad_multiple, pad_mode, tile,
-    tile_overlap, layers, max_layers). Unknown options raise :class:`ConfigError` naming them.
+    tile_overlap, layers, max_layers, arch_args, code_root). Unknown options raise :class:`ConfigError` naming them.
     """
-    from probe.models.arch import build_arch, parse_kwargs
+    from probe.models.arch import build_arch, code_root_path, parse_kwargs
 
     if size not in ("default", "tiny"):  # "tiny" is build()'s default size: the same single preset here
         raise ConfigError(f"unknown size {size!r} for family 'external'; allowed: default")
@@ -278,8 +283,10 @@ def External(size: str = "default", arch: str | None = None, arch_kwargs: dict[s
         raise ConfigError(f"external: unknown option(s) {', '.join(map(repr, unknown))}; allowed: arch, "
                           f"arch_kwargs, {', '.join(_CONVENTION_KEYS)}")
     kwargs = parse_kwargs(arch_kwargs, "arch_kwargs")
+    if options.get("code_root") is not None:  # recorded absolute: the spec reloads from anywhere
+        options["code_root"] = str(code_root_path(options["code_root"]))
     conventions = Conventions(**options)
-    net = build_arch(arch, kwargs, style=conventions.arch_args)
+    net = build_arch(arch, kwargs, style=conventions.arch_args, code_root=conventions.code_root)
     spec = {"arch": arch, "arch_kwargs": kwargs, **{k: v for k, v in options.items() if v is not None}}
     return adapt(net, conventions, spec)
 
@@ -288,8 +295,8 @@ External.sizes = {"default": {}}  # type: ignore[attr-defined]
 
 
 def external_model_kwargs(model: dict[str, Any], kwargs: dict[str, Any], source: str) -> dict[str, Any]:
-    """The ``external`` family's keyword arguments from a config's ``[model]`` table: ``arch`` (a relative
-    ``FILE.py`` is resolved against the config file's folder, else the working directory), ``kwargs`` → the
+    """The ``external`` family's keyword arguments from a config's ``[model]`` table: ``arch`` and ``code_root``
+    (relative paths are resolved against the config file's folder, else the working directory), ``kwargs`` → the
     constructor's ``arch_kwargs``, other keys are conventions."""
     from pathlib import Path
 
@@ -300,10 +307,12 @@ def external_model_kwargs(model: dict[str, Any], kwargs: dict[str, Any], source:
     out = {k: v for k, v in model.items()}
     arch = out.get("arch")
     where, name = split_arch(arch)
+    origin = Path(str(source).split(" [cell ")[0])  # a grid cell names its spec file first
+    base = origin.parent if origin.is_file() else Path.cwd()
     if where.endswith(".py") and not Path(where).expanduser().is_absolute():
-        origin = Path(str(source).split(" [cell ")[0])  # a grid cell names its spec file first
-        base = origin.parent if origin.is_file() else Path.cwd()
         out["arch"] = f"{(base / where).resolve()}:{name}"
+    if isinstance(out.get("code_root"), str) and not Path(out["code_root"]).expanduser().is_absolute():
+        out["code_root"] = str((base / out["code_root"]).resolve())  # like arch: against the spec's folder
     if kwargs:
         out["arch_kwargs"] = {**dict(out.get("arch_kwargs") or {}), **kwargs}
     return out

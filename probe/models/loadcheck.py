@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from probe.errors import CheckpointError
+from probe.errors import CheckpointError, one_line
 
 _SHOW = 3
 
@@ -44,6 +44,7 @@ class LoadReport:
     container: str = ""
     prefix: str = ""
     output: str = ""  # the output check's lines (external networks: which output, why, behaviour)
+    cloned: list[str] = field(default_factory=list)  # self-overlapping (expand()ed) tensors made contiguous
 
     def summary(self) -> str:
         text = f"loaded {self.matched}/{self.total} tensors from {self.source}"
@@ -56,11 +57,14 @@ class LoadReport:
                 (f", … {len(self.allowed_missing) - _SHOW} more" if len(self.allowed_missing) > _SHOW else "")
         if self.unexpected:
             text += f"; ignored {len(self.unexpected)} unexpected tensor(s)"
+        if self.cloned:
+            text += "; " + cloned_text(self.cloned)
         return text + (f"\n{self.output}" if self.output else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"matched": self.matched, "total": self.total, "container": self.container, "prefix": self.prefix,
-                "allowed_missing": list(self.allowed_missing), "unexpected": len(self.unexpected)}
+                "allowed_missing": list(self.allowed_missing), "unexpected": len(self.unexpected),
+                "cloned": list(self.cloned)}
 
 
 def _patterns(allow_missing: str | Iterable[str] | None) -> list[str]:
@@ -112,3 +116,58 @@ def check_state(expected: Mapping[str, Any], state: Mapping[str, Any], source: s
     return LoadReport(source=str(source), matched=len(expected) - len(missing), total=len(expected),
                       allowed_missing=missing, unexpected=[k for k in state if k not in expected],
                       container=container, prefix=prefix)
+
+
+def cloned_text(names: list[str]) -> str:
+    """``"cloned 8 expanded parameters (eta11, eta12, eta21, … 5 more) so weights can be copied into them"``."""
+    return "cloned " + listing(len(names), "expanded parameter", names) + " so weights can be copied into them"
+
+
+def _overlaps(t: Any) -> bool:
+    """Whether elements of ``t`` share memory (an ``expand()``ed tensor: stride 0 in a dimension of size > 1)."""
+    import torch
+
+    if t.is_sparse or t.device.type == "meta" or t.numel() < 2:
+        return False
+    if any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape)):
+        return True
+    return torch._debug_has_internal_overlap(t) != 0  # 1: overlaps, 2: too complex to tell (clone anyway)
+
+
+def clone_overlapping(model: Any) -> list[str]:
+    """Replace, in place, every parameter and buffer of ``model`` whose elements share memory
+    (``nn.Parameter(w.expand(...))``, as RCDNet builds its step sizes) by a contiguous clone — still an
+    ``nn.Parameter`` with the same ``requires_grad``; tied tensors stay tied. ``load_state_dict`` cannot copy
+    into such tensors ("more than one element of the written-to tensor refers to a single memory location").
+    Returns the dotted names replaced (in ``named_modules`` order)."""
+    import torch
+    from torch import nn
+
+    done: dict[int, Any] = {}
+    names: list[str] = []
+    for prefix, module in model.named_modules():
+        for table in (module._parameters, module._buffers):
+            for key, t in list(table.items()):
+                if t is None or (id(t) not in done and not _overlaps(t)):
+                    continue
+                if id(t) not in done:
+                    copy = t.detach().clone(memory_format=torch.contiguous_format)
+                    done[id(t)] = nn.Parameter(copy, requires_grad=t.requires_grad) \
+                        if isinstance(t, nn.Parameter) else copy
+                    names.append(f"{prefix}.{key}" if prefix else key)
+                table[key] = done[id(t)]
+    return names
+
+
+def load_error(source: str, model: Any, exc: RuntimeError) -> CheckpointError:
+    """One short line for a ``load_state_dict`` RuntimeError: the tensors it names (first few) and the first
+    cause, cut to 200 characters (torch repeats it per tensor in one long message)."""
+    import re
+
+    text = str(exc)
+    names = re.findall(r'parameter named "([^"]+)"', text)
+    cause = re.search(r"an exception occurred : \((.*?)\)\.?\s*(?:\n|$)", text)
+    detail = one_line(cause.group(1) if cause else text.split("\n", 1)[-1]).strip("'\",")
+    detail = detail if len(detail) <= 200 else detail[:199] + "…"
+    which = f" for {listing(len(dict.fromkeys(names)), 'tensor', list(dict.fromkeys(names)))}" if names else ""
+    return CheckpointError(f"{source}: copying the weights into {type(model).__name__} failed{which}: {detail}")
