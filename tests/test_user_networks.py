@@ -278,7 +278,9 @@ def test_basicsr_options_read_without_basicsr_and_measured_from_the_cli(tmp_path
     assert json.loads(df["basicsr_metrics"].iloc[0])["psnr"]["crop_border"] == 4
     assert (out.parent / "basicsr_pairs/Rain100L.csv").read_text().count("\n") == 4
     # the code base's own PSNR (crop 4, Y channel, 8-bit) beside probe's, the same as computing it directly
-    assert "scored with the code base's own metrics (psnr: crop_border=4, test_y_channel=True)" in text.out
+    assert "scored with the code base's own metrics (psnr: crop_border=4, test_y_channel=True) as psnr_codebase, " \
+        in text.out  # only what its val.metrics lists
+    assert "ssim_codebase" not in set(df["metric"])
     from PIL import Image
 
     from probe.codebase_metrics import codebase_scores

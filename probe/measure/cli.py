@@ -157,17 +157,18 @@ def basicsr_external(args: argparse.Namespace, external: dict[str, Any]) -> str:
         external["eval_patch"] = 0
         print(f"{args.options}: its test sets are measured on whole images, as BasicSR tests "
               "(--eval-patch N for centre crops)")
-    if opts.metrics and opts.test_sets and not args.eval_folder:
-        from probe.codebase_metrics import metric_conventions
+    from probe.codebase_metrics import metric_conventions
 
+    found = metric_conventions(opts.conventions())  # PSNR / SSIM among val.metrics (others are not computed)
+    if found and opts.test_sets and not args.eval_folder:
         external["metric_conventions"] = opts.conventions()
-        shown = ", ".join(f"{k}: crop_border={c}, test_y_channel={y}"
-                          for k, (c, y) in metric_conventions(opts.conventions()).items())
+        shown = ", ".join(f"{k}: crop_border={c}, test_y_channel={y}" for k, (c, y) in found.items())
         print(f"{args.options}: its test sets are also scored with the code base's own metrics ({shown}) as "
-              "psnr_codebase / ssim_codebase, beside probe's RGB, uncropped PSNR / SSIM")
+              f"{' / '.join(f'{k}_codebase' for k in found)}, beside probe's RGB, uncropped PSNR / SSIM")
     elif opts.metrics:
-        print(f"{args.options}: the code base's metric conventions are recorded with the model; they are "
-              "computed on its own test sets only (none used here)")
+        print(f"{args.options}: the code base's metric conventions are recorded with the model; its PSNR / SSIM "
+              "are computed on its own test sets only (" + ("none used here" if found else "none of its "
+              "val.metrics is PSNR or SSIM") + ")")
     return weights
 
 
