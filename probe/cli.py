@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "conventions from it (PATH is then optional)")
     p.add_argument("--beside", default=None, metavar="GRID",
                    help="measure a trained grid first into the same store, then your network on its splits: "
-                        "'reference' (the shipped trained_models/reference/derain_ntrend) or a grid directory")
+                        "'reference' (the shipped trained_models/reference/derain_ntrend_long) or a grid directory")
     p.add_argument("--anchors", default=None,
                    help="also measure calibration anchors, comma-separated: identity,oracle,untrained,single")
     _model_options(p)

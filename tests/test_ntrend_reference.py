@@ -1,5 +1,6 @@
-"""The shipped reference grid (trained_models/reference/derain_ntrend): complete, intact, small, loadable, and
-the study it records is the demo rung of the shipped n-trend spec."""
+"""The shipped reference grids (trained_models/reference/derain_ntrend: the n-trend's demo rung;
+derain_ntrend_long: its long rung, what ``--beside reference`` measures): complete, intact, small, loadable,
+and the study each records is that rung of the shipped n-trend spec."""
 
 from __future__ import annotations
 
@@ -11,25 +12,34 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ROOT / "trained_models" / "reference" / "derain_ntrend"
+SHIPPED = ROOT / "trained_models" / "reference"
+GRID = SHIPPED / "derain_ntrend_long"
+GRIDS = {"demo": SHIPPED / "derain_ntrend", "long": GRID}
 
 pytestmark = pytest.mark.skipif(not GRID.is_dir(), reason="reference grid not shipped in this checkout")
 
 
-def test_every_cell_of_the_demo_rung_is_shipped_intact():
+def test_all_shipped_weights_stay_small():
+    total = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert total <= 30 * 2**20
+
+
+@pytest.mark.parametrize("rung", sorted(GRIDS))
+def test_every_cell_of_the_rung_is_shipped_intact(rung):
     from probe.study import load_study
 
-    spec = load_study(ROOT / "analyses" / "derain_ntrend.toml", scale="demo")
-    study = json.loads((GRID / "study.json").read_text())
+    grid = GRIDS[rung]
+    spec = load_study(ROOT / "analyses" / "derain_ntrend.toml", scale=rung)
+    study = json.loads((grid / "study.json").read_text())
     assert study["name"] == spec.name and sorted(c["id"] for c in study["cells"]) == sorted(c.id for c in spec.cells())
     total = 0
     for cell in spec.cells():
-        run = json.loads((GRID / cell.id / "run.json").read_text())
-        weights = GRID / cell.id / "model.safetensors"
+        run = json.loads((grid / cell.id / "run.json").read_text())
+        weights = grid / cell.id / "model.safetensors"
         assert run["status"] == "done" and run["axes"] == cell.axes
         assert run["config"]["train"]["iterations"] == spec.config_for(cell).train.iterations
         assert hashlib.sha256(weights.read_bytes()).hexdigest() == run["weights_sha256"]
-        total += weights.stat().st_size + (GRID / cell.id / "run.json").stat().st_size
+        total += weights.stat().st_size + (grid / cell.id / "run.json").stat().st_size
     assert total <= 30 * 2**20
 
 

@@ -1,13 +1,13 @@
 """``probe measure MY.pth --arch … --beside reference``: measure a network beside a trained grid in one store.
 
-The grid (``reference`` = the shipped reference grid ``trained_models/reference/derain_ntrend``, or any grid
+The grid (``reference`` = the shipped reference grid ``trained_models/reference/derain_ntrend_long``, or any grid
 directory) is measured into the store first — results already there are kept — and its ``study.json`` is
 copied next to the store, so the network is then measured like for like on every evaluation set of the grid
 (one per background source: :func:`probe.measure.plan.study_eval_sets`); the report compares it per source.
 :func:`evaluation_note` says which. ``probe report`` on the store's folder shows the network beside the grid::
 
     from probe.measure.beside import measure_beside
-    measure_beside("mine.pth", "reference", family="resnet", size="tiny")   # -> reports/beside_derain_ntrend/
+    measure_beside("mine.pth", "reference", family="resnet", size="tiny")   # -> reports/beside_derain_ntrend_long/
 
 Errors: :class:`probe.errors.ConfigError` naming the value when ``beside`` is neither ``reference`` nor a
 grid directory (a folder with ``study.json``).
@@ -21,7 +21,7 @@ from typing import Any
 from probe.errors import ConfigError
 
 #: what ``--beside reference`` names, relative to the working directory or to the source checkout
-REFERENCE = Path("trained_models") / "reference" / "derain_ntrend"
+REFERENCE = Path("trained_models") / "reference" / "derain_ntrend_long"
 
 
 def resolve_grid(beside: str | Path) -> Path:
