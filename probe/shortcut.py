@@ -107,6 +107,7 @@ class Shortcut(StudyProbe):
     defaults: dict[str, Any] = {}
     inputs = ("attribution", "cka", "decomposition", "activations", "cem")
     kinds = ("grid", "external", "anchor")
+    reading_tasks = ("rain",)  # validated on deraining only (docs/results/)
 
     def extra(self, entry: StudyEntry, configs: list[dict[str, Any]], probe_params: dict[str, Any]) -> list:
         """The attribution on the study's common probe set (training rain on every source) for a grid model

@@ -52,20 +52,28 @@ def evaluation_note(grid: Path) -> str:
             "same images, splits and rain as that source's grid models; the report compares it per source")
 
 
-def default_probes(grid: Path) -> list[str]:
-    """The probes a network gets beside ``grid`` when none are named: the study's own probes (default
-    generalization and decomposition) and, for a deraining grid, ``shortcut`` — the reading that places the
-    network among the grid's trained models (it runs a probe-set attribution on every model once). The score is
-    validated on deraining only (docs/results/README.md), so other tasks' grids do not get it unasked."""
-    from probe.measure.plan import DEFAULT_PROBES
+def readings(grid: Path) -> list[str]:
+    """The study probes that give a network its reading among ``grid``'s models on the grid's task (their
+    ``reading_tasks``; for deraining the shortcut score, validated there only: docs/results/README.md)."""
+    from probe.probes import PROBES
     from probe.records import StudyRecord
     from probe.tasks import task_of_degradation
 
     study = StudyRecord.load(grid)
-    names = list(study.probes or DEFAULT_PROBES)
     base = ((study.spec or {}).get("base") or {}).get("degradation")
-    derain = (study.task or task_of_degradation(base)) == "rain"
-    return names + ([] if "shortcut" in names or not derain else ["shortcut"])
+    task = study.task or task_of_degradation(base)
+    return [n for n in PROBES.names() if task in getattr(PROBES.get(n), "reading_tasks", ())]
+
+
+def default_probes(grid: Path) -> list[str]:
+    """The probes a network gets beside ``grid`` when none are named: the study's own probes (default
+    generalization and decomposition) and its :func:`readings` (on a deraining grid, the shortcut reading; it
+    runs a probe-set attribution on every model once)."""
+    from probe.measure.plan import DEFAULT_PROBES
+    from probe.records import StudyRecord
+
+    names = list(StudyRecord.load(grid).probes or DEFAULT_PROBES)
+    return names + [n for n in readings(grid) if n not in names]
 
 
 def measure_beside(path: str | Path, beside: str | Path, out: str | Path | None = None,

@@ -85,14 +85,15 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.name:
         external["name"] = args.name
     if getattr(args, "beside", None):  # the grid first, then the network, into one store
-        from probe.measure.beside import default_probes, evaluation_note, measure_beside, resolve_grid
+        from probe.measure.beside import default_probes, evaluation_note, measure_beside, readings, resolve_grid
 
         print(evaluation_note(resolve_grid(args.beside)))
         if probes is None:
             probes = default_probes(resolve_grid(args.beside))
+            added = [n for n in readings(resolve_grid(args.beside)) if n in probes]
             print(f"probes: {', '.join(probes)} (the grid study's"
-                  + (", and shortcut: your network's shortcut reading among the grid's models" if "shortcut" in
-                     probes else "") + "; --probes to choose)")
+                  + (f", and {', '.join(added)}: your network's reading among the grid's models" if added else "")
+                  + "; --probes to choose)")
         grid, summary = measure_beside(args.path, args.beside, out=args.out, probes=probes, device=args.device,
                                        splits=splits, force=args.force, **external)
         print(f"measured {grid['runs']} model(s) of {grid['study']} beside it: {grid['computed']} probe results "

@@ -71,6 +71,9 @@ class StudyProbe(Probe):
     inputs: ClassVar[tuple[str, ...]] = ()
     implied_by: ClassVar[tuple[str, ...]] = ()
     kinds: ClassVar[tuple[str, ...]] = ("grid",)
+    #: tasks (degradation decompositions: rain, noise, blur) on which the probe gives an external network a
+    #: validated reading among a grid's models; ``--beside`` adds it by default there (empty: never)
+    reading_tasks: ClassVar[tuple[str, ...]] = ()
 
     def extra(self, entry: StudyEntry, entries: list[StudyEntry], probe_params: dict[str, Any]
               ) -> list[tuple[Probe, Any]]:
