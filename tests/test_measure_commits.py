@@ -108,11 +108,18 @@ def test_measure_commits_each_model_and_each_commit_is_small(grid, tmp_path, mon
     assert not _temporaries(store.parent)
 
 
+def _default_signals() -> None:
+    """The child's signals at their defaults (a suite run as a background job inherits SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start(grid: Path, store: Path, delay: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", SLOW_MEASURE, str(delay), str(grid), str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=_default_signals)
 
 
 def _wait_for_models(store: Path, proc: subprocess.Popen, at_least: int, timeout: float = 120) -> None:

@@ -38,9 +38,17 @@ def study(axis: list[int], checkpoint_every: int) -> dict:
                        "base.eval.splits.ood": None, "base.eval.n_images": 2, "axes": {"n_backgrounds": axis}})
 
 
+def default_signals() -> None:
+    """In the child: the signals under test at their defaults. A suite run under `nohup` or as a background
+    job inherits SIGHUP / SIGINT ignored, and probe keeps an ignored signal ignored (as it should)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "probe.cli", "--quiet", *args], cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_signals)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
