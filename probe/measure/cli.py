@@ -87,10 +87,11 @@ def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "beside", None):  # the grid first, then the network, into one store
         from probe.measure.beside import default_probes, evaluation_note, measure_beside, readings, resolve_grid
 
-        print(evaluation_note(resolve_grid(args.beside)))
+        grid_dir = resolve_grid(args.beside)
+        print(evaluation_note(grid_dir))
         if probes is None:
-            probes = default_probes(resolve_grid(args.beside))
-            added = [n for n in readings(resolve_grid(args.beside)) if n in probes]
+            probes = default_probes(grid_dir)
+            added = [n for n in readings(grid_dir) if n in probes]
             print(f"probes: {', '.join(probes)} (the grid study's"
                   + (f", and {', '.join(added)}: your network's reading among the grid's models" if added else "")
                   + "; --probes to choose)")
