@@ -180,11 +180,12 @@ def rung_table_text(rows: list[dict[str, Any]], workers: int = 2, gpus: int = 1)
 
     lines = [f"rungs (expected training wall time; CPU: {workers} one-thread workers like {CPU_MACHINE}; "
              f"GPU: {gpus} x {MACHINE}, one cell at a time — the batched executor is faster for tiny models):"]
+    width = max([10] + [len(r["rung"]) for r in rows])
     for r in rows:
         its = "-".join(str(i) for i in (r["iterations"][0], r["iterations"][-1])) \
             if len(r["iterations"]) > 1 else str(r["iterations"][0])
         partial = bool(r["unknown"])
-        lines.append(f"  {r['rung']:10s} {r['cells']:4d} cells x {its:>6s} steps  "
+        lines.append(f"  {r['rung']:{width}s} {r['cells']:4d} cells x {its:>6s} steps  "
                      f"CPU {hours(r['cpu_hours'], partial):>8s}  GPU {hours(r['gpu_hours'], partial):>8s}  "
                      f"{r['description']}"
                      + (f" (>=: no step time for {', '.join(r['unknown'])}, not counted)" if partial else ""))
