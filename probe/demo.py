@@ -95,6 +95,12 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
         print("Remedies (paired change vs 'none' over seeds; ci: 95 % bootstrap, t: 95 % t-interval; the verdict "
               "is better/worse only when both exclude 0):")
         print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        from probe.report.sections.remedies import KEEP_DB, remedy_verdicts
+
+        print(f"\nDoes each remedy help? (more unseen rain removed AND clean-input PSNR within {KEEP_DB:g} dB of "
+              "'none')")
+        print(remedy_verdicts(remedies)[["remedy", "ood_better", "ood_worse", "clean_psnr_delta", "verdict"]]
+              .to_string(index=False, float_format=lambda v: f"{v:+.2f}"))
     overall = complexity_numbers(ctx.metrics)
     if remedies is None and not overall.empty:
         print(f"Headline, {ctx.task.task}: Spearman rho of the measured complexity of each model's training "

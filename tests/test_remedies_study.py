@@ -12,7 +12,14 @@ from probe.cli import main
 from probe.errors import ConfigError
 from probe.grid.spec import StudySpec
 from probe.report.context import ReportContext
-from probe.report.sections.remedies import bootstrap_ci, remedies, remedy_effects, t_interval, verdict
+from probe.report.sections.remedies import (
+    bootstrap_ci,
+    remedies,
+    remedy_effects,
+    remedy_verdicts,
+    t_interval,
+    verdict,
+)
 
 SPEC = study_toml(tiny_study({
     "study.name": "tinyremedies", "study.probes": ["generalization", "decomposition"],
@@ -58,9 +65,11 @@ def _raw(text: str) -> dict:
     return tomllib.loads(text)
 
 
-def _metrics(effect: float, bg_cost: float, seeds=(0, 1, 2, 3, 4), remedy_col=True) -> pd.DataFrame:
+def _metrics(effect: float, bg_cost: float, seeds=(0, 1, 2, 3, 4), remedy_col=True,
+             clean_cost: float | None = None) -> pd.DataFrame:
     """A tidy store-like frame with known effects: remedy 'good' adds ``effect`` to OOD removal and
-    ``bg_cost`` dB to the ID background PSNR; 'null' changes nothing but noise."""
+    ``bg_cost`` dB to the ID background PSNR (and ``clean_cost`` dB to the clean-input PSNR, when given);
+    'null' changes nothing but noise."""
     rng = np.random.default_rng(0)
     rows = []
     for remedy, d_ood, d_bg in (("none", 0, 0), ("good", effect, bg_cost), ("null", 0, 0)):
@@ -74,7 +83,26 @@ def _metrics(effect: float, bg_cost: float, seeds=(0, 1, 2, 3, 4), remedy_col=Tr
                      {**info, "split": "ood_b", "metric": "removal_ratio", "value": base_ood + d_ood + noise[1]},
                      {**info, "split": "id", "metric": "psnr_bg_region", "value": base_bg + d_bg + noise[2]},
                      {**info, "split": "ood_a", "metric": "corr_removed_layer", "value": 0.5 + noise[3]}]
+            if clean_cost is not None:
+                cost = clean_cost if remedy == "good" else 0.0
+                rows.append({**info, "split": "clean", "metric": "psnr", "value": 35 + 0.2 * seed + cost})
     return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("effect", "clean_cost", "expected"), [
+    (0.2, -0.3, "helps"),                  # more removed, background kept
+    (0.2, -4.0, "rewrites the image"),     # more removed by drawing every image anew (a weak prior)
+    (0.0, -0.3, "no gain"),
+    (0.0, -4.0, "no gain, rewrites the image"),
+])
+def test_a_remedy_helps_only_if_it_removes_more_and_keeps_the_background(effect, clean_cost, expected):
+    effects = remedy_effects(_metrics(effect, 0.0, clean_cost=clean_cost), ["ood_a", "ood_b"])
+    table = remedy_verdicts(effects).set_index("remedy")
+    assert table.loc["good", "verdict"] == expected
+    assert table.loc["good", "clean_psnr_delta"] == pytest.approx(clean_cost, abs=1e-9)
+    assert table.loc["null", "verdict"] == "no gain"
+    no_clean = remedy_verdicts(remedy_effects(_metrics(effect, 0.0), ["ood_a", "ood_b"])).set_index("remedy")
+    assert no_clean.loc["good", "verdict"] == "n/a"  # without clean inputs the background cannot be judged
 
 
 def test_effects_recover_known_changes_with_cis():
@@ -110,8 +138,10 @@ def test_section_draws_on_a_store_and_is_none_without_the_axis(tmp_path):
     section = remedies(ctx)
     assert section.title == "Remedies" and section.figures and (tmp_path / "figures" / "remedies.png").is_file()
     names = [t.name for t in section.tables]
-    assert names == ["remedy_effects", "remedy_indicators"]
+    assert names == ["remedy_verdicts", "remedy_effects", "remedy_indicators"]
     assert "good: OOD removal better on 2/2" in section.text
+    assert "good: OOD removal better on 2/2 OOD splits (mean change +0.20" in section.text
+    assert section.text.rstrip(".").endswith(": n/a")
     plain = ReportContext(directory=tmp_path, store=tmp_path / "results.h5",
                           metrics=_metrics(0.2, -1.5, remedy_col=False))
     assert remedies(plain) is None
@@ -136,9 +166,11 @@ def test_tiny_remedies_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert "remedies" in ORDER and [s.title for s in sections] == ["Remedies"]
     html = render(ctx, sections)
     assert "OOD removal ratio: ood_particles" in html and "OOD removal ratio: ood_streaks" in html
-    effects = sections[0].tables[0].frame
+    effects = next(t.frame for t in sections[0].tables if t.name == "remedy_effects")
     assert set(effects["remedy"]) == {"balanced_mixture", "prior"} and (effects["n_seeds"] == 2).all()
     assert set(_remedy_table(ctx)["remedy"]) == {"balanced_mixture", "prior"}  # what `probe demo` prints
+    verdicts = remedy_verdicts(_remedy_table(ctx))  # the clean split is measured: every remedy is judged
+    assert verdicts["clean_psnr_delta"].notna().all() and "n/a" not in set(verdicts["verdict"])
 
 
 def test_shipped_remedies_spec_keeps_its_promise():
