@@ -14,6 +14,7 @@ from probe.grid.spec import StudySpec
 from probe.report.context import ReportContext
 from probe.report.sections.remedies import (
     bootstrap_ci,
+    prior_table,
     remedies,
     remedy_effects,
     remedy_verdicts,
@@ -169,8 +170,23 @@ def test_tiny_remedies_study_end_to_end(tmp_path, monkeypatch, capsys):
     effects = next(t.frame for t in sections[0].tables if t.name == "remedy_effects")
     assert set(effects["remedy"]) == {"balanced_mixture", "prior"} and (effects["n_seeds"] == 2).all()
     assert set(_remedy_table(ctx)["remedy"]) == {"balanced_mixture", "prior"}  # what `probe demo` prints
+    prior = ctx.study["priors"]["natural"]  # the grid put what the prior reconstructs on record
+    assert prior["out"] == "priors/natural" and prior["patch"] == 16 and prior["psnr_test"] < 30
+    section = sections[0]
+    assert "remedy_priors" in [t.name for t in section.tables]
+    assert "Content prior 'natural' reconstructs held-out clean crops at only" in section.text
     verdicts = remedy_verdicts(_remedy_table(ctx))  # the clean split is measured: every remedy is judged
     assert verdicts["clean_psnr_delta"].notna().all() and "n/a" not in set(verdicts["verdict"])
+
+
+def test_prior_table_flags_a_prior_too_weak_to_test_the_remedy():
+    study = {"priors": {"good": {"out": "p/good", "patch": 48, "iterations": 9000, "size": "tiny", "psnr_test": 31.2},
+                        "weak": {"out": "p/weak", "patch": 32, "iterations": 600, "size": "tiny", "psnr_test": 26.7},
+                        "missing": {"out": "p/missing", "error": "p/missing/prior.json: FileNotFoundError"}}}
+    table = prior_table(study).set_index("prior")
+    assert table.loc["good", "reconstructs"] is True and table.loc["weak", "reconstructs"] is False
+    assert table.loc["missing", "reconstructs"] is None and np.isnan(table.loc["missing", "psnr_test"])
+    assert prior_table(None).empty and prior_table({"priors": {}}).empty
 
 
 def test_shipped_remedies_spec_keeps_its_promise():

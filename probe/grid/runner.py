@@ -144,6 +144,8 @@ def run_grid(spec: StudySpec | str | Path, out: str | Path | None = None, *, exe
     items = plan(spec, out)
     _write_study(out, spec, items)
     prior_errors = _train_priors(spec, device, show_progress)
+    if spec.priors:  # what each content prior reconstructs goes on record beside the cells that use it
+        _write_study(out, spec, items, priors=prior_summaries(spec))
     todo = [(i, c, p) for i, c, p in items if not is_finished(p)]
     summary: dict[str, Any] = {"study": spec.name, "out": str(out), "total": len(items),
                                "skipped": len(items) - len(todo), "outcomes": {}, "prior_errors": prior_errors}
@@ -212,12 +214,38 @@ def check_gpus(gpus: list[int] | None) -> list[int] | None:
     return list(gpus)
 
 
-def _write_study(out: Path, spec: StudySpec, items) -> None:
+def prior_summaries(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    """``{name: {"out", "patch", "iterations", "size", "psnr_test", "codebook_usage"}}`` of the spec's trained
+    ``[priors.NAME]`` (from each ``prior.json``; a prior not trained is ``{"out", "error"}``).
+
+    ``psnr_test`` (dB) is the prior's reconstruction of held-out clean crops of ``patch`` px — what the
+    remedies report checks before it trusts the prior remedy (:mod:`probe.report.sections.remedies`)."""
+    import json
+
+    from probe.models.vq import prior_files
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in spec.priors.items():
+        sidecar = prior_files(Path(table["out"]))[1]
+        entry: dict[str, Any] = {"out": str(table["out"])}
+        try:
+            info = json.loads(sidecar.read_text(encoding="utf-8"))
+            recipe, metrics = info.get("recipe") or {}, info.get("metrics") or {}
+            entry.update({k: recipe.get(k) for k in ("patch", "iterations", "size", "background")})
+            entry.update({k: metrics.get(k) for k in ("psnr_test", "codebook_usage")})
+        except (OSError, ValueError) as exc:
+            entry["error"] = f"{sidecar}: {type(exc).__name__}"
+        out[name] = entry
+    return out
+
+
+def _write_study(out: Path, spec: StudySpec, items, priors: dict[str, Any] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     from probe.records import StudyRecord  # the one writer of study.json (with its schema version)
 
     StudyRecord(name=spec.name, source=str(spec.source), spec=spec.to_dict(),
-                cells=[{"id": cell_id, "axes": config["axes"]} for cell_id, config, _ in items]).dump(out / STUDY_FILE)
+                cells=[{"id": cell_id, "axes": config["axes"]} for cell_id, config, _ in items],
+                extra={"priors": priors} if priors else {}).dump(out / STUDY_FILE)
 
 
 def read_study(out: str | Path) -> dict[str, Any]:

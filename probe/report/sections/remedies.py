@@ -16,6 +16,10 @@ network on rain-free inputs) within ``KEEP_DB`` = 1 dB of the baseline's, paired
 removes more rain by rewriting the image (a weak content prior draws every output, rain or not, from what
 it can reconstruct) is reported as "rewrites the image", not as a remedy.
 
+A content prior that cannot reconstruct clean images tests its own weakness, not the remedy: the section
+lists every prior the grid trained (``study.json`` ``priors``: its held-out reconstruction PSNR at its training
+patch size) and says so when one is below ``PRIOR_DB`` = 30 dB.
+
 The shortcut indicators of each remedy (means over seeds) are the decomposition probe's: correlation of
 the removed part with the true rain layer and with the background on OOD rain (a network that learned the
 rain removes little of unseen rain; one that learned the content removes what is not content), the content
@@ -34,6 +38,7 @@ BASELINE = "none"
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 KEEP_DB = 1.0  # the most clean-input PSNR (dB) a remedy may lose against the baseline and still "keep the background"
+PRIOR_DB = 30.0  # the held-out reconstruction PSNR (dB) below which a content prior is too weak to test the remedy
 INDICATORS = ["removal_ratio", "corr_removed_layer", "corr_removed_background", "content_damage"]
 
 
@@ -156,6 +161,21 @@ def shortcut_indicators(metrics: pd.DataFrame, ood_splits: list[str]) -> pd.Data
     return pd.DataFrame(rows).sort_values("remedy", key=lambda s: s.map(lambda r: (order.get(r, 1), r)))
 
 
+def prior_table(study: dict | None) -> pd.DataFrame:
+    """One row per content prior the grid trained: held-out PSNR (dB) at its training patch, and whether it
+    reaches ``PRIOR_DB``; empty when the study record names none."""
+    priors = (study or {}).get("priors") or {}
+    rows = []
+    for name, entry in priors.items():
+        entry = entry if isinstance(entry, dict) else {}
+        psnr = entry.get("psnr_test")
+        psnr = float(psnr) if isinstance(psnr, (int, float)) else float("nan")
+        rows.append({"prior": name, "out": entry.get("out"), "patch": entry.get("patch"),
+                     "iterations": entry.get("iterations"), "size": entry.get("size"), "psnr_test": psnr,
+                     "reconstructs": bool(psnr >= PRIOR_DB) if np.isfinite(psnr) else None})
+    return pd.DataFrame(rows)
+
+
 def _figure(ctx: ReportContext, effects: pd.DataFrame):
     import matplotlib.pyplot as plt
 
@@ -193,6 +213,12 @@ def remedies(ctx: ReportContext) -> Section | None:
                     "Means over seeds (and OOD splits). ood_corr_removed_layer: correlation of the removed part "
                     "with the true rain layer; ood_corr_removed_background: with the background; clean_*: the "
                     "network on rain-free inputs (a network that learned content leaves them alone).")]
+    priors = prior_table(ctx.study)
+    if not priors.empty:
+        tables.append(Table("remedy_priors", "Content priors", priors.round(2),
+                            f"Held-out reconstruction PSNR of each prior on clean crops of its training patch size "
+                            f"(prior.json); below {PRIOR_DB:g} dB the prior cannot draw the backgrounds, so the "
+                            f"prior remedy's result says more about the prior than about the remedy."))
     figures = []
     if effects.empty:
         text = f"No '{BASELINE}' baseline in the store: the remedies cannot be compared."
@@ -210,6 +236,11 @@ def remedies(ctx: ReportContext) -> Section | None:
                                f"but the background lost."))
         figures.append(_figure(ctx, effects))
         text = _summary(effects, verdicts)
+    weak = priors[priors["reconstructs"].eq(False)] if not priors.empty else priors
+    for _, row in weak.iterrows():
+        text += (f" Content prior {row['prior']!r} reconstructs held-out clean crops at only {row['psnr_test']:.1f} dB "
+                 f"(< {PRIOR_DB:g} dB at {row['patch']} px): the prior remedy is limited by this prior, not "
+                 "tested; train it longer or larger.")
     return Section("Remedies", figures=figures, tables=tables, text=text)
 
 
