@@ -187,3 +187,18 @@ def test_batched_executor_keeps_the_prior_frozen(prior_dir, tiny_config, tmp_pat
         model = load_model(path)
         assert all(torch.equal(v, model.decoder.state_dict()[k]) for k, v in prior.decoder.state_dict().items())
         assert not torch.equal(prior.encoder.net[0].weight, model.encoder.net[0].weight)
+
+
+def test_the_fine_prior_has_more_codes_and_a_restorer_runs_on_it(tmp_path):
+    """The `fine` preset (the remedies long rung's prior): tiny's shape with 4x the codes; a restorer built on
+    it takes its size, and one built with another size is refused in one line."""
+    out = tmp_path / "fine"
+    info = train_prior("natural", out, n_images=4, patch=16, iterations=3, batch=2, size="fine", device="cpu")
+    assert info["spec"]["size"] == "fine"
+    vq, _ = load_prior(out)
+    assert vq.quantizer.codebook.shape == (512, 8) and vq.multiple == VQAutoencoder("tiny").multiple
+    net = build("prior_restorer", "fine", prior=str(out))
+    x = torch.rand(1, 3, 16, 16)
+    assert net(x).shape == x.shape
+    with pytest.raises(ConfigError, match="set model.size to the prior's size"):
+        build("prior_restorer", "tiny", prior=str(out))

@@ -205,3 +205,16 @@ def test_shipped_remedies_spec_keeps_its_promise():
     assert len(ood) >= 2 and len({v["type"] for v in ood.values()}) >= 2  # a second kind of rain
     prior = [c for c in configs if c.axes["remedy"] == "prior"][0]
     assert prior.model.kwargs["prior"] == spec.priors["natural"]["out"]
+
+
+@pytest.mark.parametrize("rung", ["long", "long_pilot"])
+def test_the_long_rung_trains_a_prior_at_the_cells_patch_and_scales_the_curriculum(rung):
+    from pathlib import Path
+
+    spec = StudySpec.from_toml(Path(__file__).resolve().parent.parent / "analyses" / "remedies.toml", scale=rung)
+    configs = {c.axes["remedy"]: spec.config_for(c) for c in spec.cells()}
+    prior = spec.priors["natural"]
+    assert prior["patch"] == configs["none"].data.patch and prior["size"] == configs["prior"].model.size
+    assert configs["prior"].model.kwargs["prior"] == prior["out"] != "trained_models/remedies_prior/natural"
+    steps = configs["none"].train.iterations
+    assert configs["balanced_curriculum"].data.curriculum == round(steps * 2 / 3)  # the demo's 400 of 600
