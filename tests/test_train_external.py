@@ -105,3 +105,38 @@ def test_a_network_with_several_image_outputs_is_refused_until_output_names_one(
     record = train(TrainConfig.from_dict(raw), tmp_path / "run")
     assert record["status"] == "done"
     assert load_model(tmp_path / "run")._probe_conv.output == 0
+
+
+def test_the_families_study_trains_a_user_architecture_beside_probes_families(tmp_path):
+    """analyses/model_families.toml's `dncnn` level is a user file (archs/dncnn_arch.py), not a probe family:
+    it builds from the spec's folder, trains, and is stored and ranked under its class name."""
+    from probe.models import build
+    from probe.study import load_study
+
+    root = Path(__file__).resolve().parent.parent / "analyses"
+    spec = load_study(root / "model_families.toml", scale="long")
+    cells = [c for c in spec.cells() if dict(c.values)["family"] in {"resnet", "dncnn"}]
+    assert {dict(c.values)["family"] for c in spec.cells()} == {"resnet", "unet", "swinir", "nafnet", "dncnn"}
+    config = spec.config_for(cells[0])
+    assert config.data.background == "dead_leaves"
+    dncnn = next(spec.config_for(c) for c in cells if dict(c.values)["family"] == "dncnn")
+    assert dncnn.model.family == "external"
+    assert dncnn.model.kwargs["arch"] == f"{(root / 'archs' / 'dncnn_arch.py').resolve()}:DnCNN"
+    net = build(dncnn.model.family, dncnn.model.size, **dncnn.model.kwargs)
+    assert 15_000 < sum(p.numel() for p in net.parameters()) < 30_000  # the size of probe's tiny networks
+    x = torch.rand(2, 3, 20, 22)
+    net.eval()
+    assert net(x).shape == x.shape
+    from probe.measure import measure
+    from probe.store import read_metrics
+    from probe.train.config import TrainConfig
+
+    raw = dncnn.to_dict()  # the same cell, a few steps on a few small images
+    raw["train"].update(iterations=3, batch=2, checkpoint_every=3)
+    raw["data"].update(patch=24, n_backgrounds=4)
+    raw["eval"]["n_images"] = 2
+    raw["device"] = "cpu"
+    assert train(TrainConfig.from_dict(raw), tmp_path / "models" / "dncnn")["status"] == "done"
+    summary = measure(tmp_path / "models", out=tmp_path / "rep" / "results.h5", probes=["generalization"])
+    assert not summary["failed"]
+    assert set(read_metrics(tmp_path / "rep" / "results.h5")["family"]) == {"DnCNN"}
