@@ -202,3 +202,66 @@ def test_the_fine_prior_has_more_codes_and_a_restorer_runs_on_it(tmp_path):
     assert net(x).shape == x.shape
     with pytest.raises(ConfigError, match="set model.size to the prior's size"):
         build("prior_restorer", "tiny", prior=str(out))
+
+
+def _restorer_objective(net, x, y):
+    """The objective the commitment option stands for, written out: L1(output) + β·mean((z − sg[q])²)."""
+    z = net.encoder(pad_to_multiple(x, net.multiple))
+    q = net.quantizer.lookup(net.quantizer.indices(z)).detach()
+    out = net.decoder(q + (z - z.detach()))[..., : x.shape[-2], : x.shape[-1]]
+    return nn.functional.l1_loss(out, y) + net.commitment * nn.functional.mse_loss(z, q)
+
+
+@pytest.mark.parametrize("beta", [None, 0.0, 1.5])
+def test_the_encoder_is_pulled_toward_its_codes_as_by_the_commitment_term(prior_dir, beta):
+    """The gradient the restorer's encoder gets from the plain task loss equals that of the written-out
+    objective (task loss + commitment term): the term rides in the straight-through step, no trainer adds it.
+    Default β is the prior's own (0.25); 0 is the bare straight-through estimator."""
+    torch.manual_seed(0)
+    options = {} if beta is None else {"commitment": beta}
+    net = build("prior_restorer", prior=str(prior_dir), **options)
+    assert net.commitment == (0.25 if beta is None else beta)
+    x, y = torch.rand(2, 3, 10, 12), torch.rand(2, 3, 10, 12)
+    nn.functional.l1_loss(net(x), y).backward()
+    ours = {k: p.grad.clone() for k, p in net.encoder.named_parameters()}
+    net.zero_grad()
+    _restorer_objective(net, x, y).backward()
+    reference = {k: p.grad for k, p in net.encoder.named_parameters()}
+    for k in ours:
+        torch.testing.assert_close(ours[k], reference[k])
+    if beta != 0.0:  # the pull changes the gradient: a test that would pass without it is no test
+        net.zero_grad()
+        net.commitment = 0.0
+        nn.functional.l1_loss(net(x), y).backward()
+        assert any(not torch.allclose(ours[k], p.grad) for k, p in net.encoder.named_parameters())
+
+
+def test_the_commitment_pull_is_per_cell_under_vmap(prior_dir):
+    """The batched executor vmaps the step over cells: each cell's gradient is the one it gets alone."""
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    torch.manual_seed(1)
+    nets = [build("prior_restorer", prior=str(prior_dir)) for _ in range(2)]
+    with torch.no_grad():
+        for p in nets[1].encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, y = torch.rand(2, 2, 3, 8, 8), torch.rand(2, 2, 3, 8, 8)
+    params, buffers = stack_module_state(nets)
+    base = nets[0]
+
+    def loss(p, b, xi, yi):
+        return nn.functional.l1_loss(functional_call(base, (p, b), (xi,)), yi)
+
+    batched = vmap(grad(loss))(params, buffers, x, y)
+    for i, net in enumerate(nets):
+        net.zero_grad()
+        nn.functional.l1_loss(net(x[i]), y[i]).backward()
+        for k, p in net.named_parameters():
+            if p.requires_grad:
+                torch.testing.assert_close(batched[k][i], p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-0.1, "0.25", True, float("nan")])
+def test_a_bad_commitment_weight_is_one_line(prior_dir, bad):
+    with pytest.raises(ConfigError, match="commitment"):
+        build("prior_restorer", prior=str(prior_dir), commitment=bad)
