@@ -94,12 +94,14 @@ def run_demo(spec_path: str | Path | None = None, workers: int | None = None,
     if remedies is not None:
         print("Remedies (paired change vs 'none' over seeds; ci: 95 % bootstrap, t: 95 % t-interval; the verdict "
               "is better/worse only when both exclude 0):")
-        print(remedies.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        from probe.report.sections.remedies import KEEP_DB, remedy_verdicts
+        print(remedies.drop(columns=["none", "remedy_value"]).to_string(index=False,
+                                                                        float_format=lambda v: f"{v:.3f}"))
+        from probe.report.sections.remedies import INVISIBLE_DB, KEEP_DB, remedy_verdicts
 
         print(f"\nDoes each remedy help? (more unseen rain removed AND clean-input PSNR within {KEEP_DB:g} dB of "
-              "'none')")
-        print(remedy_verdicts(remedies)[["remedy", "ood_better", "ood_worse", "clean_psnr_delta", "verdict"]]
+              f"'none' or above {INVISIBLE_DB:.1f} dB)")
+        print(remedy_verdicts(remedies)[["remedy", "ood_better", "ood_worse", "clean_psnr_delta", "clean_psnr",
+                                         "verdict"]]
               .to_string(index=False, float_format=lambda v: f"{v:+.2f}"))
     overall = complexity_numbers(ctx.metrics)
     if remedies is None and not overall.empty:
@@ -134,7 +136,7 @@ def _remedy_table(ctx):
 
     metrics = metrics[metrics["remedy"].notna()].assign(remedy=lambda f: f["remedy"].astype(str))
     effects = remedy_effects(metrics, ctx.ood_splits())
-    return effects.drop(columns=["none", "remedy_value"]) if not effects.empty else None
+    return effects if not effects.empty else None
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -106,6 +106,21 @@ def test_a_remedy_helps_only_if_it_removes_more_and_keeps_the_background(effect,
     assert no_clean.loc["good", "verdict"] == "n/a"  # without clean inputs the background cannot be judged
 
 
+def test_a_clean_input_change_below_one_grey_level_keeps_the_background():
+    """Near-identity networks (clean-input PSNR 60 dB): a 10 dB drop to 50 dB is an RMS change below one 8-bit
+    grey level, not a lost background; the same drop from 35 to 25 dB is."""
+    from probe.report.sections.remedies import INVISIBLE_DB
+
+    assert INVISIBLE_DB == pytest.approx(48.13, abs=0.01)
+    for offset, kept in ((25.0, True), (0.0, False)):
+        frame = _metrics(0.2, 0.0, clean_cost=-10.0)
+        frame.loc[frame["split"] == "clean", "value"] += offset  # baseline 60 dB (kept) or 35 dB (lost)
+        table = remedy_verdicts(remedy_effects(frame, ["ood_a", "ood_b"])).set_index("remedy")
+        assert bool(table.loc["good", "background_kept"]) is kept
+        assert table.loc["good", "verdict"] == ("helps" if kept else "rewrites the image")
+        assert table.loc["good", "clean_psnr"] == pytest.approx(35 + offset - 10 + 0.2, abs=0.3)
+
+
 def test_effects_recover_known_changes_with_cis():
     effects = remedy_effects(_metrics(0.2, -1.5), ["ood_a", "ood_b"]).set_index(["remedy", "quantity"])
     good_ood = effects.loc[("good", "OOD removal ratio: ood_a")]
