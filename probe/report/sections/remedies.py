@@ -130,8 +130,8 @@ def remedy_verdicts(effects: pd.DataFrame) -> pd.DataFrame:
         ood = group[group["quantity"].str.startswith("OOD")]
         clean = group[group["quantity"] == CLEAN_LABEL]
         better, worse = int((ood["verdict"] == "better").sum()), int((ood["verdict"] == "worse").sum())
-        delta = float(clean["delta"].iloc[0]) if len(clean) else float("nan")
-        level = float(clean["remedy_value"].iloc[0]) if len(clean) else float("nan")
+        row = clean.iloc[0] if len(clean) else pd.Series(dtype=float)
+        delta, level = (float(row.get(k, np.nan)) for k in ("delta", "remedy_value"))
         removes = better > 0 and worse == 0
         if not np.isfinite(delta):
             kept, text = None, "n/a"
@@ -141,8 +141,8 @@ def remedy_verdicts(effects: pd.DataFrame) -> pd.DataFrame:
                     else "no gain" if kept else "no gain, rewrites the image")
         rows.append({"remedy": remedy, "ood_better": better, "ood_worse": worse, "n_ood_splits": len(ood),
                      "clean_psnr_delta": delta, "clean_psnr": level,
-                     "clean_ci_low": float(clean["ci_low"].iloc[0]) if len(clean) else float("nan"),
-                     "clean_ci_high": float(clean["ci_high"].iloc[0]) if len(clean) else float("nan"),
+                     "clean_ci_low": float(row.get("ci_low", np.nan)),
+                     "clean_ci_high": float(row.get("ci_high", np.nan)),
                      "background_kept": kept, "verdict": text})
     return pd.DataFrame(rows)
 
